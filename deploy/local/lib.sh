@@ -1,0 +1,81 @@
+# Shared by up, down and status: where the local stack lives, and how its
+# processes are started, found and stopped. Everything the stack writes (binaries
+# it installs, data, logs, pid files) is under $STATE; nothing goes to system paths.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DEPLOY="$ROOT/deploy/local"
+STATE=${SEALTRAIL_STATE_DIR:-$ROOT/.local}
+RUN="$STATE/run"
+LOG="$STATE/log"
+
+KAFKA_LIBS="$STATE/kafka/libs"
+ANVIL_BIN="$STATE/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+SOLCJS="$STATE/npm/node_modules/solc/solc.js"
+ANVIL_NPM_VERSION=1.7.1
+SOLC_NPM_VERSION=0.8.37
+
+SERVICES=(kafka clickhouse anvil prometheus)
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The pid recorded for a service, if that process is still alive.
+live_pid() {
+  local f="$RUN/$1.pid" pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# Starts a command detached from this shell, in its own session, with its output
+# in the service's log and its pid recorded.
+spawn() {
+  local name=$1; shift
+  mkdir -p "$RUN" "$LOG"
+  setsid nohup "$@" >>"$LOG/$name.out" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+# Polls a check until it passes or the deadline is reached.
+wait_for() {
+  local name=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then return 1; fi
+    if ! live_pid "$name" >/dev/null; then return 1; fi
+    sleep 0.5
+  done
+}
+
+kafka_java() {
+  java -Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.xml" \
+    -Dkafka.logs.dir="$LOG" -cp "$KAFKA_LIBS/*" "$@"
+}
+
+# Readiness probes: each asks the service a real question.
+probe_kafka() { kcat -b 127.0.0.1:9092 -L -m 3 2>/dev/null | grep -q 'broker 1 at'; }
+probe_clickhouse() { [ "$(curl -sf --max-time 3 'http://127.0.0.1:8123/?query=SELECT%201')" = 1 ]; }
+probe_anvil() {
+  curl -sf --max-time 3 -H 'content-type: application/json' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' http://127.0.0.1:8545 | grep -q '"result"'
+}
+probe_prometheus() { curl -sf --max-time 3 http://127.0.0.1:9090/-/ready >/dev/null; }
+
+address_of() {
+  case $1 in
+    kafka) echo "127.0.0.1:9092 (controller 127.0.0.1:9093)" ;;
+    clickhouse) echo "http://127.0.0.1:8123 (native 127.0.0.1:9000)" ;;
+    anvil) echo "http://127.0.0.1:8545" ;;
+    prometheus) echo "http://127.0.0.1:9090" ;;
+  esac
+}
+
+version_of() {
+  case $1 in
+    kafka) find "$KAFKA_LIBS" -maxdepth 1 -name 'kafka_2.13-*.jar' -printf '%f\n' 2>/dev/null | sed 's/kafka_2.13-\(.*\)\.jar/\1/' ;;
+    clickhouse) dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null ;;
+    anvil) "$ANVIL_BIN" --version 2>/dev/null | sed -n 's/^anvil Version: *//p' ;;
+    prometheus) prometheus --version 2>&1 | head -1 | awk '{print $3}' ;;
+  esac
+}

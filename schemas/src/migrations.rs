@@ -1,0 +1,131 @@
+//! The ClickHouse migrations, embedded from `schemas/clickhouse/NNN_name.sql`.
+//!
+//! Applied in version order, each exactly once, by `sealer migrate` (which
+//! `deploy/local/up` runs). An applied migration is never edited: its checksum is
+//! recorded and a changed file is refused; a change to the schema is a new file.
+
+use sha2::{Digest, Sha256};
+
+/// One numbered DDL file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../clickhouse/", $name, ".sql")),
+        }
+    };
+}
+
+/// Every migration, in the order it is applied.
+pub const MIGRATIONS: &[Migration] = &[migration!(1, "001_devices")];
+
+/// Where the applied versions are recorded.
+pub const VERSION_TABLE: &str = "sealtrail.schema_migrations";
+
+impl Migration {
+    /// Hex SHA-256 of the file, recorded when applied so later edits are caught.
+    pub fn checksum(&self) -> String {
+        Sha256::digest(self.sql.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The file's statements. ClickHouse's HTTP interface runs one statement per
+    /// request, so files separate statements with a `;` that ends a line.
+    pub fn statements(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current = String::new();
+        for line in self.sql.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("--") || trimmed.is_empty() {
+                continue;
+            }
+            current.push_str(line);
+            current.push('\n');
+            if trimmed.ends_with(';') {
+                let stmt = current.trim().trim_end_matches(';').trim().to_string();
+                if !stmt.is_empty() {
+                    out.push(stmt);
+                }
+                current.clear();
+            }
+        }
+        let rest = current.trim();
+        if !rest.is_empty() {
+            out.push(rest.to_string());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_and_match_file_names() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version, "{pair:?}");
+        }
+        for m in MIGRATIONS {
+            let prefix: u32 = m.name[..3].parse().expect("NNN_ prefix");
+            assert_eq!(prefix, m.version, "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn every_file_in_the_folder_is_listed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/clickhouse");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| n.trim_end_matches(".sql").to_string())
+            .collect();
+        on_disk.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| m.name.to_string()).collect();
+        assert_eq!(on_disk, listed);
+    }
+
+    #[test]
+    fn statements_split_on_semicolon_line_ends_and_skip_comments() {
+        let m = Migration {
+            version: 9,
+            name: "009_x",
+            sql: "-- a comment; not a statement\nCREATE TABLE a (x String DEFAULT ';')\nENGINE = Log;\n\nSELECT 1;\nSELECT 2",
+        };
+        assert_eq!(
+            m.statements(),
+            vec![
+                "CREATE TABLE a (x String DEFAULT ';')\nENGINE = Log",
+                "SELECT 1",
+                "SELECT 2"
+            ]
+        );
+    }
+
+    #[test]
+    fn checksum_changes_with_the_text() {
+        let a = Migration {
+            version: 1,
+            name: "001_a",
+            sql: "SELECT 1",
+        };
+        let b = Migration {
+            version: 1,
+            name: "001_a",
+            sql: "SELECT 2",
+        };
+        assert_eq!(a.checksum().len(), 64);
+        assert_ne!(a.checksum(), b.checksum());
+    }
+}
