@@ -1,6 +1,15 @@
-//! `ingest`: the scan-event write path. Its commands arrive with the event model.
+//! `ingest`: the scan-event write path — the HTTP gateway scanners post to, the
+//! scanner fleet simulator, and device key management.
 
-use clap::Parser;
+mod corpus;
+mod device;
+mod gateway;
+mod journey;
+mod producer;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+use schemas::store::ClickHouseArgs;
 
 #[derive(Parser)]
 #[command(
@@ -8,9 +17,49 @@ use clap::Parser;
     version,
     about = "The scan-event write path of sealtrail"
 )]
-struct Cli {}
+struct Cli {
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    Cli::parse();
-    Ok(())
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP gateway: POST /v1/events, /healthz, /readyz, /metrics.
+    Serve(gateway::ServeArgs),
+    /// Simulate a fleet of scanners moving items through their journeys.
+    Simulate(simulate::SimulateArgs),
+    /// Manage scanner devices and their keys.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEALTRAIL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let clickhouse = cli.clickhouse.client();
+    match cli.command {
+        Command::Serve(args) => gateway::serve(args, clickhouse).await,
+        Command::Simulate(args) => simulate::run(args, clickhouse).await,
+        Command::Device(command) => device::run(command, &clickhouse).await,
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM: the start of a graceful shutdown.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
 }

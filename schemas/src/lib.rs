@@ -1,7 +1,19 @@
 //! The wire contracts of sealtrail, typed for Rust.
 //!
-//! The files under `schemas/` (ClickHouse DDL, and later the Avro schema and the
-//! ledger contract) are the source of truth; this crate embeds them so every binary
-//! agrees on exactly one version of each.
+//! The files under `schemas/` (the Avro schema of a scan event, its JSON Schema,
+//! the ClickHouse DDL) are the source of truth; this crate embeds them so every
+//! binary agrees on exactly one version of each.
 
+pub mod avro;
+pub mod country;
+pub mod devices;
+pub mod event;
+pub mod json;
 pub mod migrations;
+pub mod signature;
+pub mod store;
+pub mod time;
+
+pub use event::{
+    Action, BizStep, BizTransaction, BizTransactionType, Disposition, FieldError, ScanEvent,
+};

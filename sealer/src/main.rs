@@ -1,7 +1,6 @@
 //! `sealer`: the sealing service and its read side. For now: `sealer migrate`.
 
 mod migrate;
-mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -13,7 +12,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     #[command(flatten)]
-    clickhouse: store::ClickHouseArgs,
+    clickhouse: schemas::store::ClickHouseArgs,
     #[command(subcommand)]
     command: Command,
 }

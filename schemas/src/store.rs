@@ -1,4 +1,4 @@
-//! The connection to ClickHouse, where sealed events, their proofs and the epochs live.
+//! How a binary reaches ClickHouse, where devices, sealed events, proofs and epochs live.
 
 use clap::Args;
 

@@ -1,0 +1,502 @@
+//! `ingest serve`: the HTTP gateway scanners post signed events to. It validates
+//! every field, checks the device and its signature, produces Avro to Kafka and
+//! answers 202 only after Kafka acknowledged every event, so nothing it accepted
+//! can be lost. Under a slow or absent Kafka it sheds load with 503 + Retry-After
+//! instead of queueing without bound.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Args;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use schemas::devices::{self, Device};
+use schemas::{avro, json, signature, ScanEvent};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::producer::KafkaArgs;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "SEALTRAIL_INGEST_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SEALTRAIL_INGEST_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most events accepted in one POST.
+    #[arg(long, env = "SEALTRAIL_INGEST_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Events being produced at once; beyond this, requests get 503 + Retry-After.
+    #[arg(long, env = "SEALTRAIL_INGEST_MAX_IN_FLIGHT", default_value_t = 50_000)]
+    pub max_in_flight: usize,
+    /// Longest a request may take, reading to answer, in milliseconds.
+    #[arg(
+        long,
+        env = "SEALTRAIL_INGEST_REQUEST_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub request_timeout_ms: u64,
+    /// How often the device registry is re-read; a revocation applies within this.
+    #[arg(
+        long,
+        env = "SEALTRAIL_INGEST_DEVICE_REFRESH_MS",
+        default_value_t = 2000
+    )]
+    pub device_refresh_ms: u64,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+struct Metrics {
+    registry: Registry,
+    accepted: IntCounter,
+    rejected: IntCounterVec,
+    produce_latency: Histogram,
+    in_flight: IntGauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let accepted = IntCounter::new(
+            "sealtrail_ingest_accepted_events_total",
+            "Events acknowledged by Kafka and answered 202",
+        )
+        .expect("metric");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "sealtrail_ingest_rejected_requests_total",
+                "Requests refused, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("metric");
+        let produce_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "sealtrail_ingest_produce_latency_seconds",
+                "From producing a request's events to Kafka acknowledging the last of them",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("metric");
+        let in_flight = IntGauge::new(
+            "sealtrail_ingest_in_flight_events",
+            "Events produced, not yet acknowledged",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(accepted.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(rejected.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(produce_latency.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("register");
+        Metrics {
+            registry,
+            accepted,
+            rejected,
+            produce_latency,
+            in_flight,
+        }
+    }
+}
+
+struct Gateway {
+    args: ServeArgs,
+    producer: FutureProducer,
+    devices: RwLock<Arc<HashMap<String, Device>>>,
+    in_flight: Semaphore,
+    metrics: Metrics,
+}
+
+/// A refusal: the status, a machine-readable reason, and a sentence for people.
+struct Rejection {
+    status: StatusCode,
+    reason: &'static str,
+    field: Option<String>,
+    problem: String,
+    retry_after: Option<u32>,
+    accepted_ids: Vec<String>,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, reason: &'static str, problem: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            reason,
+            field: None,
+            problem: problem.into(),
+            retry_after: None,
+            accepted_ids: Vec::new(),
+        }
+    }
+    fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.reason, "problem": self.problem});
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            body["accepted"] = json!(self.accepted_ids.len());
+            body["accepted_event_ids"] = json!(self.accepted_ids);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        response
+    }
+}
+
+pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::Result<()> {
+    let producer: FutureProducer = args
+        .kafka
+        .producer_config()
+        .create()
+        .context("creating the Kafka producer")?;
+    let known = devices::snapshot(&clickhouse)
+        .await
+        .context("reading the device registry from ClickHouse (is it up, and migrated?)")?;
+    tracing::info!(devices = known.len(), "device registry loaded");
+    let gateway = Arc::new(Gateway {
+        in_flight: Semaphore::new(args.max_in_flight),
+        devices: RwLock::new(Arc::new(known)),
+        metrics: Metrics::new(),
+        producer,
+        args: args.clone(),
+    });
+    tokio::spawn(refresh_devices(gateway.clone(), clickhouse));
+
+    let app = Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .with_state(gateway.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, topic = %args.kafka.topic, "gateway serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    tracing::info!("draining: waiting for Kafka to acknowledge what is in flight");
+    gateway
+        .producer
+        .flush(Duration::from_secs(10))
+        .context("flushing the producer")?;
+    Ok(())
+}
+
+async fn refresh_devices(gateway: Arc<Gateway>, clickhouse: clickhouse::Client) {
+    let mut tick = tokio::time::interval(Duration::from_millis(gateway.args.device_refresh_ms));
+    loop {
+        tick.tick().await;
+        match devices::snapshot(&clickhouse).await {
+            Ok(d) => *gateway.devices.write().expect("lock") = Arc::new(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "device registry refresh failed; keeping the last one")
+            }
+        }
+    }
+}
+
+async fn post_events(
+    State(g): State<Arc<Gateway>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let limit = Duration::from_millis(g.args.request_timeout_ms);
+    let result = match tokio::time::timeout(limit, accept(&g, body)).await {
+        Ok(r) => r,
+        Err(_) => Err(Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("not acknowledged within {} ms", g.args.request_timeout_ms),
+        )
+        .retry_after(2)),
+    };
+    match result {
+        Ok(n) => {
+            g.metrics.accepted.inc_by(n as u64);
+            (StatusCode::ACCEPTED, Json(json!({"accepted": n}))).into_response()
+        }
+        Err(r) => {
+            g.metrics.rejected.with_label_values(&[r.reason]).inc();
+            r.into_response()
+        }
+    }
+}
+
+/// Everything between the body and Kafka's acknowledgement; the count accepted.
+async fn accept(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<usize, Rejection> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body is larger than {} bytes; split the batch",
+                    g.args.max_body_bytes
+                ),
+            )
+        } else {
+            Rejection::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("body is not JSON: {e}"),
+        )
+    })?;
+    let events = parse_batch(&value, g.args.max_batch)?;
+    check_devices(g, &events)?;
+
+    let n = events.len();
+    let permits = g.in_flight.try_acquire_many(n as u32).map_err(|_| {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many events in flight to Kafka",
+        )
+        .retry_after(1)
+    })?;
+    g.metrics.in_flight.add(n as i64);
+    let outcome = produce(g, &events).await;
+    g.metrics.in_flight.sub(n as i64);
+    drop(permits);
+    outcome.map(|_| n)
+}
+
+fn parse_batch(value: &Value, max_batch: usize) -> Result<Vec<ScanEvent>, Rejection> {
+    let invalid = |e: schemas::FieldError| {
+        Rejection::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.problem).field(e.field)
+    };
+    let events = match value {
+        Value::Object(_) => vec![json::parse_event(value, "").map_err(invalid)?],
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(Rejection::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "empty_batch",
+                    "the array holds no events; send at least one",
+                ));
+            }
+            if items.len() > max_batch {
+                return Err(Rejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "batch_too_large",
+                    format!("{} events in one request; at most {max_batch}", items.len()),
+                ));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json::parse_event(v, &format!("events[{i}]")).map_err(invalid))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        _ => {
+            return Err(Rejection::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "body must be one event object or an array of events",
+            ))
+        }
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        if let Some(first) = seen.insert(&e.event_id, i) {
+            return Err(Rejection::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "duplicate_event_id",
+                format!("event_id {} also appears at events[{first}]", e.event_id),
+            )
+            .field(format!("events[{i}].event_id")));
+        }
+    }
+    Ok(events)
+}
+
+fn check_devices(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+    let registry = g.devices.read().expect("lock").clone();
+    let single = events.len() == 1;
+    let path = |i: usize, f: &str| {
+        if single {
+            f.to_string()
+        } else {
+            format!("events[{i}].{f}")
+        }
+    };
+    let mut checked: HashSet<(&str, &[u8])> = HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let unauthorized = |reason, problem: String, field: &str| {
+            Rejection::new(StatusCode::UNAUTHORIZED, reason, problem).field(path(i, field))
+        };
+        let device = registry.get(&e.device_id).ok_or_else(|| {
+            unauthorized(
+                "unknown_device",
+                format!("device '{}' is not registered", e.device_id),
+                "device_id",
+            )
+        })?;
+        if device.revoked {
+            return Err(unauthorized(
+                "revoked_device",
+                format!("device '{}' is revoked", e.device_id),
+                "device_id",
+            ));
+        }
+        if !checked.insert((&e.device_id, &e.signature)) {
+            continue;
+        }
+        let key = device.verifying_key().ok_or_else(|| {
+            unauthorized(
+                "unknown_device",
+                format!("device '{}' has an unusable key", e.device_id),
+                "device_id",
+            )
+        })?;
+        signature::verify(e, &key).map_err(|err| {
+            unauthorized(
+                "bad_signature",
+                format!("{err} (device '{}')", e.device_id),
+                "signature",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(events.len());
+    let mut failure: Option<KafkaError> = None;
+    for e in events {
+        let value = avro::encode_single_object(e);
+        let record = FutureRecord::to(&g.args.kafka.topic)
+            .key(e.key())
+            .payload(&value);
+        match g.producer.send_result(record) {
+            Ok(delivery) => pending.push((e, delivery)),
+            Err((err, _)) => {
+                failure = Some(err);
+                break;
+            }
+        }
+    }
+    let mut accepted_ids = Vec::new();
+    for (e, delivery) in pending {
+        match delivery.await {
+            Ok(Ok(_)) => accepted_ids.push(e.event_id.clone()),
+            Ok(Err((err, _))) => failure = Some(err),
+            Err(_) => failure = Some(KafkaError::Canceled),
+        }
+    }
+    g.metrics
+        .produce_latency
+        .observe(started.elapsed().as_secs_f64());
+    match failure {
+        None => Ok(()),
+        Some(err) => {
+            let overloaded = matches!(
+                err,
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+            );
+            let mut r = Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                if overloaded { "overloaded" } else { "kafka_unavailable" },
+                format!(
+                    "Kafka did not acknowledge every event ({err}); {} of {} were accepted and must not be resent",
+                    accepted_ids.len(),
+                    events.len()
+                ),
+            )
+            .retry_after(if overloaded { 1 } else { 5 });
+            g.metrics.accepted.inc_by(accepted_ids.len() as u64);
+            r.accepted_ids = accepted_ids;
+            Err(r)
+        }
+    }
+}
+
+async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
+    let producer = g.producer.clone();
+    let topic = g.args.kafka.topic.clone();
+    let probe = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(2))
+            .map(|m| {
+                m.topics()
+                    .first()
+                    .map(|t| (t.error().is_none(), t.partitions().len()))
+                    .unwrap_or((false, 0))
+            })
+    })
+    .await;
+    match probe {
+        Ok(Ok((true, partitions))) if partitions > 0 => {
+            Json(json!({"status": "ready", "kafka": "ok", "partitions": partitions})).into_response()
+        }
+        Ok(Ok(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "kafka": format!("topic {} not found", g.args.kafka.topic)})),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "kafka": e.to_string()})))
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"status": "error", "problem": e.to_string()})))
+            .into_response(),
+    }
+}
+
+async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
+    let mut buf = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = encoder.encode(&g.metrics.registry.gather(), &mut buf) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, encoder.format_type().to_string())],
+        buf,
+    )
+        .into_response()
+}

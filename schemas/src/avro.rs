@@ -1,0 +1,530 @@
+//! The scan event on the wire: the Avro binary datum of `scan_event.avsc`, framed as
+//! an Avro single-object encoding (C3 01, the schema's CRC-64-AVRO fingerprint,
+//! the datum) so any Avro library decodes a Kafka record from the `.avsc` alone.
+//!
+//! Hand-written for this one schema because it sits on the sealer's hot path; the
+//! tests check it byte for byte against the `apache-avro` crate reading the `.avsc`.
+
+use crate::event::{Action, BizStep, BizTransaction, BizTransactionType, Disposition, ScanEvent};
+
+/// The schema file, as shipped.
+pub const SCHEMA_JSON: &str = include_str!("../scan_event.avsc");
+
+/// CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form.
+/// A test recomputes it from `scan_event.avsc`; a schema change must update it.
+pub const FINGERPRINT: u64 = 0x7ff5_9d72_215e_10b8;
+
+/// The two marker bytes that open a single-object encoding.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+
+/// Why bytes are not a scan event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not an Avro single-object encoding (expected marker C3 01)")]
+    NotSingleObject,
+    #[error("unknown writer schema: fingerprint {0:016x}, this build knows {FINGERPRINT:016x}")]
+    UnknownSchema(u64),
+    #[error("datum ends inside field {0}")]
+    Truncated(&'static str),
+    #[error("field {0}: malformed variable-length integer")]
+    BadVarint(&'static str),
+    #[error("field {0}: negative or oversized length {1}")]
+    BadLength(&'static str, i64),
+    #[error("field {0}: not valid UTF-8")]
+    BadUtf8(&'static str),
+    #[error("field {0}: no enum symbol or union branch with index {1}")]
+    BadIndex(&'static str, i64),
+    #[error("{0} bytes left over after the datum")]
+    TrailingBytes(usize),
+}
+
+/// Rabin fingerprint as the Avro specification defines it (CRC-64-AVRO).
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    const TABLE: [u64; 256] = {
+        let mut table = [0u64; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut fp = i as u64;
+            let mut j = 0;
+            while j < 8 {
+                fp = (fp >> 1) ^ (EMPTY & (0u64.wrapping_sub(fp & 1)));
+                j += 1;
+            }
+            table[i] = fp;
+            i += 1;
+        }
+        table
+    };
+    bytes.iter().fold(EMPTY, |fp, &b| {
+        (fp >> 8) ^ TABLE[((fp ^ u64::from(b)) & 0xff) as usize]
+    })
+}
+
+// ---- encoding ----
+
+fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_long(out, b.len() as i64);
+    out.extend_from_slice(b);
+}
+
+fn put_optional_float(out: &mut Vec<u8>, v: Option<f32>) {
+    match v {
+        None => put_long(out, 0),
+        Some(f) => {
+            put_long(out, 1);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+    }
+}
+
+/// Every field but the signature: the part the device signs.
+fn put_signed_fields(out: &mut Vec<u8>, e: &ScanEvent) {
+    put_bytes(out, e.event_id.as_bytes());
+    put_long(out, e.event_time);
+    put_bytes(out, e.event_timezone_offset.as_bytes());
+    put_long(out, e.action.index().into());
+    put_long(out, e.biz_step.index().into());
+    put_long(out, e.disposition.index().into());
+    if !e.item_ids.is_empty() {
+        put_long(out, e.item_ids.len() as i64);
+        for id in &e.item_ids {
+            put_bytes(out, id.as_bytes());
+        }
+    }
+    put_long(out, 0);
+    put_bytes(out, e.read_point.as_bytes());
+    put_bytes(out, e.biz_location.as_bytes());
+    put_bytes(out, e.country.as_bytes());
+    if !e.biz_transactions.is_empty() {
+        put_long(out, e.biz_transactions.len() as i64);
+        for t in &e.biz_transactions {
+            put_long(out, t.kind.index().into());
+            put_bytes(out, t.id.as_bytes());
+        }
+    }
+    put_long(out, 0);
+    put_optional_float(out, e.temperature_c);
+    put_optional_float(out, e.relative_humidity_pct);
+    put_bytes(out, e.device_id.as_bytes());
+}
+
+/// The Avro binary datum, signature included: the leaf bytes the sealer hashes.
+pub fn encode_datum(e: &ScanEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    put_signed_fields(&mut out, e);
+    put_bytes(&mut out, &e.signature);
+    out
+}
+
+/// The bytes a device signs: the datum with an empty signature.
+pub fn canonical_bytes(e: &ScanEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(192);
+    put_signed_fields(&mut out, e);
+    put_bytes(&mut out, &[]);
+    out
+}
+
+/// The Kafka record value: marker, fingerprint, datum.
+pub fn encode_single_object(e: &ScanEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(266);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FINGERPRINT.to_le_bytes());
+    put_signed_fields(&mut out, e);
+    put_bytes(&mut out, &e.signature);
+    out
+}
+
+// ---- decoding ----
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// Longest string or array this decoder accepts: a bound against hostile lengths.
+const MAX_LEN: i64 = 1 << 20;
+
+impl<'a> Reader<'a> {
+    fn long(&mut self, field: &'static str) -> Result<i64, DecodeError> {
+        let mut z: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or(DecodeError::Truncated(field))?;
+            self.pos += 1;
+            z |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+            }
+        }
+        Err(DecodeError::BadVarint(field))
+    }
+
+    fn len(&mut self, field: &'static str) -> Result<usize, DecodeError> {
+        let n = self.long(field)?;
+        if !(0..=MAX_LEN).contains(&n) {
+            return Err(DecodeError::BadLength(field, n));
+        }
+        Ok(n as usize)
+    }
+
+    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let n = self.len(field)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(DecodeError::Truncated(field))?;
+        let b = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(DecodeError::Truncated(field))?;
+        self.pos = end;
+        Ok(b)
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        let b = self.bytes(field)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::BadUtf8(field))
+    }
+
+    fn index(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        let i = self.long(field)?;
+        u64::try_from(i).map_err(|_| DecodeError::BadIndex(field, i))
+    }
+
+    fn enum_of<T>(
+        &mut self,
+        field: &'static str,
+        f: fn(u64) -> Option<T>,
+    ) -> Result<T, DecodeError> {
+        let i = self.index(field)?;
+        f(i).ok_or(DecodeError::BadIndex(field, i as i64))
+    }
+
+    /// An array's blocks: a count, and for a negative count its byte size too.
+    fn array<T>(
+        &mut self,
+        field: &'static str,
+        mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let mut out = Vec::new();
+        loop {
+            let mut n = self.long(field)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if n < 0 {
+                n = -n;
+                self.long(field)?;
+            }
+            if n > MAX_LEN || out.len() as i64 + n > MAX_LEN {
+                return Err(DecodeError::BadLength(field, n));
+            }
+            out.reserve(n as usize);
+            for _ in 0..n {
+                out.push(item(self)?);
+            }
+        }
+    }
+
+    fn optional_float(&mut self, field: &'static str) -> Result<Option<f32>, DecodeError> {
+        match self.index(field)? {
+            0 => Ok(None),
+            1 => {
+                let b = self
+                    .buf
+                    .get(self.pos..self.pos + 4)
+                    .ok_or(DecodeError::Truncated(field))?;
+                self.pos += 4;
+                Ok(Some(f32::from_le_bytes(b.try_into().expect("4 bytes"))))
+            }
+            i => Err(DecodeError::BadIndex(field, i as i64)),
+        }
+    }
+}
+
+/// Decodes a binary datum written with this schema.
+pub fn decode_datum(datum: &[u8]) -> Result<ScanEvent, DecodeError> {
+    let mut r = Reader { buf: datum, pos: 0 };
+    let event = ScanEvent {
+        event_id: r.string("event_id")?,
+        event_time: r.long("event_time")?,
+        event_timezone_offset: r.string("event_timezone_offset")?,
+        action: r.enum_of("action", Action::from_index)?,
+        biz_step: r.enum_of("biz_step", BizStep::from_index)?,
+        disposition: r.enum_of("disposition", Disposition::from_index)?,
+        item_ids: r.array("item_ids", |r| r.string("item_ids"))?,
+        read_point: r.string("read_point")?,
+        biz_location: r.string("biz_location")?,
+        country: r.string("country")?,
+        biz_transactions: r.array("biz_transactions", |r| {
+            Ok(BizTransaction {
+                kind: r.enum_of("biz_transactions.type", BizTransactionType::from_index)?,
+                id: r.string("biz_transactions.id")?,
+            })
+        })?,
+        temperature_c: r.optional_float("temperature_c")?,
+        relative_humidity_pct: r.optional_float("relative_humidity_pct")?,
+        device_id: r.string("device_id")?,
+        signature: r.bytes("signature")?.to_vec(),
+    };
+    if r.pos != datum.len() {
+        return Err(DecodeError::TrailingBytes(datum.len() - r.pos));
+    }
+    Ok(event)
+}
+
+/// Splits a single-object record into its datum, checking marker and schema.
+pub fn datum_of(record: &[u8]) -> Result<&[u8], DecodeError> {
+    if record.len() < 10 || record[..2] != MAGIC {
+        return Err(DecodeError::NotSingleObject);
+    }
+    let fp = u64::from_le_bytes(record[2..10].try_into().expect("8 bytes"));
+    if fp != FINGERPRINT {
+        return Err(DecodeError::UnknownSchema(fp));
+    }
+    Ok(&record[10..])
+}
+
+/// Decodes a Kafka record value.
+pub fn decode_single_object(record: &[u8]) -> Result<ScanEvent, DecodeError> {
+    decode_datum(datum_of(record)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::sample;
+    use apache_avro::types::Value;
+    use apache_avro::Schema;
+
+    fn schema() -> Schema {
+        Schema::parse_str(SCHEMA_JSON).expect("scan_event.avsc parses")
+    }
+
+    #[test]
+    fn fingerprint_is_crc64_avro_of_the_canonical_form() {
+        let s = schema();
+        let canonical = s.canonical_form();
+        let theirs = s.fingerprint::<apache_avro::rabin::Rabin>();
+        let theirs = u64::from_le_bytes(theirs.bytes[..8].try_into().unwrap());
+        assert_eq!(
+            fingerprint(canonical.as_bytes()),
+            theirs,
+            "our Rabin agrees with apache-avro's"
+        );
+        assert_eq!(
+            FINGERPRINT, theirs,
+            "FINGERPRINT must be {theirs:#018x} for this schema"
+        );
+    }
+
+    #[test]
+    fn the_avsc_alone_decodes_our_datum() {
+        let mut e = sample();
+        e.signature = vec![9; 64];
+        let datum = encode_datum(&e);
+        let value =
+            apache_avro::from_avro_datum(&schema(), &mut datum.as_slice(), None).expect("decodes");
+        let Value::Record(fields) = value else {
+            panic!("not a record")
+        };
+        let get = |n: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("event_id"), Value::Uuid(e.event_id.parse().unwrap()));
+        assert_eq!(get("event_time"), Value::TimestampMillis(e.event_time));
+        assert_eq!(get("biz_step"), Value::Enum(9, "customs_clearance".into()));
+        assert_eq!(get("country"), Value::String("CN".into()));
+        assert_eq!(
+            get("temperature_c"),
+            Value::Union(1, Box::new(Value::Float(4.5)))
+        );
+        assert_eq!(get("signature"), Value::Bytes(vec![9; 64]));
+    }
+
+    #[test]
+    fn we_decode_what_apache_avro_writes_from_the_avsc() {
+        let mut e = sample();
+        e.signature = vec![3; 64];
+        let ours = encode_datum(&e);
+        let value = apache_avro::from_avro_datum(&schema(), &mut ours.as_slice(), None).unwrap();
+        let theirs = apache_avro::to_avro_datum(&schema(), value).unwrap();
+        assert_eq!(theirs, ours, "byte-identical datum");
+        assert_eq!(decode_datum(&theirs).unwrap(), e);
+    }
+
+    #[test]
+    fn single_object_round_trips_and_apache_avro_reads_it() {
+        let mut e = sample();
+        e.signature = vec![1; 64];
+        let record = encode_single_object(&e);
+        assert_eq!(&record[..2], &MAGIC);
+        assert_eq!(decode_single_object(&record).unwrap(), e);
+        let value = apache_avro::GenericSingleObjectReader::new(schema())
+            .unwrap()
+            .read_value(&mut record.as_slice())
+            .expect("apache-avro reads the single-object record");
+        assert!(matches!(value, Value::Record(_)));
+    }
+
+    #[test]
+    fn a_reader_schema_with_an_added_optional_field_reads_old_records() {
+        let mut json: serde_json::Value = serde_json::from_str(SCHEMA_JSON).unwrap();
+        json["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "name": "carrier", "type": ["null", "string"], "default": null,
+                "doc": "added later"
+            }));
+        let reader = Schema::parse_str(&json.to_string()).unwrap();
+        let datum = encode_datum(&sample());
+        let value =
+            apache_avro::from_avro_datum(&schema(), &mut datum.as_slice(), Some(&reader)).unwrap();
+        let Value::Record(fields) = value else {
+            panic!()
+        };
+        assert_eq!(
+            fields.last().unwrap(),
+            &(
+                "carrier".to_string(),
+                Value::Union(0, Box::new(Value::Null))
+            )
+        );
+        assert_eq!(fields[0].1, Value::Uuid(sample().event_id.parse().unwrap()));
+    }
+
+    #[test]
+    fn enum_symbols_match_the_avsc() {
+        let json: serde_json::Value = serde_json::from_str(SCHEMA_JSON).unwrap();
+        let symbols = |field: &str| -> Vec<String> {
+            let f = json["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == field)
+                .unwrap();
+            f["type"]["symbols"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        let ours = |all: Vec<&str>| all.into_iter().map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            symbols("action"),
+            ours(Action::ALL.iter().map(|v| v.as_str()).collect())
+        );
+        assert_eq!(
+            symbols("biz_step"),
+            ours(BizStep::ALL.iter().map(|v| v.as_str()).collect())
+        );
+        assert_eq!(
+            symbols("disposition"),
+            ours(Disposition::ALL.iter().map(|v| v.as_str()).collect())
+        );
+        let bt = json["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "biz_transactions")
+            .unwrap();
+        let bt_symbols: Vec<String> = bt["type"]["items"]["fields"][0]["type"]["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            bt_symbols,
+            ours(BizTransactionType::ALL.iter().map(|v| v.as_str()).collect())
+        );
+    }
+
+    #[test]
+    fn every_field_is_documented() {
+        let json: serde_json::Value = serde_json::from_str(SCHEMA_JSON).unwrap();
+        for f in json["fields"].as_array().unwrap() {
+            assert!(
+                f["doc"].as_str().is_some_and(|d| !d.is_empty()),
+                "{} has no doc",
+                f["name"]
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_are_the_datum_with_an_empty_signature() {
+        let mut e = sample();
+        let unsigned = encode_datum(&e);
+        e.signature = vec![7; 64];
+        assert_eq!(canonical_bytes(&e), unsigned);
+        assert_ne!(encode_datum(&e), unsigned);
+    }
+
+    #[test]
+    fn damaged_records_are_refused_with_a_reason() {
+        let record = encode_single_object(&sample());
+        assert_eq!(
+            decode_single_object(b"{\"json\":1}"),
+            Err(DecodeError::NotSingleObject)
+        );
+        let mut other = record.clone();
+        other[2] ^= 1;
+        assert!(matches!(
+            decode_single_object(&other),
+            Err(DecodeError::UnknownSchema(_))
+        ));
+        for cut in 10..record.len() {
+            assert!(
+                decode_single_object(&record[..cut]).is_err(),
+                "cut at {cut} decoded"
+            );
+        }
+        let mut longer = record.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_single_object(&longer),
+            Err(DecodeError::TrailingBytes(1))
+        );
+        let mut bad_enum = encode_datum(&sample());
+        // event_id (1 + 36 bytes), event_time (6), offset (1 + 6), action (1): then biz_step.
+        bad_enum[37 + 6 + 7 + 1] = 0x7e;
+        assert!(decode_datum(&bad_enum).is_err());
+    }
+
+    #[test]
+    fn long_encoding_matches_the_spec_examples() {
+        for (v, bytes) in [
+            (0i64, vec![0u8]),
+            (-1, vec![1]),
+            (1, vec![2]),
+            (-64, vec![0x7f]),
+            (64, vec![0x80, 1]),
+        ] {
+            let mut out = Vec::new();
+            put_long(&mut out, v);
+            assert_eq!(out, bytes, "{v}");
+            assert_eq!(Reader { buf: &out, pos: 0 }.long("x").unwrap(), v);
+        }
+    }
+}
