@@ -86,7 +86,12 @@ pub async fn snapshot(
 }
 
 async fn append(client: &clickhouse::Client, rows: &[DeviceRow]) -> Result<(), RegistryError> {
-    let mut insert = client.insert::<DeviceRow>("sealtrail.devices").await?;
+    // The crate quotes the table name whole: name the database separately.
+    let mut insert = client
+        .clone()
+        .with_database("sealtrail")
+        .insert::<DeviceRow>("devices")
+        .await?;
     for row in rows {
         insert.write(row).await?;
     }

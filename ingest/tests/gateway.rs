@@ -1,0 +1,388 @@
+//! The gateway against the real stack: signed events are accepted only after Kafka
+//! has them; every kind of bad input gets its status and a body naming the
+//! problem, and the gateway keeps serving; revoked devices and overload are refused.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use schemas::{avro, json, signature, Action, BizStep, Disposition, ScanEvent};
+use serde_json::{json, Value};
+
+const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
+
+struct Gateway {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
+    let child = Command::new(INGEST)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--device-refresh-ms",
+            "200",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ingest serve");
+    let gateway = Gateway { child, url: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return gateway;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("gateway on {port} did not come up");
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Registers a fresh device with `ingest device add` and returns its signing key.
+fn add_device(name: &str) -> SigningKey {
+    let dir = std::env::temp_dir().join(unique("keys"));
+    let out = Command::new(INGEST)
+        .args(["device", "add", name, "--keys-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "device add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.join(format!("{name}.key"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "private key is 0600"
+    );
+    let seed: [u8; 32] = hex::decode(std::fs::read_to_string(&path).unwrap().trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    SigningKey::from_bytes(&seed)
+}
+
+fn event(device: &str, key: &SigningKey, serial: u64) -> ScanEvent {
+    // Unique per run and device, the same for the same serial: tests rebuild an
+    // event to look for it on Kafka.
+    let salt = device.bytes().fold(0u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let id = format!(
+        "{:08x}-{:04x}-4000-8000-{:012x}",
+        std::process::id(),
+        salt & 0xffff,
+        serial
+    );
+    let mut e = ScanEvent {
+        event_id: id,
+        event_time: 1_795_600_800_123,
+        event_timezone_offset: "+08:00".into(),
+        action: Action::Observe,
+        biz_step: BizStep::CustomsClearance,
+        disposition: Disposition::CustomsReleased,
+        item_ids: vec![format!("urn:epc:id:sgtin:0614141.812345.{serial}")],
+        read_point: "urn:epc:id:sgln:0614141.00777.0".into(),
+        biz_location: "urn:epc:id:sgln:0614141.00888.0".into(),
+        country: "CN".into(),
+        biz_transactions: vec![],
+        temperature_c: Some(5.5),
+        relative_humidity_pct: None,
+        device_id: device.into(),
+        signature: vec![],
+    };
+    signature::sign(&mut e, key);
+    e
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value, Option<String>) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, body, retry)
+}
+
+fn end_offsets() -> Vec<(i32, i64)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create()
+        .unwrap();
+    (0..12)
+        .map(|p| {
+            (
+                p,
+                c.fetch_watermarks("scan-events", p, Duration::from_secs(5))
+                    .unwrap()
+                    .1,
+            )
+        })
+        .collect()
+}
+
+/// Every record after `from` on scan-events, decoded.
+fn records_since(from: &[(i32, i64)]) -> Vec<ScanEvent> {
+    let to = end_offsets();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("group.id", unique("gateway-test"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut want = 0;
+    for ((p, start), (_, end)) in from.iter().zip(&to) {
+        if end > start {
+            tpl.add_partition_offset("scan-events", *p, Offset::Offset(*start))
+                .unwrap();
+            want += end - start;
+        }
+    }
+    let mut out = Vec::new();
+    if want == 0 {
+        return out;
+    }
+    c.assign(&tpl).unwrap();
+    while (out.len() as i64) < want {
+        let m = c
+            .poll(Duration::from_secs(10))
+            .expect("records arrive")
+            .unwrap();
+        if let Ok(e) = avro::decode_single_object(m.payload().unwrap_or_default()) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
+    let device = unique("gw").replace('-', "");
+    let key = add_device(&device);
+    let gw = start_gateway(18080, &[]);
+    let url = gw.url.as_str();
+
+    let before = end_offsets();
+    let good: Vec<Value> = (1..=3)
+        .map(|i| json::to_json(&event(&device, &key, i)))
+        .collect();
+    let (status, body, _) = post(url, json!(good).to_string()).await;
+    assert_eq!((status, &body), (202, &json!({"accepted": 3})));
+    let (status, _, _) = post(url, good[0].to_string().replace("812345.1", "812345.9")).await;
+    assert_eq!(status, 401, "editing a signed event breaks its signature");
+    let single = json::to_json(&event(&device, &key, 4));
+    assert_eq!(
+        post(url, single.to_string()).await.0,
+        202,
+        "a single object is accepted too"
+    );
+    let landed = records_since(&before);
+    for i in 1..=4u64 {
+        let e = event(&device, &key, i);
+        assert!(
+            landed.contains(&e),
+            "event {i} is on scan-events, byte for byte"
+        );
+    }
+
+    let ok = json::to_json(&event(&device, &key, 10));
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = ok.clone();
+        f(&mut v);
+        json!([v]).to_string()
+    };
+    let other_key = SigningKey::from_bytes(&[7; 32]);
+    let mut forged = event(&device, &other_key, 11);
+    forged.device_id = device.clone();
+    let cases: Vec<(&str, String, u16, &str, Option<&str>)> = vec![
+        (
+            "malformed JSON",
+            "[{\"event_id\": ".into(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            "unknown field",
+            with(&|v| v["colour"] = json!("red")),
+            422,
+            "invalid_field",
+            Some("events[0].colour"),
+        ),
+        (
+            "wrong type",
+            with(&|v| v["country"] = json!(86)),
+            422,
+            "invalid_field",
+            Some("events[0].country"),
+        ),
+        (
+            "missing field",
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("biz_step");
+            }),
+            422,
+            "invalid_field",
+            Some("events[0].biz_step"),
+        ),
+        (
+            "oversized body",
+            format!("[\"{}\"]", "x".repeat(3 * 1024 * 1024)),
+            413,
+            "body_too_large",
+            None,
+        ),
+        (
+            "unknown device",
+            with(&|v| v["device_id"] = json!("nobody-here")),
+            401,
+            "unknown_device",
+            Some("device_id"),
+        ),
+        (
+            "bad signature",
+            json!([json::to_json(&forged)]).to_string(),
+            401,
+            "bad_signature",
+            Some("signature"),
+        ),
+        (
+            "duplicate event id",
+            json!([ok, ok]).to_string(),
+            422,
+            "duplicate_event_id",
+            Some("events[1].event_id"),
+        ),
+        ("empty array", "[]".into(), 422, "empty_batch", None),
+    ];
+    for (name, body, status, reason, field) in cases {
+        let (got, answer, _) = post(url, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        assert_eq!(answer["error"], reason, "{name}: {answer}");
+        assert!(
+            answer["problem"].as_str().is_some_and(|p| p.len() > 5),
+            "{name} explains itself: {answer}"
+        );
+        if let Some(field) = field {
+            assert_eq!(answer["field"], field, "{name}: {answer}");
+        }
+    }
+    let (status, _, _) = post(url, json!([ok]).to_string()).await;
+    assert_eq!(status, 202, "still serving after every bad request");
+
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sealtrail_ingest_accepted_events_total 5"),
+        "{metrics}"
+    );
+    for reason in [
+        "malformed_json",
+        "invalid_field",
+        "body_too_large",
+        "unknown_device",
+        "bad_signature",
+        "empty_batch",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "sealtrail_ingest_rejected_requests_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}"
+        );
+    }
+    assert!(metrics.contains("sealtrail_ingest_produce_latency_seconds_bucket"));
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_device_is_refused() {
+    let device = unique("rv").replace('-', "");
+    let key = add_device(&device);
+    let gw = start_gateway(18081, &[]);
+    assert_eq!(
+        post(&gw.url, json::to_json(&event(&device, &key, 1)).to_string())
+            .await
+            .0,
+        202
+    );
+    let out = Command::new(INGEST)
+        .args(["device", "revoke", &device])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let list = Command::new(INGEST)
+        .args(["device", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&device) && l.contains("revoked")),
+        "{listed}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, body, _) =
+        post(&gw.url, json::to_json(&event(&device, &key, 2)).to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("revoked_device")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overload_is_answered_503_with_retry_after() {
+    let device = unique("ov").replace('-', "");
+    let key = add_device(&device);
+    let gw = start_gateway(18082, &["--max-in-flight", "1"]);
+    let batch = json!([
+        json::to_json(&event(&device, &key, 1)),
+        json::to_json(&event(&device, &key, 2))
+    ]);
+    let (status, body, retry) = post(&gw.url, batch.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("overloaded")),
+        "{body}"
+    );
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(body["accepted"], 0);
+}
