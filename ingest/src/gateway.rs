@@ -130,7 +130,10 @@ impl Metrics {
 struct Gateway {
     args: ServeArgs,
     producer: FutureProducer,
+    clickhouse: clickhouse::Client,
     devices: RwLock<Arc<HashMap<String, Device>>>,
+    /// When an unknown device last made us re-read the registry out of turn.
+    last_forced_refresh: tokio::sync::Mutex<Instant>,
     in_flight: Semaphore,
     metrics: Metrics,
 }
@@ -199,9 +202,15 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
         devices: RwLock::new(Arc::new(known)),
         metrics: Metrics::new(),
         producer,
+        clickhouse,
+        last_forced_refresh: tokio::sync::Mutex::new(
+            Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or_else(Instant::now),
+        ),
         args: args.clone(),
     });
-    tokio::spawn(refresh_devices(gateway.clone(), clickhouse));
+    tokio::spawn(refresh_devices(gateway.clone()));
 
     let app = Router::new()
         .route("/v1/events", post(post_events))
@@ -225,15 +234,38 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
     Ok(())
 }
 
-async fn refresh_devices(gateway: Arc<Gateway>, clickhouse: clickhouse::Client) {
+async fn refresh_devices(gateway: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_millis(gateway.args.device_refresh_ms));
     loop {
         tick.tick().await;
-        match devices::snapshot(&clickhouse).await {
-            Ok(d) => *gateway.devices.write().expect("lock") = Arc::new(d),
+        gateway.reload_devices().await;
+    }
+}
+
+impl Gateway {
+    async fn reload_devices(&self) {
+        match devices::snapshot(&self.clickhouse).await {
+            Ok(d) => *self.devices.write().expect("lock") = Arc::new(d),
             Err(e) => {
                 tracing::warn!(error = %e, "device registry refresh failed; keeping the last one")
             }
+        }
+    }
+
+    /// A device registered a moment ago should not wait for the next refresh:
+    /// an unknown device re-reads the registry, at most four times a second.
+    async fn reload_for_unknown(&self, events: &[ScanEvent]) {
+        let unknown = {
+            let registry = self.devices.read().expect("lock");
+            events.iter().any(|e| !registry.contains_key(&e.device_id))
+        };
+        if !unknown {
+            return;
+        }
+        let mut last = self.last_forced_refresh.lock().await;
+        if last.elapsed() >= Duration::from_millis(250) {
+            self.reload_devices().await;
+            *last = Instant::now();
         }
     }
 }
@@ -288,6 +320,7 @@ async fn accept(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<usiz
         )
     })?;
     let events = parse_batch(&value, g.args.max_batch)?;
+    g.reload_for_unknown(&events).await;
     check_devices(g, &events)?;
 
     let n = events.len();

@@ -28,18 +28,20 @@ impl Drop for Gateway {
 
 fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
     let child = Command::new(INGEST)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--device-refresh-ms",
-            "200",
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(if extra.contains(&"--device-refresh-ms") {
+            &[][..]
+        } else {
+            &["--device-refresh-ms", "200"][..]
+        })
         .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .expect("start ingest serve");
-    let gateway = Gateway { child, url: format!("http://127.0.0.1:{port}") };
+    let gateway = Gateway {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -332,10 +334,11 @@ async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_revoked_device_is_refused() {
+async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revoked() {
+    let gw = start_gateway(18081, &["--device-refresh-ms", "3600000"]);
+    let running = start_gateway(18083, &[]);
     let device = unique("rv").replace('-', "");
     let key = add_device(&device);
-    let gw = start_gateway(18081, &[]);
     assert_eq!(
         post(&gw.url, json::to_json(&event(&device, &key, 1)).to_string())
             .await
@@ -358,7 +361,9 @@ async fn a_revoked_device_is_refused() {
             .any(|l| l.starts_with(&device) && l.contains("revoked")),
         "{listed}"
     );
+    // A gateway that was already running learns of it at its next refresh.
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let gw = running;
     let (status, body, _) =
         post(&gw.url, json::to_json(&event(&device, &key, 2)).to_string()).await;
     assert_eq!(
