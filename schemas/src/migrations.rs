@@ -25,7 +25,10 @@ macro_rules! migration {
 }
 
 /// Every migration, in the order it is applied.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "001_devices")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "001_devices"),
+    migration!(2, "002_sealed_events_and_epochs"),
+];
 
 /// Where the applied versions are recorded.
 pub const VERSION_TABLE: &str = "sealtrail.schema_migrations";

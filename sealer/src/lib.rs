@@ -1,0 +1,5 @@
+//! The sealer's library: the pure sealing logic (trees, proofs, epochs) that the
+//! binary, the integration tests and the benchmarks share.
+
+pub mod epoch;
+pub mod proof;
