@@ -1,6 +1,15 @@
-//! `sealer`: the sealing service and its read side. For now: `sealer migrate`.
+//! `sealer`: seals scan events into one-second Merkle epochs, stores each event
+//! with its inclusion proof in ClickHouse and anchors each root on the ledger.
 
+mod audit;
+mod ledger;
+mod metrics;
 mod migrate;
+mod run;
+mod store;
+
+// The pure sealing logic lives in the library, shared with tests and benches.
+use sealer::{epoch, proof};
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +22,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     clickhouse: schemas::store::ClickHouseArgs,
+    #[command(flatten)]
+    ledger: ledger::LedgerArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +32,23 @@ struct Cli {
 enum Command {
     /// Apply the ClickHouse migrations in schemas/clickhouse that have not run yet.
     Migrate(migrate::MigrateArgs),
+    /// Consume scan-events and seal an epoch every second (SIGTERM seals the open one, then exits).
+    Run(run::RunArgs),
+    /// Compare the topic, the sealed epochs in ClickHouse and the roots on the ledger.
+    Audit(audit::AuditArgs),
+    /// Manage the ledger contract.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Deploy a SealRegistry and write its address to --ledger-contract-file.
+    Deploy {
+        /// Deploy even if the contract file names a contract that exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -36,5 +64,49 @@ async fn main() -> anyhow::Result<()> {
     let client = cli.clickhouse.client();
     match cli.command {
         Command::Migrate(args) => migrate::run(&client, &args).await,
+        Command::Run(args) => run::run(args, client, cli.ledger.connect()?).await,
+        Command::Audit(args) => {
+            if audit::run(&args, &client, &cli.ledger.connect()?).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        Command::Ledger(LedgerCommand::Deploy { force }) => deploy(&cli.ledger, force).await,
     }
+}
+
+async fn deploy(args: &ledger::LedgerArgs, force: bool) -> anyhow::Result<()> {
+    if !force {
+        if let Ok(existing) = args.connect() {
+            if existing.has_code().await.unwrap_or(false) {
+                println!(
+                    "SealRegistry already deployed at {} (use --force for a new one)",
+                    existing.address()
+                );
+                return Ok(());
+            }
+        }
+    }
+    let address = args.deploy().await?;
+    if let Some(dir) = args.ledger_contract_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.ledger_contract_file, format!("{address}\n"))?;
+    println!(
+        "deployed SealRegistry at {address} (written to {})",
+        args.ledger_contract_file.display()
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: the start of a graceful shutdown.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
 }

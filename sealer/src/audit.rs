@@ -1,0 +1,249 @@
+//! `sealer audit`: checks that what is on the topic, what is sealed in ClickHouse
+//! and what is on the ledger agree. Prints a summary and exits non-zero on any gap
+//! or overlap in the sealed offsets, any record sealed twice, any epoch whose rows
+//! or root disagree with its epoch row, and any root that differs from the ledger.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use clickhouse::Row;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::ledger::Ledger;
+use crate::proof::{leaf_hash, EpochTree, Hash};
+use crate::store::{EpochRow, ANCHORED};
+
+#[derive(Args, Debug, Clone)]
+pub struct AuditArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "SEALTRAIL_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
+    /// Topic of scan events.
+    #[arg(long, env = "SEALTRAIL_KAFKA_TOPIC", default_value = "scan-events")]
+    pub topic: String,
+    /// Also fail when records on the topic are not sealed yet or epochs not anchored.
+    #[arg(long)]
+    pub complete: bool,
+}
+
+#[derive(Row, Deserialize)]
+struct Leaf {
+    epoch_id: u64,
+    leaf_index: u32,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+    leaf_hash: Hash,
+}
+
+pub async fn run<L: Ledger>(
+    args: &AuditArgs,
+    clickhouse: &clickhouse::Client,
+    ledger: &L,
+) -> anyhow::Result<bool> {
+    let mut problems: Vec<String> = Vec::new();
+    let epochs: Vec<EpochRow> = clickhouse
+        .query("SELECT ?fields FROM sealtrail.epochs FINAL ORDER BY epoch_id")
+        .fetch_all()
+        .await
+        .context("reading sealtrail.epochs")?;
+
+    // 1. Sealed offsets: contiguous per partition, no overlaps, no gaps.
+    let mut ranges: BTreeMap<u16, Vec<(u64, u64, u64)>> = BTreeMap::new();
+    for e in &epochs {
+        for ((p, first), last) in e
+            .range_partitions
+            .iter()
+            .zip(&e.range_first_offsets)
+            .zip(&e.range_last_offsets)
+        {
+            ranges
+                .entry(*p)
+                .or_default()
+                .push((*first, *last, e.epoch_id));
+        }
+        let covered: u64 = e
+            .range_first_offsets
+            .iter()
+            .zip(&e.range_last_offsets)
+            .map(|(f, l)| l - f + 1)
+            .sum();
+        if covered != u64::from(e.leaf_count) + u64::from(e.dlq_count) {
+            problems.push(format!(
+                "epoch {}: covers {covered} offsets but holds {} events and {} dead letters",
+                e.epoch_id, e.leaf_count, e.dlq_count
+            ));
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let (mut on_topic, mut sealed_offsets, mut backlog) = (0i64, 0u64, 0i64);
+    for p in 0..partitions as i32 {
+        let (low, high) = consumer.fetch_watermarks(&args.topic, p, Duration::from_secs(10))?;
+        on_topic += high - low;
+        let mut list = ranges.remove(&(p as u16)).unwrap_or_default();
+        list.sort();
+        let mut next: Option<u64> = None;
+        for (first, last, epoch) in &list {
+            if let Some(n) = next {
+                if *first > n {
+                    problems.push(format!("partition {p}: offsets {n}..{} were never sealed (gap before epoch {epoch})", first - 1));
+                } else if *first < n {
+                    problems.push(format!(
+                        "partition {p}: offsets {first}..{} sealed twice (epoch {epoch} overlaps)",
+                        (n - 1).min(*last)
+                    ));
+                }
+            } else if *first > low as u64 {
+                problems.push(format!(
+                    "partition {p}: offsets {low}..{} on the topic were never sealed",
+                    first - 1
+                ));
+            }
+            next = Some(next.map_or(last + 1, |n| n.max(last + 1)));
+            sealed_offsets += last - first + 1;
+        }
+        let sealed_to = next.unwrap_or(low as u64) as i64;
+        backlog += (high - sealed_to).max(0);
+    }
+
+    // 2. Every epoch's rows: the right count, each record once, leaves recomputed
+    //    from the payload, and the tree root equal to the epoch's root.
+    let leaves: Vec<Leaf> = clickhouse
+        .query("SELECT epoch_id, leaf_index, payload, leaf_hash FROM sealtrail.scan_events ORDER BY epoch_id, leaf_index")
+        .fetch_all()
+        .await
+        .context("reading sealtrail.scan_events")?;
+    let mut by_epoch: HashMap<u64, Vec<Leaf>> = HashMap::new();
+    for l in leaves {
+        by_epoch.entry(l.epoch_id).or_default().push(l);
+    }
+    let committed: HashMap<u64, &EpochRow> = epochs.iter().map(|e| (e.epoch_id, e)).collect();
+    let orphans: usize = by_epoch
+        .iter()
+        .filter(|(id, _)| !committed.contains_key(id))
+        .map(|(_, v)| v.len())
+        .sum();
+    let mut events = 0u64;
+    for e in &epochs {
+        let rows = by_epoch.remove(&e.epoch_id).unwrap_or_default();
+        events += rows.len() as u64;
+        if rows.len() != e.leaf_count as usize
+            || rows
+                .iter()
+                .enumerate()
+                .any(|(i, l)| l.leaf_index as usize != i)
+        {
+            problems.push(format!(
+                "epoch {}: {} event rows for {} leaves",
+                e.epoch_id,
+                rows.len(),
+                e.leaf_count
+            ));
+            continue;
+        }
+        if let Some(bad) = rows.iter().find(|l| leaf_hash(&l.payload) != l.leaf_hash) {
+            problems.push(format!(
+                "epoch {}: leaf {} does not hash from its payload",
+                e.epoch_id, bad.leaf_index
+            ));
+            continue;
+        }
+        let hashes: Vec<Hash> = rows.iter().map(|l| l.leaf_hash).collect();
+        let root = if hashes.is_empty() {
+            crate::epoch::empty_root()
+        } else {
+            EpochTree::build(&hashes).root()
+        };
+        if root != e.root {
+            problems.push(format!(
+                "epoch {}: its rows build root {} but the epoch row says {}",
+                e.epoch_id,
+                hex::encode(root),
+                hex::encode(e.root)
+            ));
+        }
+    }
+    let dup: Vec<(u16, u64, u64)> = clickhouse
+        .query(
+            "SELECT kafka_partition, kafka_offset, count() AS c FROM sealtrail.scan_events \
+             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs) \
+             GROUP BY kafka_partition, kafka_offset HAVING c > 1 LIMIT 10",
+        )
+        .fetch_all()
+        .await?;
+    for (p, o, c) in dup {
+        problems.push(format!("record {p}/{o} is sealed {c} times"));
+    }
+
+    // 3. The ledger holds each anchored root, unchanged.
+    let (mut anchored, mut pending) = (0, 0);
+    for e in &epochs {
+        if e.status != ANCHORED {
+            pending += 1;
+            continue;
+        }
+        anchored += 1;
+        match ledger.seal_of(e.epoch_id).await {
+            Ok(Some(on)) if on.root == e.root && on.leaf_count == u64::from(e.leaf_count) => {}
+            Ok(Some(on)) => problems.push(format!(
+                "epoch {}: ledger holds root {} ({} leaves), ClickHouse {} ({} leaves)",
+                e.epoch_id,
+                hex::encode(on.root),
+                on.leaf_count,
+                hex::encode(e.root),
+                e.leaf_count
+            )),
+            Ok(None) => problems.push(format!(
+                "epoch {}: marked anchored but not on the ledger",
+                e.epoch_id
+            )),
+            Err(err) => anyhow::bail!("reading the ledger: {err}"),
+        }
+    }
+    if args.complete {
+        if backlog > 0 {
+            problems.push(format!("{backlog} records on the topic are not sealed yet"));
+        }
+        if pending > 0 {
+            problems.push(format!("{pending} epochs are not anchored yet"));
+        }
+    }
+
+    println!("topic      {on_topic} records in {partitions} partitions; {backlog} not sealed yet");
+    println!(
+        "sealed     {sealed_offsets} offsets in {} epochs: {events} events, {} dead letters",
+        epochs.len(),
+        epochs.iter().map(|e| u64::from(e.dlq_count)).sum::<u64>()
+    );
+    println!("ledger     {anchored} epochs anchored, {pending} pending");
+    if orphans > 0 {
+        println!("note       {orphans} event rows belong to no epoch (an epoch interrupted before its epoch row); they are not part of any trail");
+    }
+    for p in &problems {
+        println!("PROBLEM    {p}");
+    }
+    println!(
+        "{}",
+        if problems.is_empty() {
+            "audit clean"
+        } else {
+            "audit FAILED"
+        }
+    );
+    Ok(problems.is_empty())
+}

@@ -1,0 +1,230 @@
+//! The ledger epoch roots are anchored on. One trait, so other chains or backends
+//! can be added; the EVM one (the `SealRegistry` contract in `schemas/ledger/`,
+//! spoken to with alloy) ships. Commits are idempotent: the same (epoch, root)
+//! again is a no-op on the contract, so retrying after a crash is always safe.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, FixedBytes};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::Context;
+use clap::Args;
+
+use crate::proof::Hash;
+
+alloy::sol!(
+    #[sol(rpc)]
+    SealRegistry,
+    "../schemas/ledger/SealRegistry.json"
+);
+
+/// Where a committed root landed.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub tx: String,
+    pub block: u64,
+}
+
+/// What the ledger holds for an epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnLedger {
+    pub root: Hash,
+    pub leaf_count: u64,
+    pub block: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger cannot be reached or did not answer: try again later.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// The ledger refused: a different root is already committed for the epoch.
+    #[error("ledger refused the commit: {0}")]
+    Refused(String),
+}
+
+pub trait Ledger: Send + Sync + 'static {
+    fn commit(
+        &self,
+        epoch_id: u64,
+        root: Hash,
+        leaf_count: u64,
+    ) -> impl Future<Output = Result<Anchor, LedgerError>> + Send;
+    fn seal_of(
+        &self,
+        epoch_id: u64,
+    ) -> impl Future<Output = Result<Option<OnLedger>, LedgerError>> + Send;
+}
+
+/// How to reach the EVM ledger; flags or `SEALTRAIL_LEDGER_*`.
+#[derive(Args, Debug, Clone)]
+pub struct LedgerArgs {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(
+        long,
+        env = "SEALTRAIL_LEDGER_RPC",
+        default_value = "http://127.0.0.1:8545",
+        global = true
+    )]
+    pub ledger_rpc: String,
+    /// SealRegistry address; when not given, read from --ledger-contract-file.
+    #[arg(long, env = "SEALTRAIL_LEDGER_CONTRACT", global = true)]
+    pub ledger_contract: Option<String>,
+    /// File holding the SealRegistry address (written by `sealer ledger deploy`).
+    #[arg(
+        long,
+        env = "SEALTRAIL_LEDGER_CONTRACT_FILE",
+        default_value = ".local/ledger/contract",
+        global = true
+    )]
+    pub ledger_contract_file: PathBuf,
+    /// File holding the hex private key that signs commits (never logged).
+    #[arg(
+        long,
+        env = "SEALTRAIL_LEDGER_KEY_FILE",
+        default_value = ".local/ledger/key",
+        global = true
+    )]
+    pub ledger_key_file: PathBuf,
+}
+
+impl LedgerArgs {
+    /// The signing key: SEALTRAIL_LEDGER_KEY if set, else the key file.
+    fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
+        let text = match std::env::var("SEALTRAIL_LEDGER_KEY") {
+            Ok(k) => k,
+            Err(_) => std::fs::read_to_string(&self.ledger_key_file).with_context(|| {
+                format!(
+                    "reading the ledger key from {} (or set SEALTRAIL_LEDGER_KEY)",
+                    self.ledger_key_file.display()
+                )
+            })?,
+        };
+        text.trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the ledger key is not a hex secp256k1 private key"))
+    }
+
+    pub fn contract_address(&self) -> anyhow::Result<Address> {
+        let text = match &self.ledger_contract {
+            Some(a) => a.clone(),
+            None => std::fs::read_to_string(&self.ledger_contract_file).with_context(|| {
+                format!(
+                    "no --ledger-contract, and {} is missing: deploy one with `sealer ledger deploy`",
+                    self.ledger_contract_file.display()
+                )
+            })?,
+        };
+        text.trim()
+            .parse()
+            .with_context(|| format!("'{}' is not a contract address", text.trim()))
+    }
+
+    fn provider(&self) -> anyhow::Result<(DynProvider, Address)> {
+        let signer = self.signer()?;
+        let from = signer.address();
+        let url = self
+            .ledger_rpc
+            .parse()
+            .with_context(|| format!("--ledger-rpc '{}' is not a URL", self.ledger_rpc))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        Ok((provider, from))
+    }
+
+    pub fn connect(&self) -> anyhow::Result<EvmLedger> {
+        let (provider, _) = self.provider()?;
+        Ok(EvmLedger {
+            contract: self.contract_address()?,
+            provider,
+        })
+    }
+
+    /// Deploys a SealRegistry owned by the signing key; returns its address.
+    pub async fn deploy(&self) -> anyhow::Result<Address> {
+        let (provider, _) = self.provider()?;
+        let instance = SealRegistry::deploy(provider)
+            .await
+            .context("deploying SealRegistry")?;
+        Ok(*instance.address())
+    }
+}
+
+/// The EVM ledger: a SealRegistry contract on a chain reached over JSON-RPC.
+pub struct EvmLedger {
+    contract: Address,
+    provider: DynProvider,
+}
+
+impl EvmLedger {
+    pub fn address(&self) -> Address {
+        self.contract
+    }
+
+    /// Whether a contract exists at the address (a fresh anvil forgets it).
+    pub async fn has_code(&self) -> Result<bool, LedgerError> {
+        let code = self
+            .provider
+            .get_code_at(self.contract)
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        Ok(!code.is_empty())
+    }
+}
+
+fn classify(e: impl std::fmt::Display) -> LedgerError {
+    let text = e.to_string();
+    if text.contains("revert") || text.contains("RootMismatch") || text.contains("NotSealer") {
+        LedgerError::Refused(text)
+    } else {
+        LedgerError::Unavailable(text)
+    }
+}
+
+impl Ledger for EvmLedger {
+    async fn commit(
+        &self,
+        epoch_id: u64,
+        root: Hash,
+        leaf_count: u64,
+    ) -> Result<Anchor, LedgerError> {
+        let registry = SealRegistry::new(self.contract, &self.provider);
+        let pending = registry
+            .commit(epoch_id, FixedBytes::from(root), leaf_count)
+            .send()
+            .await
+            .map_err(classify)?;
+        let receipt = pending
+            .get_receipt()
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        if !receipt.status() {
+            return Err(LedgerError::Refused(format!(
+                "transaction {} reverted",
+                receipt.transaction_hash
+            )));
+        }
+        Ok(Anchor {
+            tx: receipt.transaction_hash.to_string(),
+            block: receipt.block_number.unwrap_or_default(),
+        })
+    }
+
+    async fn seal_of(&self, epoch_id: u64) -> Result<Option<OnLedger>, LedgerError> {
+        let registry = SealRegistry::new(self.contract, &self.provider);
+        let seal = registry.sealOf(epoch_id).call().await.map_err(classify)?;
+        if seal.root == FixedBytes::ZERO {
+            return Ok(None);
+        }
+        Ok(Some(OnLedger {
+            root: seal.root.0,
+            leaf_count: seal.leafCount,
+            block: seal.blockNumber,
+        }))
+    }
+}

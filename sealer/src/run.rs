@@ -1,0 +1,664 @@
+//! `sealer run`: consumes `scan-events` in a consumer group and seals one epoch a
+//! second. Three stages, joined by bounded channels so a slow stage stops the one
+//! before it (backpressure, not memory growth):
+//!
+//! 1. the consumer thread polls Kafka and closes an epoch every `--epoch-ms`;
+//! 2. the sealing task seals it (epoch.rs), dead-letters what is not an event,
+//!    writes the event rows then the epoch row to ClickHouse, commits the Kafka
+//!    offsets, and hands the root on;
+//! 3. the anchoring task commits roots to the ledger in epoch order, retrying while
+//!    the ledger is away, and records each anchored epoch.
+//!
+//! Restarts resume from the sealed offsets in `sealtrail.epochs`, not from Kafka's
+//! committed offsets: records at or below them are skipped (see ARCHITECTURE.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::epoch::{self, Record, SealedEpoch};
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
+use crate::store::{self, EpochRow, ANCHORED};
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "SEALTRAIL_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
+    /// Topic of scan events.
+    #[arg(long, env = "SEALTRAIL_KAFKA_TOPIC", default_value = "scan-events")]
+    pub topic: String,
+    /// Dead-letter topic for records that are not scan events.
+    #[arg(
+        long,
+        env = "SEALTRAIL_KAFKA_DLQ_TOPIC",
+        default_value = "scan-events-dlq"
+    )]
+    pub dlq_topic: String,
+    /// Consumer group shared by all sealers.
+    #[arg(
+        long,
+        env = "SEALTRAIL_SEALER_GROUP",
+        default_value = "sealtrail-sealer"
+    )]
+    pub group: String,
+    /// Length of an epoch in milliseconds.
+    #[arg(long, env = "SEALTRAIL_EPOCH_MS", default_value_t = 1000)]
+    pub epoch_ms: u64,
+    /// Close an epoch early at this many records (bounds memory and tree size).
+    #[arg(long, env = "SEALTRAIL_MAX_EPOCH_RECORDS", default_value_t = 250_000)]
+    pub max_epoch_records: usize,
+    /// Name of this sealer in `sealtrail.epochs` (default: host and pid).
+    #[arg(long, env = "SEALTRAIL_SEALER_INSTANCE")]
+    pub instance: Option<String>,
+    /// Address of the Prometheus metrics endpoint.
+    #[arg(
+        long,
+        env = "SEALTRAIL_SEALER_METRICS",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+}
+
+/// State the consumer thread shares with the rebalance callbacks and the sealing task.
+#[derive(Default)]
+struct Shared {
+    /// Epochs handed to the sealing task and not yet written.
+    in_flight: Mutex<usize>,
+    drained: Condvar,
+    revoked: Mutex<Vec<i32>>,
+    reassigned: AtomicBool,
+    stop: AtomicBool,
+    /// Last offset consumed per partition, for the lag gauge.
+    positions: Mutex<HashMap<i32, i64>>,
+}
+
+impl Shared {
+    fn finished_one(&self) {
+        *self.in_flight.lock().expect("lock") -= 1;
+        self.drained.notify_all();
+    }
+}
+
+struct Rebalancing(Arc<Shared>);
+
+impl ClientContext for Rebalancing {}
+
+impl ConsumerContext for Rebalancing {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Let epochs already handed over land in ClickHouse before another
+            // sealer reads the sealed offsets of these partitions.
+            let mut n = self.0.in_flight.lock().expect("lock");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while *n > 0 && Instant::now() < deadline {
+                n = self
+                    .0
+                    .drained
+                    .wait_timeout(n, Duration::from_millis(100))
+                    .expect("lock")
+                    .0;
+            }
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions revoked");
+            self.0.revoked.lock().expect("lock").extend(partitions);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions assigned");
+            self.0.reassigned.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Records of one closed window, on their way to be sealed.
+struct Window {
+    records: Vec<Record>,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// Crash points for the exactly-once tests: SEALTRAIL_FAULT=point:n aborts the
+/// process (no cleanup, like SIGKILL) the n-th time it reaches `point`.
+fn fault(point: &str) {
+    static COUNTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+    let Ok(spec) = std::env::var("SEALTRAIL_FAULT") else {
+        return;
+    };
+    let Some((p, n)) = spec.split_once(':') else {
+        return;
+    };
+    if p != point {
+        return;
+    }
+    let mut counts = COUNTS.lock().expect("lock");
+    let c = counts
+        .get_or_insert_with(HashMap::new)
+        .entry(p.to_string())
+        .or_default();
+    *c += 1;
+    if n.parse::<u64>().is_ok_and(|n| *c >= n) {
+        eprintln!("SEALTRAIL_FAULT: aborting at {point}");
+        std::process::abort();
+    }
+}
+
+pub async fn run<L: Ledger>(
+    args: RunArgs,
+    clickhouse: clickhouse::Client,
+    ledger: L,
+) -> anyhow::Result<()> {
+    let instance = args.instance.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "sealer".into()),
+            std::process::id()
+        )
+    });
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared::default());
+
+    let consumer: Arc<BaseConsumer<Rebalancing>> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &args.kafka_brokers)
+            .set("group.id", &args.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            // A ClickHouse outage blocks polling (backpressure); stay in the group.
+            .set("max.poll.interval.ms", "600000")
+            .set("session.timeout.ms", "10000")
+            .set("fetch.max.bytes", "52428800")
+            .create_with_context(Rebalancing(shared.clone()))
+            .context("creating the Kafka consumer")?,
+    );
+    consumer.subscribe(&[&args.topic]).context("subscribing")?;
+    let dlq: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .context("creating the dead-letter producer")?;
+
+    tokio::spawn(serve_metrics(args.metrics_listen, metrics.clone()));
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            crate::shutdown_signal().await;
+            shared.stop.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let (window_tx, window_rx) = mpsc::channel::<Window>(2);
+    let (anchor_tx, anchor_rx) = mpsc::unbounded_channel::<EpochRow>();
+    let consume = {
+        let (consumer, shared, metrics, args) = (
+            consumer.clone(),
+            shared.clone(),
+            metrics.clone(),
+            args.clone(),
+        );
+        let (clickhouse, rt) = (clickhouse.clone(), tokio::runtime::Handle::current());
+        std::thread::Builder::new()
+            .name("consume".into())
+            .spawn(move || {
+                consume_loop(
+                    &consumer,
+                    &shared,
+                    &metrics,
+                    &args,
+                    &clickhouse,
+                    &rt,
+                    window_tx,
+                )
+            })?
+    };
+    let lag = {
+        let (shared, metrics, args) = (shared.clone(), metrics.clone(), args.clone());
+        std::thread::Builder::new()
+            .name("lag".into())
+            .spawn(move || lag_loop(&shared, &metrics, &args))?
+    };
+    let anchoring = tokio::spawn(anchor_loop(
+        ledger,
+        clickhouse.clone(),
+        metrics.clone(),
+        anchor_rx,
+    ));
+    tracing::info!(%instance, topic = %args.topic, epoch_ms = args.epoch_ms, "sealer running");
+
+    seal_loop(
+        &args,
+        &instance,
+        &clickhouse,
+        &consumer,
+        &dlq,
+        &shared,
+        &metrics,
+        window_rx,
+        anchor_tx,
+    )
+    .await;
+    consume
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+    anchoring.await?;
+    let _ = lag.join();
+    tracing::info!("sealer stopped");
+    Ok(())
+}
+
+fn consume_loop(
+    consumer: &BaseConsumer<Rebalancing>,
+    shared: &Shared,
+    metrics: &Metrics,
+    args: &RunArgs,
+    clickhouse: &clickhouse::Client,
+    rt: &tokio::runtime::Handle,
+    windows: mpsc::Sender<Window>,
+) -> anyhow::Result<()> {
+    let mut open: Vec<Record> = Vec::new();
+    let mut start_ms = now_ms();
+    let mut sealed: HashMap<i32, i64> = HashMap::new();
+    loop {
+        let stopping = shared.stop.load(Ordering::SeqCst);
+        let message = if stopping {
+            None
+        } else {
+            consumer.poll(Duration::from_millis(20))
+        };
+
+        let revoked: Vec<i32> = std::mem::take(&mut *shared.revoked.lock().expect("lock"));
+        if !revoked.is_empty() {
+            // Not sealed here: the new owner reads them again from the sealed offsets.
+            open.retain(|r| !revoked.contains(&r.partition));
+        }
+        if shared.reassigned.swap(false, Ordering::SeqCst) {
+            sealed = loop {
+                match rt.block_on(store::sealed_offsets(clickhouse)) {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading sealed offsets; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            };
+            tracing::info!(
+                partitions = sealed.len(),
+                "resuming after the sealed offsets in ClickHouse"
+            );
+        }
+        match message {
+            Some(Ok(m)) => {
+                let (partition, offset) = (m.partition(), m.offset());
+                if offset > sealed.get(&partition).copied().unwrap_or(-1) {
+                    metrics.consumed.inc();
+                    open.push(Record {
+                        partition,
+                        offset,
+                        value: m.payload().unwrap_or_default().to_vec(),
+                    });
+                    fault("consumed");
+                }
+                shared
+                    .positions
+                    .lock()
+                    .expect("lock")
+                    .insert(partition, offset);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
+            None => {}
+        }
+
+        let now = now_ms();
+        if stopping
+            || now - start_ms >= args.epoch_ms as i64
+            || open.len() >= args.max_epoch_records
+        {
+            if !open.is_empty() {
+                *shared.in_flight.lock().expect("lock") += 1;
+                let window = Window {
+                    records: std::mem::take(&mut open),
+                    start_ms,
+                    end_ms: now,
+                };
+                if windows.blocking_send(window).is_err() {
+                    anyhow::bail!("the sealing task stopped");
+                }
+            }
+            start_ms = now;
+        }
+        if stopping {
+            return Ok(());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn seal_loop(
+    args: &RunArgs,
+    instance: &str,
+    clickhouse: &clickhouse::Client,
+    consumer: &BaseConsumer<Rebalancing>,
+    dlq: &FutureProducer,
+    shared: &Shared,
+    metrics: &Metrics,
+    mut windows: mpsc::Receiver<Window>,
+    anchor: mpsc::UnboundedSender<EpochRow>,
+) {
+    let mut last_epoch = 0u64;
+    while let Some(window) = windows.recv().await {
+        let started = Instant::now();
+        let lowest = window
+            .records
+            .iter()
+            .map(|r| r.partition)
+            .min()
+            .unwrap_or(0);
+        let id = epoch::epoch_id(window.end_ms, lowest).max(last_epoch + 1);
+        last_epoch = id;
+        let sealed_at = (window.end_ms / 1000) as u32;
+        let sealed = tokio::task::spawn_blocking(move || {
+            epoch::seal(
+                id,
+                window.start_ms,
+                window.end_ms,
+                window.records,
+                sealed_at,
+            )
+        })
+        .await
+        .expect("sealing panicked");
+        metrics
+            .seal_duration
+            .observe(started.elapsed().as_secs_f64());
+
+        dead_letter(dlq, &args.dlq_topic, &sealed, metrics).await;
+        let write_started = Instant::now();
+        write_events(clickhouse, &sealed).await;
+        fault("events-written");
+        let row = EpochRow::pending(&sealed, instance, now_ms() as u64);
+        retry("writing the epoch row", || {
+            store::insert_epoch(clickhouse, &row)
+        })
+        .await;
+        metrics
+            .clickhouse_write
+            .observe(write_started.elapsed().as_secs_f64());
+        fault("epoch-written");
+
+        // Kafka's committed offsets only spare a restart some re-reading; the
+        // sealed offsets in ClickHouse are what decides.
+        let mut tpl = TopicPartitionList::new();
+        for r in &sealed.ranges {
+            let _ = tpl.add_partition_offset(&args.topic, r.partition, Offset::Offset(r.last + 1));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "committing offsets to Kafka");
+        }
+        shared.finished_one();
+
+        metrics.sealed.inc_by(sealed.rows.len() as u64);
+        metrics.epochs_sealed.inc();
+        metrics.epoch_size.observe(sealed.rows.len() as f64);
+        tracing::debug!(epoch = id, events = sealed.rows.len(), "epoch sealed");
+        let _ = anchor.send(row);
+    }
+}
+
+async fn write_events(clickhouse: &clickhouse::Client, sealed: &SealedEpoch) {
+    if sealed.rows.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store::insert_events(clickhouse, &sealed.rows).await {
+            Ok(()) => return,
+            Err(e) => {
+                // One insert is one block: it landed whole or not at all.
+                if store::events_in_epoch(clickhouse, sealed.epoch_id)
+                    .await
+                    .ok()
+                    == Some(sealed.rows.len() as u64)
+                {
+                    return;
+                }
+                tracing::warn!(error = %e, epoch = sealed.epoch_id, "writing events to ClickHouse; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn retry<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = clickhouse::error::Result<()>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    while let Err(e) = f().await {
+        tracing::warn!(error = %e, "{what}; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Sends every rejected record to the dead-letter topic, with the reason and its
+/// origin in headers, and waits until Kafka has them.
+async fn dead_letter(dlq: &FutureProducer, topic: &str, sealed: &SealedEpoch, metrics: &Metrics) {
+    for r in &sealed.rejected {
+        let (partition, offset, error) = (
+            r.record.partition.to_string(),
+            r.record.offset.to_string(),
+            r.error.to_string(),
+        );
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "sealtrail-error",
+                    value: Some(&error),
+                })
+                .insert(Header {
+                    key: "sealtrail-source-partition",
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: "sealtrail-source-offset",
+                    value: Some(&offset),
+                });
+            let record = FutureRecord::<(), _>::to(topic)
+                .payload(&r.record.value)
+                .headers(headers);
+            match dlq.send(record, Duration::from_secs(10)).await {
+                Ok(_) => break,
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "dead-lettering a record; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        metrics.dlq.inc();
+        tracing::warn!(partition = %partition, offset = %offset, error = %error, "record sent to the dead-letter topic");
+    }
+}
+
+/// Commits roots in epoch order; a ledger outage leaves epochs pending (sealing
+/// goes on) and they are committed, oldest first, once it answers again.
+async fn anchor_loop<L: Ledger>(
+    ledger: L,
+    clickhouse: clickhouse::Client,
+    metrics: Arc<Metrics>,
+    mut incoming: mpsc::UnboundedReceiver<EpochRow>,
+) {
+    let mut pending: BTreeMap<u64, EpochRow> = BTreeMap::new();
+    // Epochs a previous run (or a sealer that died) left pending.
+    loop {
+        match store::pending_epochs(&clickhouse).await {
+            Ok(rows) => {
+                pending.extend(rows.into_iter().map(|r| (r.epoch_id, r)));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading pending epochs; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let mut open = true;
+    let mut backoff = Duration::from_millis(250);
+    let mut give_up_at: Option<Instant> = None;
+    loop {
+        metrics.pending_epochs.set(pending.len() as i64);
+        if pending.is_empty() {
+            if !open {
+                return;
+            }
+            match incoming.recv().await {
+                Some(row) => {
+                    pending.insert(row.epoch_id, row);
+                }
+                None => open = false,
+            }
+            continue;
+        }
+        while let Ok(row) = incoming.try_recv() {
+            pending.insert(row.epoch_id, row);
+        }
+        if open && incoming.is_closed() && incoming.is_empty() {
+            open = false;
+        }
+        if !open {
+            // Shutting down: a little while to anchor what is left, then it stays
+            // pending in ClickHouse for the next run.
+            let deadline =
+                *give_up_at.get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
+            if Instant::now() >= deadline {
+                tracing::info!(
+                    pending = pending.len(),
+                    "stopping with epochs pending; the next run anchors them"
+                );
+                return;
+            }
+        }
+        let (&id, row) = pending.first_key_value().expect("not empty");
+        fault("before-ledger");
+        let started = Instant::now();
+        match ledger.commit(id, row.root, u64::from(row.leaf_count)).await {
+            Ok(anchor) => {
+                metrics
+                    .ledger_commit
+                    .observe(started.elapsed().as_secs_f64());
+                let mut done = row.clone();
+                done.status = ANCHORED;
+                done.ledger_tx = anchor.tx;
+                done.ledger_block = anchor.block;
+                done.version = now_ms() as u64;
+                retry("recording an anchored epoch", || {
+                    store::insert_epoch(&clickhouse, &done)
+                })
+                .await;
+                pending.remove(&id);
+                metrics.epochs_anchored.inc();
+                backoff = Duration::from_millis(250);
+            }
+            Err(LedgerError::Refused(why)) => {
+                metrics.ledger_refused.inc();
+                tracing::error!(epoch = id, %why, "the ledger refused this epoch's root; leaving it pending for audit");
+                pending.remove(&id);
+            }
+            Err(LedgerError::Unavailable(why)) => {
+                tracing::warn!(epoch = id, pending = pending.len(), %why, "ledger unavailable; epochs wait as pending");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    row = incoming.recv(), if open => match row {
+                        Some(row) => { pending.insert(row.epoch_id, row); }
+                        None => open = false,
+                    },
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Every 5 s: records on the topic beyond what this sealer consumed, per partition.
+fn lag_loop(shared: &Shared, metrics: &Metrics, args: &RunArgs) {
+    let Ok(probe) = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .create::<BaseConsumer>()
+    else {
+        return;
+    };
+    while !shared.stop.load(Ordering::SeqCst) {
+        let positions = shared.positions.lock().expect("lock").clone();
+        for (p, pos) in positions {
+            if let Ok((_, high)) = probe.fetch_watermarks(&args.topic, p, Duration::from_secs(2)) {
+                metrics
+                    .lag
+                    .with_label_values(&[&p.to_string()])
+                    .set((high - pos - 1).max(0));
+            }
+        }
+        for _ in 0..50 {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+async fn serve_metrics(listen: SocketAddr, metrics: Arc<Metrics>) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %listen, "cannot bind the metrics endpoint; running without it")
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What the sealer reads and writes in ClickHouse: event rows, epoch rows, and the
+//! sealed offsets a restart resumes from. `sealtrail.epochs` is the source of truth
+//! for what is sealed; an event row counts only if its epoch has a row there.
+
+use std::collections::HashMap;
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use crate::epoch::{EventRow, SealedEpoch};
+
+pub const PENDING: i8 = 1;
+pub const ANCHORED: i8 = 2;
+
+/// One row of `sealtrail.epochs`, in column order.
+#[derive(Row, Serialize, Deserialize, Debug, Clone)]
+pub struct EpochRow {
+    pub epoch_id: u64,
+    pub instance: String,
+    pub window_start: u32,
+    pub window_end: u32,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub leaf_count: u32,
+    pub dlq_count: u32,
+    pub root: [u8; 32],
+    pub range_partitions: Vec<u16>,
+    pub range_first_offsets: Vec<u64>,
+    pub range_last_offsets: Vec<u64>,
+    pub ledger_tx: String,
+    pub ledger_block: u64,
+    pub status: i8,
+    pub version: u64,
+}
+
+impl EpochRow {
+    pub fn pending(sealed: &SealedEpoch, instance: &str, version: u64) -> EpochRow {
+        EpochRow {
+            epoch_id: sealed.epoch_id,
+            instance: instance.to_string(),
+            window_start: (sealed.window_start_ms / 1000) as u32,
+            window_end: (sealed.window_end_ms / 1000) as u32,
+            window_start_ms: sealed.window_start_ms,
+            window_end_ms: sealed.window_end_ms,
+            leaf_count: sealed.rows.len() as u32,
+            dlq_count: sealed.rejected.len() as u32,
+            root: sealed.root,
+            range_partitions: sealed.ranges.iter().map(|r| r.partition as u16).collect(),
+            range_first_offsets: sealed.ranges.iter().map(|r| r.first as u64).collect(),
+            range_last_offsets: sealed.ranges.iter().map(|r| r.last as u64).collect(),
+            ledger_tx: String::new(),
+            ledger_block: 0,
+            status: PENDING,
+            version,
+        }
+    }
+}
+
+fn sealtrail(client: &clickhouse::Client) -> clickhouse::Client {
+    client.clone().with_database("sealtrail")
+}
+
+pub async fn insert_events(
+    client: &clickhouse::Client,
+    rows: &[EventRow],
+) -> clickhouse::error::Result<()> {
+    let mut insert = sealtrail(client).insert::<EventRow>("scan_events").await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
+
+/// Event rows already written for an epoch: after a failed insert, tells whether
+/// it landed anyway (one insert of one block is all or nothing).
+pub async fn events_in_epoch(
+    client: &clickhouse::Client,
+    epoch_id: u64,
+) -> clickhouse::error::Result<u64> {
+    client
+        .query("SELECT count() FROM sealtrail.scan_events WHERE epoch_id = ?")
+        .bind(epoch_id)
+        .fetch_one()
+        .await
+}
+
+pub async fn insert_epoch(
+    client: &clickhouse::Client,
+    row: &EpochRow,
+) -> clickhouse::error::Result<()> {
+    let mut insert = sealtrail(client).insert::<EpochRow>("epochs").await?;
+    insert.write(row).await?;
+    insert.end().await
+}
+
+/// The last sealed offset of every partition any sealer has sealed.
+pub async fn sealed_offsets(
+    client: &clickhouse::Client,
+) -> clickhouse::error::Result<HashMap<i32, i64>> {
+    let rows: Vec<(u16, u64)> = client
+        .query(
+            "SELECT p, max(o) FROM sealtrail.epochs \
+             ARRAY JOIN range_partitions AS p, range_last_offsets AS o GROUP BY p",
+        )
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, o)| (i32::from(p), o as i64))
+        .collect())
+}
+
+/// Epochs in ClickHouse whose root is not yet on the ledger, oldest first.
+pub async fn pending_epochs(
+    client: &clickhouse::Client,
+) -> clickhouse::error::Result<Vec<EpochRow>> {
+    client
+        .query(
+            "SELECT ?fields FROM sealtrail.epochs FINAL WHERE status = 'pending' ORDER BY epoch_id",
+        )
+        .fetch_all()
+        .await
+}
