@@ -1,7 +1,7 @@
 //! `sealer audit`: checks that what is on the topic, what is sealed in ClickHouse
 //! and what is on the ledger agree. Prints a summary and exits non-zero on any gap
-//! or overlap in the sealed offsets, any record sealed twice, any epoch whose rows
-//! or root disagree with its epoch row, and any root that differs from the ledger.
+//! or overlap in the sealed offsets, any record sealed twice, any epoch whose rows,
+//! proofs or root disagree with its epoch row, and any root that differs from the ledger.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use crate::ledger::Ledger;
-use crate::proof::{leaf_hash, EpochTree, Hash};
+use crate::proof::{leaf_hash, verify, EpochTree, Hash};
 use crate::store::{EpochRow, ANCHORED};
 
 #[derive(Args, Debug, Clone)]
@@ -41,6 +41,7 @@ struct Leaf {
     #[serde(with = "serde_bytes")]
     payload: Vec<u8>,
     leaf_hash: Hash,
+    proof: Vec<Hash>,
 }
 
 pub async fn run<L: Ledger>(
@@ -123,47 +124,81 @@ pub async fn run<L: Ledger>(
 
     // 2. Every epoch's rows: the right count, each record once, leaves recomputed
     //    from the payload, and the tree root equal to the epoch's root.
-    let leaves: Vec<Leaf> = clickhouse
-        .query("SELECT epoch_id, leaf_index, payload, leaf_hash FROM sealtrail.scan_events ORDER BY epoch_id, leaf_index")
-        .fetch_all()
-        .await
-        .context("reading sealtrail.scan_events")?;
-    let mut by_epoch: HashMap<u64, Vec<Leaf>> = HashMap::new();
-    for l in leaves {
-        by_epoch.entry(l.epoch_id).or_default().push(l);
-    }
+    // Streamed epoch by epoch: only the current epoch's leaf hashes are held.
     let committed: HashMap<u64, &EpochRow> = epochs.iter().map(|e| (e.epoch_id, e)).collect();
-    let orphans: usize = by_epoch
-        .iter()
-        .filter(|(id, _)| !committed.contains_key(id))
-        .map(|(_, v)| v.len())
-        .sum();
-    let mut events = 0u64;
+    let mut cursor = clickhouse
+        .query(
+            "SELECT epoch_id, leaf_index, payload, leaf_hash, proof FROM sealtrail.scan_events \
+             ORDER BY epoch_id, leaf_index",
+        )
+        .fetch::<Leaf>()
+        .context("reading sealtrail.scan_events")?;
+    let (mut events, mut orphans) = (0u64, 0u64);
+    let mut seen: HashMap<u64, Vec<Hash>> = HashMap::new();
+    let mut current: Option<(u64, Vec<Hash>, Option<String>)> = None;
+    let mut finish = |cur: Option<(u64, Vec<Hash>, Option<String>)>, problems: &mut Vec<String>| {
+        if let Some((id, hashes, problem)) = cur {
+            if let Some(p) = problem {
+                problems.push(p);
+            }
+            seen.insert(id, hashes);
+        }
+    };
+    while let Some(l) = cursor
+        .next()
+        .await
+        .context("reading sealtrail.scan_events")?
+    {
+        let Some(e) = committed.get(&l.epoch_id) else {
+            orphans += 1;
+            continue;
+        };
+        events += 1;
+        if current.as_ref().is_none_or(|c| c.0 != l.epoch_id) {
+            finish(current.take(), &mut problems);
+            current = Some((l.epoch_id, Vec::with_capacity(e.leaf_count as usize), None));
+        }
+        let (_, hashes, problem) = current.as_mut().expect("set above");
+        if problem.is_some() {
+            continue;
+        }
+        if l.leaf_index as usize != hashes.len() {
+            *problem = Some(format!(
+                "epoch {}: leaf {} missing or duplicated",
+                e.epoch_id,
+                hashes.len()
+            ));
+        } else if leaf_hash(&l.payload) != l.leaf_hash {
+            *problem = Some(format!(
+                "epoch {}: leaf {} does not hash from its payload",
+                e.epoch_id, l.leaf_index
+            ));
+        } else if !verify(
+            &l.leaf_hash,
+            l.leaf_index.into(),
+            e.leaf_count.into(),
+            &l.proof,
+            &e.root,
+        ) {
+            *problem = Some(format!(
+                "epoch {}: the proof of leaf {} does not verify",
+                e.epoch_id, l.leaf_index
+            ));
+        }
+        hashes.push(l.leaf_hash);
+    }
+    finish(current.take(), &mut problems);
     for e in &epochs {
-        let rows = by_epoch.remove(&e.epoch_id).unwrap_or_default();
-        events += rows.len() as u64;
-        if rows.len() != e.leaf_count as usize
-            || rows
-                .iter()
-                .enumerate()
-                .any(|(i, l)| l.leaf_index as usize != i)
-        {
+        let hashes = seen.remove(&e.epoch_id).unwrap_or_default();
+        if hashes.len() != e.leaf_count as usize {
             problems.push(format!(
                 "epoch {}: {} event rows for {} leaves",
                 e.epoch_id,
-                rows.len(),
+                hashes.len(),
                 e.leaf_count
             ));
             continue;
         }
-        if let Some(bad) = rows.iter().find(|l| leaf_hash(&l.payload) != l.leaf_hash) {
-            problems.push(format!(
-                "epoch {}: leaf {} does not hash from its payload",
-                e.epoch_id, bad.leaf_index
-            ));
-            continue;
-        }
-        let hashes: Vec<Hash> = rows.iter().map(|l| l.leaf_hash).collect();
         let root = if hashes.is_empty() {
             crate::epoch::empty_root()
         } else {

@@ -1,0 +1,432 @@
+//! The sealer against the real stack, under crashes, a rebalance and outages.
+//! After each: every record on the topic is in exactly one epoch, every proof
+//! verifies against its root, every root is on the ledger (`sealer audit --complete`).
+//!
+//! The tests share the topic, the database and the chain, so they run one at a time.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use schemas::{avro, Action, BizStep, Disposition, ScanEvent};
+
+const SEALER: &str = env!("CARGO_BIN_EXE_sealer");
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn state() -> PathBuf {
+    std::env::var_os("SEALTRAIL_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".local"))
+}
+
+fn sealer_command(args: &[&str]) -> Command {
+    let mut c = Command::new(SEALER);
+    c.args(args)
+        .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
+        .env(
+            "SEALTRAIL_LEDGER_CONTRACT_FILE",
+            state().join("ledger/contract"),
+        )
+        .env("SEALTRAIL_EPOCH_MS", "300")
+        .env("SEALTRAIL_LOG", "warn");
+    c
+}
+
+struct Sealer {
+    child: Child,
+    metrics: String,
+}
+
+impl Sealer {
+    fn start(instance: &str, port: u16, fault: Option<&str>) -> Sealer {
+        let mut c = sealer_command(&[
+            "run",
+            "--instance",
+            instance,
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        if let Some(f) = fault {
+            c.env("SEALTRAIL_FAULT", f);
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sealer");
+        Sealer {
+            child,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "2", &self.metrics])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status, err);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sealer did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let (status, err) = self.wait(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "sealer did not stop cleanly: {status}\n{err}"
+        );
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event(run: u64, n: u64) -> ScanEvent {
+    ScanEvent {
+        event_id: format!("{:08x}-0000-4000-8000-{n:012x}", run as u32),
+        event_time: 1_795_600_800_000 + n as i64,
+        event_timezone_offset: "+08:00".into(),
+        action: Action::Observe,
+        biz_step: BizStep::Storing,
+        disposition: Disposition::SellableAccessible,
+        item_ids: vec![format!(
+            "urn:epc:id:sgtin:0614141.{:07}.{n}",
+            run % 10_000_000
+        )],
+        read_point: "urn:epc:id:sgln:0614141.00777.0".into(),
+        biz_location: "urn:epc:id:sgln:0614141.00777.0".into(),
+        country: "CN".into(),
+        biz_transactions: vec![],
+        temperature_c: Some(4.0),
+        relative_humidity_pct: None,
+        device_id: "pipeline-test".into(),
+        signature: vec![7; 64],
+    }
+}
+
+fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+/// Produces `count` events, `per_second` at most, and waits for Kafka's acks.
+fn produce(count: u64, per_second: u64) {
+    let p = producer();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let started = Instant::now();
+    for n in 0..count {
+        while n as f64 > started.elapsed().as_secs_f64() * per_second as f64 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let e = event(run, n);
+        let value = avro::encode_single_object(&e);
+        let mut record = BaseRecord::to("scan-events").key(e.key()).payload(&value);
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Produces in the background until the returned flag is set.
+fn produce_until(per_second: u64) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            produce(per_second / 5, per_second);
+        }
+    });
+    (stop, handle)
+}
+
+fn clickhouse(query: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:8123/", "--data-binary", query])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn on_topic() -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .create()
+        .unwrap();
+    (0..12)
+        .map(|p| {
+            let (low, high) = c
+                .fetch_watermarks("scan-events", p, Duration::from_secs(5))
+                .unwrap();
+            high - low
+        })
+        .sum()
+}
+
+/// Waits until every record on the topic is sealed and anchored, then audits.
+fn assert_sealed_exactly_once(within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let topic = on_topic();
+        let row = clickhouse(
+            "SELECT sum(leaf_count + dlq_count), countIf(status = 'pending') FROM sealtrail.epochs FINAL FORMAT TSV",
+        );
+        let mut cols = row.split('\t').map(|c| c.parse::<i64>().unwrap_or(-1));
+        let (sealed, pending) = (cols.next().unwrap_or(-1), cols.next().unwrap_or(-1));
+        if sealed == topic && pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not caught up: topic {topic}, sealed {sealed}, pending {pending}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = sealer_command(&["audit", "--complete"]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("audit clean"),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
+    let _guard = lock();
+    for (n, point) in [
+        "consumed:4000",
+        "events-written:1",
+        "epoch-written:1",
+        "before-ledger:1",
+    ]
+    .iter()
+    .enumerate()
+    {
+        produce(20_000, 200_000);
+        let sealer = Sealer::start(&format!("crash-{n}"), 19464, Some(point));
+        let (status, stderr) = sealer.wait(Duration::from_secs(60));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "{point}: the fault did not fire\n{stderr}"
+        );
+        assert!(stderr.contains("SEALTRAIL_FAULT: aborting at"), "{stderr}");
+    }
+    // And SIGKILL from outside at an arbitrary moment, while records arrive.
+    let (stop, producing) = produce_until(20_000);
+    let sealer = Sealer::start("crash-kill9", 19464, None);
+    std::thread::sleep(Duration::from_millis(2500));
+    sealer.kill9();
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
+
+    let sealer = Sealer::start("crash-recovery", 19464, None);
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    sealer.stop();
+}
+
+#[test]
+fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
+    let _guard = lock();
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    let run = std::process::id();
+    let (a_name, b_name) = (format!("group-a-{run}"), format!("group-b-{run}"));
+    let a = Sealer::start(&a_name, 19464, None);
+    let b = Sealer::start(&b_name, 19465, None);
+    let (stop, producing) = produce_until(10_000);
+    std::thread::sleep(Duration::from_secs(8));
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    a.kill9();
+    std::thread::sleep(Duration::from_secs(20));
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    let before = clickhouse(&format!(
+        "SELECT uniqExact(p) FROM sealtrail.epochs ARRAY JOIN range_partitions AS p WHERE instance = '{a_name}'"
+    ));
+    let after = clickhouse(&format!(
+        "SELECT uniqExact(p) FROM sealtrail.epochs ARRAY JOIN range_partitions AS p \
+         WHERE instance = '{b_name}' AND window_start_ms > {}",
+        killed_at + 12_000
+    ));
+    assert!(
+        before.parse::<u32>().unwrap() > 0,
+        "a sealed something before it was killed"
+    );
+    assert_eq!(after, "12", "b took over every partition after a died");
+    b.stop();
+}
+
+#[test]
+fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
+    let _guard = lock();
+    let sealer = Sealer::start("ledger-outage", 19464, None);
+    let (stop, producing) = produce_until(5_000);
+    std::thread::sleep(Duration::from_secs(3));
+    let down = Command::new(root().join("deploy/local/down"))
+        .arg("anvil")
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    std::thread::sleep(Duration::from_secs(10));
+    let sealed_early = sealer
+        .metric("sealtrail_sealer_sealed_events_total")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(20));
+    let sealed_late = sealer
+        .metric("sealtrail_sealer_sealed_events_total")
+        .unwrap();
+    let pending = sealer.metric("sealtrail_sealer_pending_epochs").unwrap();
+    assert!(
+        sealed_late > sealed_early,
+        "sealing into ClickHouse went on: {sealed_early} -> {sealed_late}"
+    );
+    assert!(
+        pending >= 10.0,
+        "epochs wait as pending while the ledger is away: {pending}"
+    );
+    let up = Command::new(root().join("deploy/local/up"))
+        .env("SEALTRAIL_SEALER_BIN", SEALER)
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    let out_of_order = clickhouse(
+        "SELECT count() FROM (SELECT epoch_id, ledger_block, runningDifference(ledger_block) AS d \
+         FROM (SELECT epoch_id, ledger_block FROM sealtrail.epochs FINAL WHERE instance = 'ledger-outage' ORDER BY epoch_id)) \
+         WHERE d < 0",
+    );
+    assert_eq!(out_of_order, "0", "roots were committed in epoch order");
+    sealer.stop();
+}
+
+#[test]
+fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing() {
+    let _guard = lock();
+    let sealer = Sealer::start("clickhouse-outage", 19464, None);
+    let (stop, producing) = produce_until(20_000);
+    std::thread::sleep(Duration::from_secs(3));
+    let down = Command::new(root().join("deploy/local/down"))
+        .arg("clickhouse")
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    std::thread::sleep(Duration::from_secs(15));
+    let consumed_mid = sealer
+        .metric("sealtrail_sealer_consumed_records_total")
+        .unwrap();
+    let mut peak_rss = 0;
+    for _ in 0..15 {
+        peak_rss = peak_rss.max(sealer.rss_kb());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let consumed_end = sealer
+        .metric("sealtrail_sealer_consumed_records_total")
+        .unwrap();
+    assert_eq!(
+        consumed_mid, consumed_end,
+        "consumption stopped while ClickHouse was away"
+    );
+    assert!(
+        peak_rss < 1024 * 1024,
+        "sealer RSS {peak_rss} kB stayed under 1 GiB"
+    );
+    let up = Command::new(root().join("deploy/local/up"))
+        .env("SEALTRAIL_SEALER_BIN", SEALER)
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
+    assert_sealed_exactly_once(Duration::from_secs(180));
+    sealer.stop();
+}
