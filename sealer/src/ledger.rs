@@ -138,10 +138,12 @@ impl LedgerArgs {
     }
 
     pub fn connect(&self) -> anyhow::Result<EvmLedger> {
-        let (provider, _) = self.provider()?;
+        let (provider, from) = self.provider()?;
         Ok(EvmLedger {
             contract: self.contract_address()?,
             provider,
+            from,
+            next_nonce: Default::default(),
         })
     }
 
@@ -159,6 +161,9 @@ impl LedgerArgs {
 pub struct EvmLedger {
     contract: Address,
     provider: DynProvider,
+    from: Address,
+    /// The nonce to use next (see `commit`).
+    next_nonce: std::sync::Mutex<Option<u64>>,
 }
 
 impl EvmLedger {
@@ -194,25 +199,57 @@ impl Ledger for EvmLedger {
         leaf_count: u64,
     ) -> Result<Anchor, LedgerError> {
         let registry = SealRegistry::new(self.contract, &self.provider);
-        let pending = registry
-            .commit(epoch_id, FixedBytes::from(root), leaf_count)
-            .send()
-            .await
-            .map_err(classify)?;
-        let receipt = pending
-            .get_receipt()
-            .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-        if !receipt.status() {
-            return Err(LedgerError::Refused(format!(
-                "transaction {} reverted",
-                receipt.transaction_hash
-            )));
+        // We pick the nonce ourselves: anvil restarted from a state dump can count
+        // fewer transactions than the nonce it then demands ("nonce too low"), and a
+        // cached nonce can run ahead of a chain that lost its last blocks. Step past
+        // the first, fall back to the chain's count for the second.
+        for _ in 0..64 {
+            let counted = self
+                .provider
+                .get_transaction_count(self.from)
+                .pending()
+                .await
+                .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let nonce = self
+                .next_nonce
+                .lock()
+                .expect("lock")
+                .map_or(counted, |n| n.max(counted));
+            let sent = registry
+                .commit(epoch_id, FixedBytes::from(root), leaf_count)
+                .nonce(nonce)
+                .send()
+                .await;
+            let pending = match sent {
+                Ok(p) => p,
+                Err(e) if e.to_string().contains("nonce too low") => {
+                    *self.next_nonce.lock().expect("lock") = Some(nonce + 1);
+                    continue;
+                }
+                Err(e) => {
+                    *self.next_nonce.lock().expect("lock") = None;
+                    return Err(classify(e));
+                }
+            };
+            *self.next_nonce.lock().expect("lock") = Some(nonce + 1);
+            let receipt = pending.get_receipt().await.map_err(|e| {
+                *self.next_nonce.lock().expect("lock") = None;
+                LedgerError::Unavailable(e.to_string())
+            })?;
+            if !receipt.status() {
+                return Err(LedgerError::Refused(format!(
+                    "transaction {} reverted",
+                    receipt.transaction_hash
+                )));
+            }
+            return Ok(Anchor {
+                tx: receipt.transaction_hash.to_string(),
+                block: receipt.block_number.unwrap_or_default(),
+            });
         }
-        Ok(Anchor {
-            tx: receipt.transaction_hash.to_string(),
-            block: receipt.block_number.unwrap_or_default(),
-        })
+        Err(LedgerError::Unavailable(
+            "the chain keeps answering 'nonce too low'".into(),
+        ))
     }
 
     async fn seal_of(&self, epoch_id: u64) -> Result<Option<OnLedger>, LedgerError> {
