@@ -28,6 +28,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "001_devices"),
     migration!(2, "002_sealed_events_and_epochs"),
+    migration!(3, "003_seal_timings"),
 ];
 
 /// Where the applied versions are recorded.

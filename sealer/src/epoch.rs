@@ -14,6 +14,8 @@ use crate::proof::{leaf_hash, EpochTree, Hash};
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
+    /// Kafka's timestamp of the record (when it was produced), in ms.
+    pub timestamp_ms: i64,
     pub value: Vec<u8>,
 }
 
@@ -62,6 +64,7 @@ pub struct EventRow {
     pub kafka_partition: u16,
     pub kafka_offset: u64,
     pub sealed_at: u32,
+    pub kafka_timestamp_ms: i64,
 }
 
 /// A sealed epoch, ready to be written.
@@ -167,6 +170,7 @@ pub fn seal(
                 kafka_partition: record.partition as u16,
                 kafka_offset: record.offset as u64,
                 sealed_at,
+                kafka_timestamp_ms: record.timestamp_ms,
             }
         })
         .collect();
@@ -211,6 +215,7 @@ mod tests {
         Record {
             partition,
             offset,
+            timestamp_ms: 0,
             value,
         }
     }

@@ -321,6 +321,7 @@ fn consume_loop(
                     open.push(Record {
                         partition,
                         offset,
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
                         value: m.payload().unwrap_or_default().to_vec(),
                     });
                     fault("consumed");
@@ -579,6 +580,7 @@ async fn anchor_loop<L: Ledger>(
                 done.ledger_tx = anchor.tx;
                 done.ledger_block = anchor.block;
                 done.version = now_ms() as u64;
+                done.anchored_ms = done.version as i64;
                 retry("recording an anchored epoch", || {
                     store::insert_epoch(&clickhouse, &done)
                 })

@@ -31,6 +31,10 @@ pub struct EpochRow {
     pub ledger_block: u64,
     pub status: i8,
     pub version: u64,
+    /// When the epoch row was written: its events became queryable.
+    pub written_ms: i64,
+    /// When its root was committed to the ledger (0 while pending).
+    pub anchored_ms: i64,
 }
 
 impl EpochRow {
@@ -52,6 +56,8 @@ impl EpochRow {
             ledger_block: 0,
             status: PENDING,
             version,
+            written_ms: version as i64,
+            anchored_ms: 0,
         }
     }
 }
