@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long, env = "SEALTRAIL_EPOCH_MS", default_value_t = 1000)]
     pub epoch_ms: u64,
     /// Close an epoch early at this many records (bounds memory and tree size).
-    #[arg(long, env = "SEALTRAIL_MAX_EPOCH_RECORDS", default_value_t = 250_000)]
+    #[arg(long, env = "SEALTRAIL_MAX_EPOCH_RECORDS", default_value_t = 100_000)]
     pub max_epoch_records: usize,
     /// Name of this sealer in `sealtrail.epochs` (default: host and pid).
     #[arg(long, env = "SEALTRAIL_SEALER_INSTANCE")]
@@ -194,6 +194,9 @@ pub async fn run<L: Ledger>(
             .set("max.poll.interval.ms", "600000")
             .set("session.timeout.ms", "10000")
             .set("fetch.max.bytes", "52428800")
+            // librdkafka prefetches up to this much per partition: bound it, or
+            // twelve partitions' prefetch alone approaches the 1 GiB budget.
+            .set("queued.max.messages.kbytes", "8192")
             .create_with_context(Rebalancing(shared.clone()))
             .context("creating the Kafka consumer")?,
     );
@@ -214,7 +217,7 @@ pub async fn run<L: Ledger>(
         });
     }
 
-    let (window_tx, window_rx) = mpsc::channel::<Window>(2);
+    let (window_tx, window_rx) = mpsc::channel::<Window>(1);
     let (anchor_tx, anchor_rx) = mpsc::unbounded_channel::<EpochRow>();
     let consume = {
         let (consumer, shared, metrics, args) = (
@@ -372,64 +375,95 @@ async fn seal_loop(
     mut windows: mpsc::Receiver<Window>,
     anchor: mpsc::UnboundedSender<EpochRow>,
 ) {
-    let mut last_epoch = 0u64;
-    while let Some(window) = windows.recv().await {
-        let started = Instant::now();
-        let lowest = window
-            .records
-            .iter()
-            .map(|r| r.partition)
-            .min()
-            .unwrap_or(0);
-        let id = epoch::epoch_id(window.end_ms, lowest).max(last_epoch + 1);
-        last_epoch = id;
-        let sealed_at = (window.end_ms / 1000) as u32;
-        let sealed = tokio::task::spawn_blocking(move || {
-            epoch::seal(
-                id,
-                window.start_ms,
-                window.end_ms,
-                window.records,
-                sealed_at,
+    // Sealing (CPU) runs one epoch ahead of writing (ClickHouse), so the two overlap.
+    let (sealed_tx, mut sealed_rx) = mpsc::channel::<SealedEpoch>(1);
+    let sealing = async move {
+        let mut last_epoch = 0u64;
+        while let Some(window) = windows.recv().await {
+            let started = Instant::now();
+            let lowest = window
+                .records
+                .iter()
+                .map(|r| r.partition)
+                .min()
+                .unwrap_or(0);
+            let id = epoch::epoch_id(window.end_ms, lowest).max(last_epoch + 1);
+            last_epoch = id;
+            let sealed_at = (window.end_ms / 1000) as u32;
+            let sealed = tokio::task::spawn_blocking(move || {
+                epoch::seal(
+                    id,
+                    window.start_ms,
+                    window.end_ms,
+                    window.records,
+                    sealed_at,
+                )
+            })
+            .await
+            .expect("sealing panicked");
+            metrics
+                .seal_duration
+                .observe(started.elapsed().as_secs_f64());
+            if sealed_tx.send(sealed).await.is_err() {
+                return;
+            }
+        }
+    };
+    let writing = async {
+        while let Some(sealed) = sealed_rx.recv().await {
+            write_sealed(
+                args, instance, clickhouse, consumer, dlq, shared, metrics, &anchor, sealed,
             )
-        })
-        .await
-        .expect("sealing panicked");
-        metrics
-            .seal_duration
-            .observe(started.elapsed().as_secs_f64());
-
-        dead_letter(dlq, &args.dlq_topic, &sealed, metrics).await;
-        let write_started = Instant::now();
-        write_events(clickhouse, &sealed).await;
-        fault("events-written");
-        let row = EpochRow::pending(&sealed, instance, now_ms() as u64);
-        retry("writing the epoch row", || {
-            store::insert_epoch(clickhouse, &row)
-        })
-        .await;
-        metrics
-            .clickhouse_write
-            .observe(write_started.elapsed().as_secs_f64());
-        fault("epoch-written");
-
-        // Kafka's committed offsets only spare a restart some re-reading; the
-        // sealed offsets in ClickHouse are what decides.
-        let mut tpl = TopicPartitionList::new();
-        for r in &sealed.ranges {
-            let _ = tpl.add_partition_offset(&args.topic, r.partition, Offset::Offset(r.last + 1));
+            .await;
         }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "committing offsets to Kafka");
-        }
-        shared.finished_one();
+    };
+    tokio::join!(sealing, writing);
+}
 
-        metrics.sealed.inc_by(sealed.rows.len() as u64);
-        metrics.epochs_sealed.inc();
-        metrics.epoch_size.observe(sealed.rows.len() as f64);
-        tracing::debug!(epoch = id, events = sealed.rows.len(), "epoch sealed");
-        let _ = anchor.send(row);
+/// Dead letters, event rows, epoch row, Kafka offsets, then on to the ledger.
+#[allow(clippy::too_many_arguments)]
+async fn write_sealed(
+    args: &RunArgs,
+    instance: &str,
+    clickhouse: &clickhouse::Client,
+    consumer: &BaseConsumer<Rebalancing>,
+    dlq: &FutureProducer,
+    shared: &Shared,
+    metrics: &Metrics,
+    anchor: &mpsc::UnboundedSender<EpochRow>,
+    sealed: SealedEpoch,
+) {
+    let id = sealed.epoch_id;
+    dead_letter(dlq, &args.dlq_topic, &sealed, metrics).await;
+    let write_started = Instant::now();
+    write_events(clickhouse, &sealed).await;
+    fault("events-written");
+    let row = EpochRow::pending(&sealed, instance, now_ms() as u64);
+    retry("writing the epoch row", || {
+        store::insert_epoch(clickhouse, &row)
+    })
+    .await;
+    metrics
+        .clickhouse_write
+        .observe(write_started.elapsed().as_secs_f64());
+    fault("epoch-written");
+
+    // Kafka's committed offsets only spare a restart some re-reading; the
+    // sealed offsets in ClickHouse are what decides.
+    let mut tpl = TopicPartitionList::new();
+    for r in &sealed.ranges {
+        let _ = tpl.add_partition_offset(&args.topic, r.partition, Offset::Offset(r.last + 1));
     }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "committing offsets to Kafka");
+    }
+    shared.finished_one();
+
+    metrics.sealed.inc_by(sealed.rows.len() as u64);
+    metrics.epochs_sealed.inc();
+    metrics.epoch_size.observe(sealed.rows.len() as f64);
+    tracing::debug!(epoch = id, events = sealed.rows.len(), "epoch sealed");
+    let _ = anchor.send(row);
 }
 
 async fn write_events(clickhouse: &clickhouse::Client, sealed: &SealedEpoch) {
