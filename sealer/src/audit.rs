@@ -131,6 +131,8 @@ pub async fn run<L: Ledger>(
             "SELECT epoch_id, leaf_index, payload, leaf_hash, proof FROM sealtrail.scan_events \
              ORDER BY epoch_id, leaf_index",
         )
+        // The table is sorted for trails, not by epoch: let the sort spill to disk.
+        .with_setting("max_bytes_before_external_sort", "500000000")
         .fetch::<Leaf>()
         .context("reading sealtrail.scan_events")?;
     let (mut events, mut orphans) = (0u64, 0u64);
