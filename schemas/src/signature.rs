@@ -35,6 +35,11 @@ pub fn verify(event: &ScanEvent, key: &VerifyingKey) -> Result<(), SignatureErro
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// A public key from its 32 bytes.
+pub fn public_key_from_bytes(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    VerifyingKey::from_bytes(bytes).ok()
+}
+
 /// A public key from its 64 hex digits.
 pub fn public_key_from_hex(hex_key: &str) -> Option<VerifyingKey> {
     let bytes: [u8; 32] = hex::decode(hex_key.trim()).ok()?.try_into().ok()?;

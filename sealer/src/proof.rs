@@ -108,14 +108,23 @@ impl EpochTree {
 /// RFC 9162 §2.1.3.2: does `proof` put `leaf` at `index` of a tree of `size`
 /// leaves with this `root`?
 pub fn verify(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> bool {
+    fold(leaf, index, size, proof).is_some_and(|r| r == *root)
+}
+
+/// The root that `proof` leads to from `leaf` at `index` of a tree of `size`
+/// leaves (RFC 9162 §2.1.3.2), or None when the proof has the wrong shape for
+/// that position (too short, too long, index out of range). Knowing the root a
+/// proof leads to, not just whether it matches, tells a bad proof from a
+/// tampered root.
+pub fn fold(leaf: &Hash, index: u64, size: u64, proof: &[Hash]) -> Option<Hash> {
     if index >= size {
-        return false;
+        return None;
     }
     let (mut fnode, mut snode) = (index, size - 1);
     let mut r = *leaf;
     for p in proof {
         if snode == 0 {
-            return false;
+            return None;
         }
         if fnode & 1 == 1 || fnode == snode {
             r = node_hash(p, &r);
@@ -131,7 +140,7 @@ pub fn verify(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -
         fnode >>= 1;
         snode >>= 1;
     }
-    snode == 0 && r == *root
+    (snode == 0).then_some(r)
 }
 
 #[cfg(test)]

@@ -1,0 +1,436 @@
+//! Checking one sealed event: the same checks, in the same order, for `sealer
+//! verify`, `sealer trail`, the trail API and proof bundles, so every reader gives
+//! the same verdict for the same evidence. Pure: the caller fetches the row, the
+//! device key and the ledger's seal; this decides.
+//!
+//! Order: the payload is the leaf (its hash is the stored one and it decodes to
+//! the event asked for), the device signed it, the proof leads from the leaf to
+//! the epoch's root, and that root is the one on the ledger.
+
+use schemas::{avro, signature, ScanEvent};
+
+use crate::proof::{self, Hash};
+
+/// Why an event does not verify; each has its own exit code and reason string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    UnknownEvent,
+    PayloadAltered,
+    BadSignature,
+    BadProof,
+    RootDiffersFromLedger,
+    NotAnchored,
+}
+
+impl Failure {
+    /// Exit codes of `sealer verify` and `sealer trail` (1 is "could not check",
+    /// 2 is a usage error).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Failure::UnknownEvent => 3,
+            Failure::PayloadAltered => 4,
+            Failure::BadSignature => 5,
+            Failure::BadProof => 6,
+            Failure::RootDiffersFromLedger => 7,
+            Failure::NotAnchored => 8,
+        }
+    }
+
+    /// The machine-readable reason, as the API reports it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::UnknownEvent => "unknown_event",
+            Failure::PayloadAltered => "payload_altered",
+            Failure::BadSignature => "bad_signature",
+            Failure::BadProof => "bad_proof",
+            Failure::RootDiffersFromLedger => "root_differs_from_ledger",
+            Failure::NotAnchored => "not_anchored",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Failure::UnknownEvent => "unknown event",
+            Failure::PayloadAltered => "payload altered",
+            Failure::BadSignature => "bad signature",
+            Failure::BadProof => "bad proof",
+            Failure::RootDiffersFromLedger => "root differs from the ledger",
+            Failure::NotAnchored => "not yet anchored",
+        }
+    }
+}
+
+/// What the ledger holds for the event's epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSeal {
+    pub root: Hash,
+    pub leaf_count: u64,
+    pub block: u64,
+    /// Blocks on top of (and including) the one holding the commit.
+    pub confirmations: u64,
+}
+
+/// Everything the checks look at.
+#[derive(Debug, Clone)]
+pub struct Evidence<'a> {
+    pub event_id: &'a str,
+    /// The leaf bytes: the Avro datum of the signed event.
+    pub payload: &'a [u8],
+    /// The leaf hash stored beside the payload, when there is one.
+    pub stored_leaf_hash: Option<Hash>,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub proof: &'a [Hash],
+    pub epoch_id: u64,
+    /// The epoch's root as the store (or the bundle) gives it.
+    pub epoch_root: Hash,
+    /// The signing device's Ed25519 public key, if the registry knows the device.
+    pub device_key: Option<[u8; 32]>,
+    /// None when the ledger has no root for the epoch.
+    pub ledger: Option<LedgerSeal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub checks: Vec<Check>,
+    pub failure: Option<Failure>,
+    /// The event decoded from the payload, when it decodes.
+    pub event: Option<ScanEvent>,
+}
+
+impl Verdict {
+    pub fn verified(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+fn hex32(h: &Hash) -> String {
+    format!("0x{}", hex::encode(h))
+}
+
+pub fn check(e: &Evidence) -> Verdict {
+    let mut checks = Vec::new();
+    let mut failure = None;
+    let fail = |f: Failure, failure: &mut Option<Failure>| {
+        failure.get_or_insert(f);
+    };
+
+    // 1. The payload is the leaf, and the leaf is this event.
+    let leaf = proof::leaf_hash(e.payload);
+    let event = avro::decode_datum(e.payload).ok();
+    let payload = match (&e.stored_leaf_hash, &event) {
+        (Some(stored), _) if *stored != leaf => Check {
+            name: "payload",
+            ok: false,
+            detail: format!(
+                "SHA-256(0x00 ‖ payload) is {}, the stored leaf hash is {}: the payload was altered",
+                hex32(&leaf),
+                hex32(stored)
+            ),
+        },
+        (_, None) => Check {
+            name: "payload",
+            ok: false,
+            detail: "the payload is not an Avro scan event".into(),
+        },
+        (_, Some(ev)) if ev.event_id != e.event_id => Check {
+            name: "payload",
+            ok: false,
+            detail: format!("the payload is event {}, not {}", ev.event_id, e.event_id),
+        },
+        _ => Check {
+            name: "payload",
+            ok: true,
+            detail: format!("leaf hash {} recomputed from the payload", hex32(&leaf)),
+        },
+    };
+    if !payload.ok {
+        fail(Failure::PayloadAltered, &mut failure);
+    }
+    checks.push(payload);
+
+    // 2. The device signed it.
+    let signed = match (&event, e.device_key) {
+        (None, _) => Check {
+            name: "signature",
+            ok: false,
+            detail: "no event to check".into(),
+        },
+        (Some(ev), None) => Check {
+            name: "signature",
+            ok: false,
+            detail: format!("device {} is not in the registry", ev.device_id),
+        },
+        (Some(ev), Some(key)) => match signature::public_key_from_bytes(&key)
+            .ok_or_else(|| "the registered key is not an Ed25519 public key".to_string())
+            .and_then(|k| signature::verify(ev, &k).map_err(|e| e.to_string()))
+        {
+            Ok(()) => Check {
+                name: "signature",
+                ok: true,
+                detail: format!("Ed25519 signature of device {}", ev.device_id),
+            },
+            Err(why) => Check {
+                name: "signature",
+                ok: false,
+                detail: format!("device {}: {why}", ev.device_id),
+            },
+        },
+    };
+    if !signed.ok {
+        fail(Failure::BadSignature, &mut failure);
+    }
+    checks.push(signed);
+
+    // 3. The proof leads from the leaf to the epoch's root; 4. that root is on the ledger.
+    let folded = proof::fold(&leaf, e.leaf_index, e.tree_size, e.proof);
+    let proof_ok = folded == Some(e.epoch_root);
+    checks.push(Check {
+        name: "proof",
+        ok: proof_ok,
+        detail: match folded {
+            Some(r) if proof_ok => format!(
+                "{} sibling hashes lead from leaf {} of {} to the epoch root {}",
+                e.proof.len(),
+                e.leaf_index,
+                e.tree_size,
+                hex32(&r)
+            ),
+            Some(r) => format!(
+                "the proof leads to {}, the epoch root is {}",
+                hex32(&r),
+                hex32(&e.epoch_root)
+            ),
+            None => format!(
+                "{} sibling hashes cannot place leaf {} in a tree of {}",
+                e.proof.len(),
+                e.leaf_index,
+                e.tree_size
+            ),
+        },
+    });
+    let ledger_check = match &e.ledger {
+        None => Check {
+            name: "ledger",
+            ok: false,
+            detail: format!("no root on the ledger for epoch {} yet", e.epoch_id),
+        },
+        Some(s) if s.root == e.epoch_root && s.leaf_count == e.tree_size => Check {
+            name: "ledger",
+            ok: true,
+            detail: format!(
+                "root of epoch {} committed in block {} ({} confirmations)",
+                e.epoch_id, s.block, s.confirmations
+            ),
+        },
+        Some(s) => Check {
+            name: "ledger",
+            ok: false,
+            detail: format!(
+                "the ledger has root {} over {} leaves for epoch {}, the store says {} over {}",
+                hex32(&s.root),
+                s.leaf_count,
+                e.epoch_id,
+                hex32(&e.epoch_root),
+                e.tree_size
+            ),
+        },
+    };
+    let ledger_ok = ledger_check.ok;
+    checks.push(ledger_check);
+    match &e.ledger {
+        None if !proof_ok => fail(Failure::BadProof, &mut failure),
+        None => fail(Failure::NotAnchored, &mut failure),
+        // The proof is sound against the ledger: the store's copy of the root is wrong.
+        Some(s) if !ledger_ok && folded == Some(s.root) => {
+            fail(Failure::RootDiffersFromLedger, &mut failure)
+        }
+        Some(_) if !proof_ok => fail(Failure::BadProof, &mut failure),
+        Some(_) if !ledger_ok => fail(Failure::RootDiffersFromLedger, &mut failure),
+        Some(_) => {}
+    }
+    Verdict {
+        checks,
+        failure,
+        event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proof::EpochTree;
+    use schemas::{Action, BizStep, Disposition};
+
+    const KEY: [u8; 32] = [9; 32];
+
+    fn signed(n: u64) -> Vec<u8> {
+        let mut e = ScanEvent {
+            event_id: format!("00000000-0000-4000-8000-{n:012x}"),
+            event_time: 1_795_600_800_000,
+            event_timezone_offset: "+00:00".into(),
+            action: Action::Observe,
+            biz_step: BizStep::Receiving,
+            disposition: Disposition::InProgress,
+            item_ids: vec!["urn:epc:id:sgtin:0614141.107346.1".into()],
+            read_point: "urn:epc:id:sgln:0614141.00777.0".into(),
+            biz_location: "urn:epc:id:sgln:0614141.00777.0".into(),
+            country: "DE".into(),
+            biz_transactions: vec![],
+            temperature_c: None,
+            relative_humidity_pct: None,
+            device_id: "dock-1".into(),
+            signature: vec![],
+        };
+        signature::sign(&mut e, &ed25519_key());
+        avro::encode_datum(&e)
+    }
+
+    fn ed25519_key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&KEY)
+    }
+
+    struct Fixture {
+        payloads: Vec<Vec<u8>>,
+        tree: EpochTree,
+    }
+
+    fn fixture() -> Fixture {
+        let payloads: Vec<Vec<u8>> = (0..5).map(signed).collect();
+        let leaves: Vec<Hash> = payloads.iter().map(|p| proof::leaf_hash(p)).collect();
+        Fixture {
+            tree: EpochTree::build(&leaves),
+            payloads,
+        }
+    }
+
+    fn evidence<'a>(f: &'a Fixture, i: usize, proof: &'a [Hash]) -> Evidence<'a> {
+        Evidence {
+            event_id: "",
+            payload: &f.payloads[i],
+            stored_leaf_hash: Some(proof::leaf_hash(&f.payloads[i])),
+            leaf_index: i as u64,
+            tree_size: 5,
+            proof,
+            epoch_id: 77,
+            epoch_root: f.tree.root(),
+            device_key: Some(ed25519_key().verifying_key().to_bytes()),
+            ledger: Some(LedgerSeal {
+                root: f.tree.root(),
+                leaf_count: 5,
+                block: 10,
+                confirmations: 3,
+            }),
+        }
+    }
+
+    fn verdict<'a>(mut e: Evidence<'a>, edit: impl FnOnce(&mut Evidence<'a>)) -> Option<Failure> {
+        let id = avro::decode_datum(e.payload).unwrap().event_id;
+        e.event_id = Box::leak(id.into_boxed_str());
+        edit(&mut e);
+        check(&e).failure
+    }
+
+    #[test]
+    fn a_sound_event_passes_every_check() {
+        let f = fixture();
+        let p = f.tree.proof(3);
+        let id = avro::decode_datum(&f.payloads[3]).unwrap().event_id;
+        let mut e = evidence(&f, 3, &p);
+        e.event_id = &id;
+        let v = check(&e);
+        assert!(v.verified(), "{:?}", v.checks);
+        assert_eq!(v.checks.len(), 4);
+        assert!(v.checks.iter().all(|c| c.ok));
+    }
+
+    #[test]
+    fn each_kind_of_tampering_gets_its_own_failure() {
+        let f = fixture();
+        let p = f.tree.proof(2);
+        let mut altered = f.payloads[2].clone();
+        let last = altered.len() - 67; // in the device id, just before the signature
+        altered[last] ^= 1;
+        let mut bad_proof = p.clone();
+        bad_proof[0][0] ^= 1;
+        let other_root = [0xee; 32];
+
+        assert_eq!(verdict(evidence(&f, 2, &p), |_| {}), None);
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.payload = &altered),
+            Some(Failure::PayloadAltered)
+        );
+        // Payload and stored leaf hash altered together: the signature still catches it.
+        let altered_hash = proof::leaf_hash(&altered);
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| {
+                e.payload = &altered;
+                e.stored_leaf_hash = Some(altered_hash);
+            }),
+            Some(Failure::BadSignature)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.device_key = Some([1; 32])),
+            Some(Failure::BadSignature)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.device_key = None),
+            Some(Failure::BadSignature)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &bad_proof), |_| {}),
+            Some(Failure::BadProof)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.leaf_index = 1),
+            Some(Failure::BadProof)
+        );
+        // The store's root altered: the proof still leads to the ledger's root.
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.epoch_root = other_root),
+            Some(Failure::RootDiffersFromLedger)
+        );
+        // The ledger holds another root than the store and the proof.
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.ledger.as_mut().unwrap().root = other_root),
+            Some(Failure::RootDiffersFromLedger)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.ledger = None),
+            Some(Failure::NotAnchored)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &bad_proof), |e| e.ledger = None),
+            Some(Failure::BadProof)
+        );
+        assert_eq!(
+            verdict(evidence(&f, 2, &p), |e| e.event_id = "someone-else"),
+            Some(Failure::PayloadAltered)
+        );
+    }
+
+    #[test]
+    fn exit_codes_and_reasons_are_distinct() {
+        use Failure::*;
+        let all = [
+            UnknownEvent,
+            PayloadAltered,
+            BadSignature,
+            BadProof,
+            RootDiffersFromLedger,
+            NotAnchored,
+        ];
+        let codes: std::collections::HashSet<_> = all.iter().map(|f| f.exit_code()).collect();
+        let reasons: std::collections::HashSet<_> = all.iter().map(|f| f.reason()).collect();
+        assert_eq!(codes.len(), all.len());
+        assert_eq!(reasons.len(), all.len());
+        assert!(all.iter().all(|f| f.exit_code() > 2));
+    }
+}
