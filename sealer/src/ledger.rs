@@ -142,7 +142,26 @@ impl LedgerArgs {
         Ok(EvmLedger {
             contract: self.contract_address()?,
             provider,
-            from,
+            from: Some(from),
+            next_nonce: Default::default(),
+        })
+    }
+
+    /// A connection that only reads (verification): needs no key.
+    pub fn reader(&self) -> anyhow::Result<EvmLedger> {
+        self.reader_at(self.contract_address()?)
+    }
+
+    /// A reading connection to the SealRegistry at `contract` (a bundle names its own).
+    pub fn reader_at(&self, contract: Address) -> anyhow::Result<EvmLedger> {
+        let url = self
+            .ledger_rpc
+            .parse()
+            .with_context(|| format!("--ledger-rpc '{}' is not a URL", self.ledger_rpc))?;
+        Ok(EvmLedger {
+            contract,
+            provider: ProviderBuilder::new().connect_http(url).erased(),
+            from: None,
             next_nonce: Default::default(),
         })
     }
@@ -161,7 +180,8 @@ impl LedgerArgs {
 pub struct EvmLedger {
     contract: Address,
     provider: DynProvider,
-    from: Address,
+    /// The signing account; None for a reading connection.
+    from: Option<Address>,
     /// The nonce to use next (see `commit`).
     next_nonce: std::sync::Mutex<Option<u64>>,
 }
@@ -169,6 +189,35 @@ pub struct EvmLedger {
 impl EvmLedger {
     pub fn address(&self) -> Address {
         self.contract
+    }
+
+    pub async fn chain_id(&self) -> Result<u64, LedgerError> {
+        self.provider
+            .get_chain_id()
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))
+    }
+
+    /// The newest block's number.
+    pub async fn head(&self) -> Result<u64, LedgerError> {
+        self.provider
+            .get_block_number()
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))
+    }
+
+    /// The block a transaction was mined in and whether it succeeded; None if the
+    /// chain does not know the transaction.
+    pub async fn transaction(&self, hash: &str) -> Result<Option<(u64, bool)>, LedgerError> {
+        let hash: FixedBytes<32> = hash
+            .parse()
+            .map_err(|_| LedgerError::Refused(format!("'{hash}' is not a transaction hash")))?;
+        let receipt = self
+            .provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        Ok(receipt.map(|r| (r.block_number.unwrap_or_default(), r.status())))
     }
 
     /// Whether a contract exists at the address (a fresh anvil forgets it).
@@ -198,6 +247,11 @@ impl Ledger for EvmLedger {
         root: Hash,
         leaf_count: u64,
     ) -> Result<Anchor, LedgerError> {
+        let Some(from) = self.from else {
+            return Err(LedgerError::Refused(
+                "a reading ledger connection cannot commit".into(),
+            ));
+        };
         let registry = SealRegistry::new(self.contract, &self.provider);
         // We pick the nonce ourselves: anvil restarted from a state dump can count
         // fewer transactions than the nonce it then demands ("nonce too low"), and a
@@ -206,7 +260,7 @@ impl Ledger for EvmLedger {
         for _ in 0..64 {
             let counted = self
                 .provider
-                .get_transaction_count(self.from)
+                .get_transaction_count(from)
                 .pending()
                 .await
                 .map_err(|e| LedgerError::Unavailable(e.to_string()))?;

@@ -7,6 +7,7 @@ mod metrics;
 mod migrate;
 mod run;
 mod store;
+mod trail;
 
 // The pure sealing logic lives in the library, shared with tests and benches.
 use sealer::{epoch, proof};
@@ -36,6 +37,10 @@ enum Command {
     Run(run::RunArgs),
     /// Compare the topic, the sealed epochs in ClickHouse and the roots on the ledger.
     Audit(audit::AuditArgs),
+    /// Check one event (or a proof bundle) against its row, its device and the ledger.
+    Verify(trail::VerifyArgs),
+    /// An item's journey, one line per step, each verified against the ledger.
+    Trail(trail::TrailArgs),
     /// Manage the ledger contract.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -71,6 +76,12 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 std::process::exit(1)
             }
+        }
+        Command::Verify(args) => {
+            std::process::exit(trail::verify_command(&args, &client, &cli.ledger).await?)
+        }
+        Command::Trail(args) => {
+            std::process::exit(trail::trail_command(&args, &client, &cli.ledger).await?)
         }
         Command::Ledger(LedgerCommand::Deploy { force }) => deploy(&cli.ledger, force).await,
     }

@@ -399,7 +399,8 @@ mod tests {
         );
         // The ledger holds another root than the store and the proof.
         assert_eq!(
-            verdict(evidence(&f, 2, &p), |e| e.ledger.as_mut().unwrap().root = other_root),
+            verdict(evidence(&f, 2, &p), |e| e.ledger.as_mut().unwrap().root =
+                other_root),
             Some(Failure::RootDiffersFromLedger)
         );
         assert_eq!(

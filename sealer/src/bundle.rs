@@ -1,0 +1,153 @@
+//! Proof bundles: everything needed to check one event against the ledger without
+//! the operator's database, in one JSON document (`schemas/proof_bundle.schema.json`).
+//! Hashes and bytes are lowercase hex without a prefix; EVM addresses and
+//! transaction hashes keep their usual 0x form.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proof::Hash;
+use crate::verify::{Evidence, LedgerSeal};
+
+pub const FORMAT: &str = "sealtrail-proof-bundle/1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub format: String,
+    pub event_id: String,
+    /// The leaf bytes: the Avro binary datum of the signed scan event.
+    pub payload: String,
+    pub leaf_hash: String,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    /// Sibling hashes from the leaf up to the root.
+    pub proof: Vec<String>,
+    pub root: String,
+    pub epoch_id: u64,
+    pub device_id: String,
+    /// The device's Ed25519 public key as the registry held it when the bundle was made.
+    pub device_public_key: String,
+    pub chain_id: u64,
+    pub contract: String,
+    pub tx_hash: String,
+    pub block: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bundle field '{field}': {problem}")]
+pub struct BundleError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn hash(field: &str, text: &str) -> Result<Hash, BundleError> {
+    let bytes = hex::decode(text).map_err(|e| BundleError {
+        field: field.into(),
+        problem: format!("not hex: {e}"),
+    })?;
+    bytes.try_into().map_err(|b: Vec<u8>| BundleError {
+        field: field.into(),
+        problem: format!("{} bytes, a SHA-256 hash is 32", b.len()),
+    })
+}
+
+/// A bundle's fields decoded from hex, ready to be checked.
+pub struct Decoded {
+    pub payload: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub proof: Vec<Hash>,
+    pub root: Hash,
+    pub device_key: [u8; 32],
+}
+
+impl Bundle {
+    pub fn decode(&self) -> Result<Decoded, BundleError> {
+        if self.format != FORMAT {
+            return Err(BundleError {
+                field: "format".into(),
+                problem: format!("'{}' is not '{FORMAT}'", self.format),
+            });
+        }
+        Ok(Decoded {
+            payload: hex::decode(&self.payload).map_err(|e| BundleError {
+                field: "payload".into(),
+                problem: format!("not hex: {e}"),
+            })?,
+            leaf_hash: hash("leaf_hash", &self.leaf_hash)?,
+            proof: self
+                .proof
+                .iter()
+                .enumerate()
+                .map(|(i, p)| hash(&format!("proof[{i}]"), p))
+                .collect::<Result<_, _>>()?,
+            root: hash("root", &self.root)?,
+            device_key: hash("device_public_key", &self.device_public_key)?,
+        })
+    }
+
+    /// The evidence this bundle gives, with what the ledger says.
+    pub fn evidence<'a>(&'a self, d: &'a Decoded, ledger: Option<LedgerSeal>) -> Evidence<'a> {
+        Evidence {
+            event_id: &self.event_id,
+            payload: &d.payload,
+            stored_leaf_hash: Some(d.leaf_hash),
+            leaf_index: self.leaf_index,
+            tree_size: self.tree_size,
+            proof: &d.proof,
+            epoch_id: self.epoch_id,
+            epoch_root: d.root,
+            device_key: Some(d.device_key),
+            ledger,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> Bundle {
+        Bundle {
+            format: FORMAT.into(),
+            event_id: "e".into(),
+            payload: "00ff".into(),
+            leaf_hash: "11".repeat(32),
+            leaf_index: 0,
+            tree_size: 1,
+            proof: vec![],
+            root: "22".repeat(32),
+            epoch_id: 1,
+            device_id: "d".into(),
+            device_public_key: "33".repeat(32),
+            chain_id: 31337,
+            contract: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            tx_hash: format!("0x{}", "44".repeat(32)),
+            block: 3,
+        }
+    }
+
+    #[test]
+    fn decodes_and_names_the_bad_field() {
+        let b = bundle();
+        let d = b.decode().unwrap();
+        assert_eq!(d.payload, vec![0, 0xff]);
+        assert_eq!(d.root, [0x22; 32]);
+
+        let mut short = bundle();
+        short.proof = vec!["ab".into()];
+        let e = short.decode().err().unwrap();
+        assert_eq!(e.field, "proof[0]");
+        let mut wrong = bundle();
+        wrong.format = "other/9".into();
+        assert_eq!(wrong.decode().err().unwrap().field, "format");
+    }
+
+    #[test]
+    fn round_trips_through_json_and_refuses_unknown_fields() {
+        let text = serde_json::to_string(&bundle()).unwrap();
+        assert_eq!(serde_json::from_str::<Bundle>(&text).unwrap(), bundle());
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["extra"] = 1.into();
+        assert!(serde_json::from_value::<Bundle>(v).is_err());
+    }
+}

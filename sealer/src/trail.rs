@@ -1,0 +1,433 @@
+//! The read side: an event's or an item's sealed rows with their epoch, checked
+//! against the device registry and the ledger. `sealer verify`, `sealer trail`
+//! and the trail API (serve.rs) all go through `Verifier`.
+//!
+//! Only rows whose epoch has a row in `sealtrail.epochs` are read: rows of an
+//! interrupted epoch were sealed again under another epoch (ARCHITECTURE.md).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use clickhouse::Row;
+use serde::Deserialize;
+
+use sealer::bundle::{self, Bundle};
+use sealer::proof::Hash;
+use sealer::verify::{self, Check, Evidence, Failure, LedgerSeal, Verdict};
+
+use crate::ledger::{EvmLedger, Ledger, LedgerArgs};
+use crate::store::ANCHORED;
+
+/// One sealed event with its epoch, as every reader needs it.
+#[derive(Row, Deserialize, Debug, Clone)]
+pub struct StepRow {
+    pub event_id: String,
+    pub item_id: String,
+    pub event_time_ms: i64,
+    pub event_timezone_offset: String,
+    pub biz_step: String,
+    pub disposition: String,
+    pub read_point: String,
+    pub biz_location: String,
+    pub country: String,
+    pub device_id: String,
+    pub temperature_c: Option<f32>,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub epoch_id: u64,
+    pub leaf_index: u32,
+    pub proof: Vec<Hash>,
+    pub epoch_root: Hash,
+    pub epoch_size: u32,
+    pub epoch_status: i8,
+    pub ledger_tx: String,
+    pub ledger_block: u64,
+}
+
+const STEP_QUERY: &str = "\
+SELECT event_id, item_id, event_time_ms, event_timezone_offset, biz_step, disposition,
+       read_point, biz_location, country, device_id, temperature_c, payload, leaf_hash,
+       epoch_id, leaf_index, proof, epoch_root, epoch_size, epoch_status, ledger_tx, ledger_block
+FROM sealtrail.scan_events
+ANY INNER JOIN
+(
+    SELECT epoch_id, argMax(root, version) AS epoch_root, argMax(leaf_count, version) AS epoch_size,
+           argMax(status, version) AS epoch_status, argMax(ledger_tx, version) AS ledger_tx,
+           argMax(ledger_block, version) AS ledger_block
+    FROM sealtrail.epochs GROUP BY epoch_id
+) USING epoch_id";
+
+pub async fn event_row(
+    client: &clickhouse::Client,
+    event_id: &str,
+) -> anyhow::Result<Option<StepRow>> {
+    Ok(client
+        .query(&format!("{STEP_QUERY} WHERE event_id = ? LIMIT 1"))
+        .bind(event_id)
+        .fetch_optional::<StepRow>()
+        .await
+        .context("reading the event from sealtrail.scan_events")?)
+}
+
+/// An item's steps in time order: the events whose first item id is `item_id`
+/// (the sort key of `scan_events`, so this reads a few granules).
+pub async fn item_rows(client: &clickhouse::Client, item_id: &str) -> anyhow::Result<Vec<StepRow>> {
+    Ok(client
+        .query(&format!(
+            "{STEP_QUERY} WHERE item_id = ? ORDER BY event_time_ms, event_id"
+        ))
+        .bind(item_id)
+        .fetch_all::<StepRow>()
+        .await
+        .context("reading the item's events from sealtrail.scan_events")?)
+}
+
+/// Checks rows against the registry and the ledger. Roots on the ledger never
+/// change once committed, so they are cached; absences and the head are not
+/// (an epoch may be anchored a second later).
+pub struct Verifier {
+    client: clickhouse::Client,
+    pub ledger: EvmLedger,
+    devices: HashMap<String, [u8; 32]>,
+    devices_read: Option<Instant>,
+    anchored: HashMap<u64, (Hash, u64, u64)>,
+    head: Option<(u64, Instant)>,
+}
+
+impl Verifier {
+    pub fn new(client: clickhouse::Client, ledger: EvmLedger) -> Verifier {
+        Verifier {
+            client,
+            ledger,
+            devices: HashMap::new(),
+            devices_read: None,
+            anchored: HashMap::new(),
+            head: None,
+        }
+    }
+
+    async fn device_key(&mut self, device_id: &str) -> anyhow::Result<Option<[u8; 32]>> {
+        // Re-read every few seconds, and sooner for a device not seen yet.
+        let age = self.devices_read.map(|t| t.elapsed());
+        let known = self.devices.contains_key(device_id);
+        if age
+            .is_none_or(|a| a > Duration::from_secs(5) || !known && a > Duration::from_millis(250))
+        {
+            self.devices = schemas::devices::list(&self.client)
+                .await
+                .context("reading the device registry")?
+                .into_iter()
+                .map(|d| (d.device_id, d.public_key))
+                .collect();
+            self.devices_read = Some(Instant::now());
+        }
+        Ok(self.devices.get(device_id).copied())
+    }
+
+    async fn head(&mut self) -> anyhow::Result<u64> {
+        match self.head {
+            Some((h, at)) if at.elapsed() < Duration::from_secs(1) => Ok(h),
+            _ => {
+                let h = self
+                    .ledger
+                    .head()
+                    .await
+                    .context("reading the ledger's head")?;
+                self.head = Some((h, Instant::now()));
+                Ok(h)
+            }
+        }
+    }
+
+    /// What the ledger holds for an epoch (root, leaf count, block), if anything.
+    pub async fn ledger_seal(&mut self, epoch_id: u64) -> anyhow::Result<Option<LedgerSeal>> {
+        let found = match self.anchored.get(&epoch_id) {
+            Some(&s) => Some(s),
+            None => {
+                let s = self
+                    .ledger
+                    .seal_of(epoch_id)
+                    .await
+                    .with_context(|| format!("reading the root of epoch {epoch_id} on the ledger"))?
+                    .map(|s| (s.root, s.leaf_count, s.block));
+                if let Some(s) = s {
+                    self.anchored.insert(epoch_id, s);
+                }
+                s
+            }
+        };
+        let Some((root, leaf_count, block)) = found else {
+            return Ok(None);
+        };
+        let head = self.head().await?;
+        Ok(Some(LedgerSeal {
+            root,
+            leaf_count,
+            block,
+            confirmations: head.saturating_sub(block) + 1,
+        }))
+    }
+
+    pub async fn check(&mut self, row: &StepRow) -> anyhow::Result<Verdict> {
+        let device_key = self.device_key(&row.device_id).await?;
+        let ledger = self.ledger_seal(row.epoch_id).await?;
+        Ok(verify::check(&Evidence {
+            event_id: &row.event_id,
+            payload: &row.payload,
+            stored_leaf_hash: Some(row.leaf_hash),
+            leaf_index: row.leaf_index as u64,
+            tree_size: row.epoch_size as u64,
+            proof: &row.proof,
+            epoch_id: row.epoch_id,
+            epoch_root: row.epoch_root,
+            device_key,
+            ledger,
+        }))
+    }
+
+    /// The proof bundle of a row; None while its epoch is not anchored.
+    pub async fn bundle(&mut self, row: &StepRow) -> anyhow::Result<Option<Bundle>> {
+        if row.epoch_status != ANCHORED || row.ledger_tx.is_empty() {
+            return Ok(None);
+        }
+        let chain_id = self
+            .ledger
+            .chain_id()
+            .await
+            .context("reading the chain id")?;
+        let key = self.device_key(&row.device_id).await?.unwrap_or([0; 32]);
+        Ok(Some(Bundle {
+            format: bundle::FORMAT.into(),
+            event_id: row.event_id.clone(),
+            payload: hex::encode(&row.payload),
+            leaf_hash: hex::encode(row.leaf_hash),
+            leaf_index: row.leaf_index as u64,
+            tree_size: row.epoch_size as u64,
+            proof: row.proof.iter().map(hex::encode).collect(),
+            root: hex::encode(row.epoch_root),
+            epoch_id: row.epoch_id,
+            device_id: row.device_id.clone(),
+            device_public_key: hex::encode(key),
+            chain_id,
+            contract: self.ledger.address().to_string(),
+            tx_hash: row.ledger_tx.clone(),
+            block: row.ledger_block,
+        }))
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Exit codes: 0 every check passed; 1 could not check (store or ledger unreachable,
+unreadable bundle); 2 usage; 3 unknown event; 4 payload altered; 5 bad signature;
+6 bad proof; 7 root differs from the ledger; 8 not yet anchored.")]
+pub struct VerifyArgs {
+    /// The event to verify (its event id).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// With --event: write the event's proof bundle to FILE. Alone: verify the
+    /// bundle in FILE with the ledger only (no ClickHouse).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+}
+
+fn print_checks(checks: &[Check]) {
+    for c in checks {
+        println!(
+            "{} {:<10} {}",
+            if c.ok { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        );
+    }
+}
+
+fn outcome(v: &Verdict) -> i32 {
+    match v.failure {
+        None => {
+            println!("verified");
+            0
+        }
+        Some(f) => {
+            println!("FAILED: {}", f.message());
+            f.exit_code()
+        }
+    }
+}
+
+/// `sealer verify`: returns the process exit code.
+pub async fn verify_command(
+    args: &VerifyArgs,
+    client: &clickhouse::Client,
+    ledger: &LedgerArgs,
+) -> anyhow::Result<i32> {
+    match (&args.event, &args.bundle) {
+        (Some(id), out) => {
+            let mut v = Verifier::new(client.clone(), ledger.reader()?);
+            let Some(row) = event_row(client, id).await? else {
+                println!("✗ event      no sealed event with id {id}");
+                println!("FAILED: {}", Failure::UnknownEvent.message());
+                return Ok(Failure::UnknownEvent.exit_code());
+            };
+            println!(
+                "✓ event      {} found: leaf {} of {} in epoch {}{}",
+                row.event_id,
+                row.leaf_index,
+                row.epoch_size,
+                row.epoch_id,
+                if row.ledger_tx.is_empty() {
+                    String::new()
+                } else {
+                    format!(", anchored by tx {}", row.ledger_tx)
+                }
+            );
+            let verdict = v.check(&row).await?;
+            print_checks(&verdict.checks);
+            if let Some(path) = out {
+                match v.bundle(&row).await? {
+                    Some(b) => {
+                        std::fs::write(path, serde_json::to_string_pretty(&b)? + "\n")
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        println!("  bundle     written to {}", path.display());
+                    }
+                    None => println!("  bundle     not written: the epoch is not anchored yet"),
+                }
+            }
+            Ok(outcome(&verdict))
+        }
+        (None, Some(path)) => verify_bundle(path, ledger).await,
+        (None, None) => {
+            anyhow::bail!("give --event ID (with --bundle FILE to write its bundle) or --bundle FILE to check one")
+        }
+    }
+}
+
+async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i32> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let b: Bundle = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a proof bundle", path.display()))?;
+    let decoded = b.decode()?;
+    let contract = b.contract.parse().map_err(|_| bundle::BundleError {
+        field: "contract".into(),
+        problem: format!("'{}' is not an address", b.contract),
+    })?;
+    let chain = ledger.reader_at(contract)?;
+    let chain_id = chain.chain_id().await.context("reading the chain id")?;
+    if chain_id != b.chain_id {
+        anyhow::bail!(
+            "the bundle is for chain {}, but {} is chain {chain_id}: point --ledger-rpc at chain {}",
+            b.chain_id,
+            ledger.ledger_rpc,
+            b.chain_id
+        );
+    }
+    println!(
+        "  bundle     event {} in epoch {}, chain {chain_id}, SealRegistry {}",
+        b.event_id, b.epoch_id, b.contract
+    );
+    let mut v = Verifier::new(clickhouse::Client::default(), chain);
+    let seal = v.ledger_seal(b.epoch_id).await?;
+    let mut verdict = verify::check(&b.evidence(&decoded, seal.clone()));
+    // The transaction the bundle names must be the one that committed the root.
+    if let Some(s) = &seal {
+        let tx = v.ledger.transaction(&b.tx_hash).await;
+        let check = match tx {
+            Ok(Some((block, true))) if block == s.block => Check {
+                name: "tx",
+                ok: true,
+                detail: format!(
+                    "{} mined in block {block}, which committed the root",
+                    b.tx_hash
+                ),
+            },
+            Ok(Some((block, ok))) => Check {
+                name: "tx",
+                ok: false,
+                detail: format!(
+                    "{} is in block {block} ({}), the root was committed in block {}",
+                    b.tx_hash,
+                    if ok { "succeeded" } else { "reverted" },
+                    s.block
+                ),
+            },
+            Ok(None) => Check {
+                name: "tx",
+                ok: false,
+                detail: format!("the chain does not know transaction {}", b.tx_hash),
+            },
+            Err(e) => Check {
+                name: "tx",
+                ok: false,
+                detail: format!("{}: {e}", b.tx_hash),
+            },
+        };
+        if !check.ok {
+            verdict
+                .failure
+                .get_or_insert(Failure::RootDiffersFromLedger);
+        }
+        verdict.checks.push(check);
+    }
+    print_checks(&verdict.checks);
+    Ok(outcome(&verdict))
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Exit codes: 0 every step verified; 1 could not check; 2 usage; 3 unknown item;
+otherwise the code of the first step that failed (see `sealer verify --help`).")]
+pub struct TrailArgs {
+    /// The item's id (SGTIN URN or GS1 Digital Link URI), as its first item id.
+    pub item: String,
+}
+
+/// `sealer trail`: returns the process exit code.
+pub async fn trail_command(
+    args: &TrailArgs,
+    client: &clickhouse::Client,
+    ledger: &LedgerArgs,
+) -> anyhow::Result<i32> {
+    let rows = item_rows(client, &args.item).await?;
+    if rows.is_empty() {
+        println!("no sealed events for item {}", args.item);
+        return Ok(Failure::UnknownEvent.exit_code());
+    }
+    let mut v = Verifier::new(client.clone(), ledger.reader()?);
+    println!("trail of {}", args.item);
+    let (mut verified, mut first_failure) = (0, None);
+    let mut epochs = std::collections::BTreeSet::new();
+    for row in &rows {
+        let verdict = v.check(row).await?;
+        let mark = match verdict.failure {
+            None => {
+                verified += 1;
+                "✓".to_string()
+            }
+            Some(f) => {
+                first_failure.get_or_insert(f);
+                format!("✗ {}", f.message())
+            }
+        };
+        epochs.insert(row.epoch_id);
+        println!(
+            "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
+            schemas::time::format_rfc3339(row.event_time_ms, &row.event_timezone_offset),
+            row.biz_step,
+            row.biz_location,
+            row.country,
+            row.device_id,
+        );
+    }
+    println!(
+        "{verified} of {} steps verified against the ledger ({} epochs, contract {})",
+        rows.len(),
+        epochs.len(),
+        v.ledger.address()
+    );
+    Ok(first_failure.map_or(0, |f| f.exit_code()))
+}
