@@ -150,4 +150,35 @@ mod tests {
         v["extra"] = 1.into();
         assert!(serde_json::from_value::<Bundle>(v).is_err());
     }
+
+    #[test]
+    fn the_json_schema_names_exactly_the_fields_a_bundle_has() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/proof_bundle.schema.json")).unwrap();
+        let bundle = serde_json::to_value(bundle()).unwrap();
+        let mut fields: Vec<&str> = bundle
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut properties: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        fields.sort();
+        required.sort();
+        properties.sort();
+        assert_eq!(fields, required);
+        assert_eq!(fields, properties);
+        assert_eq!(schema["properties"]["format"]["const"], FORMAT);
+    }
 }

@@ -6,6 +6,7 @@ mod ledger;
 mod metrics;
 mod migrate;
 mod run;
+mod serve;
 mod store;
 mod trail;
 
@@ -41,6 +42,8 @@ enum Command {
     Verify(trail::VerifyArgs),
     /// An item's journey, one line per step, each verified against the ledger.
     Trail(trail::TrailArgs),
+    /// Serve the trail API and the item ID-card page on :8081.
+    Serve(serve::ServeArgs),
     /// Manage the ledger contract.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -83,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Trail(args) => {
             std::process::exit(trail::trail_command(&args, &client, &cli.ledger).await?)
         }
+        Command::Serve(args) => serve::serve(args, client, &cli.ledger).await,
         Command::Ledger(LedgerCommand::Deploy { force }) => deploy(&cli.ledger, force).await,
     }
 }

@@ -25,7 +25,6 @@ use crate::store::ANCHORED;
 #[derive(Row, Deserialize, Debug, Clone)]
 pub struct StepRow {
     pub event_id: String,
-    pub item_id: String,
     pub event_time_ms: i64,
     pub event_timezone_offset: String,
     pub biz_step: String,
@@ -49,7 +48,7 @@ pub struct StepRow {
 }
 
 const STEP_QUERY: &str = "\
-SELECT event_id, item_id, event_time_ms, event_timezone_offset, biz_step, disposition,
+SELECT event_id, event_time_ms, event_timezone_offset, biz_step, disposition,
        read_point, biz_location, country, device_id, temperature_c, payload, leaf_hash,
        epoch_id, leaf_index, proof, epoch_root, epoch_size, epoch_status, ledger_tx, ledger_block
 FROM sealtrail.scan_events
@@ -126,6 +125,11 @@ impl Verifier {
             self.devices_read = Some(Instant::now());
         }
         Ok(self.devices.get(device_id).copied())
+    }
+
+    /// The registry's public key for a device, if it knows the device.
+    pub async fn registered_key(&mut self, device_id: &str) -> anyhow::Result<Option<[u8; 32]>> {
+        self.device_key(device_id).await
     }
 
     async fn head(&mut self) -> anyhow::Result<u64> {

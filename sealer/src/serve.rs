@@ -1,0 +1,362 @@
+//! `sealer serve`: the trail API and the item ID-card page, for consumers, brands
+//! and customs. Reads ClickHouse as the read-only analyst user and the ledger
+//! without a key. Every answer carries the evidence (payload, proof, roots) so the
+//! page, and any client, can check it rather than trust the verdict given here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::sol_types::SolCall;
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::ledger::{LedgerArgs, SealRegistry};
+use crate::store::ANCHORED;
+use crate::trail::{self, StepRow, Verifier};
+
+const INDEX_HTML: &str = include_str!("page/index.html");
+const ITEM_HTML: &str = include_str!("page/item.html");
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SEALTRAIL_API_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// ClickHouse user the API reads as (read-only).
+    #[arg(long, env = "SEALTRAIL_API_CLICKHOUSE_USER", default_value = "analyst")]
+    pub api_clickhouse_user: String,
+    /// Password of that user.
+    #[arg(
+        long,
+        env = "SEALTRAIL_API_CLICKHOUSE_PASSWORD",
+        default_value = "analyst",
+        hide_env_values = true
+    )]
+    pub api_clickhouse_password: String,
+    /// Ledger JSON-RPC URL the page's browser reads roots from itself
+    /// (default: --ledger-rpc).
+    #[arg(long, env = "SEALTRAIL_PUBLIC_LEDGER_RPC")]
+    pub public_ledger_rpc: Option<String>,
+    /// Longest a request may take, in milliseconds.
+    #[arg(long, env = "SEALTRAIL_API_TIMEOUT_MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+struct Api {
+    client: clickhouse::Client,
+    verifier: Mutex<Verifier>,
+    chain_id: u64,
+    contract: String,
+    public_rpc: String,
+    timeout: Duration,
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+pub async fn serve(
+    args: ServeArgs,
+    client: clickhouse::Client,
+    ledger: &LedgerArgs,
+) -> anyhow::Result<()> {
+    let client = client
+        .with_user(&args.api_clickhouse_user)
+        .with_password(&args.api_clickhouse_password);
+    let reader = ledger.reader()?;
+    let chain_id = reader
+        .chain_id()
+        .await
+        .with_context(|| format!("reading the chain id at {}", ledger.ledger_rpc))?;
+    let contract = reader.address().to_string();
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "sealtrail_api_requests_total",
+            "Trail API requests by route and status",
+        ),
+        &["route", "status"],
+    )?;
+    let latency = HistogramVec::new(
+        HistogramOpts::new(
+            "sealtrail_api_request_seconds",
+            "Trail API request latency by route",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]),
+        &["route"],
+    )?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(latency.clone()))?;
+    let api = Arc::new(Api {
+        verifier: Mutex::new(Verifier::new(client.clone(), reader)),
+        client,
+        chain_id,
+        contract,
+        public_rpc: args
+            .public_ledger_rpc
+            .clone()
+            .unwrap_or_else(|| ledger.ledger_rpc.clone()),
+        timeout: Duration::from_millis(args.timeout_ms),
+        registry,
+        requests,
+        latency,
+    });
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/items/{id}", get(item_page))
+        .route("/v1/items/{id}/trail", get(item_trail))
+        .route("/v1/events/{id}/proof", get(event_proof))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see / and /v1/items/{id}/trail".into(),
+            )
+        })
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, chain_id, "trail API and item pages serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+fn error(status: StatusCode, reason: &str, message: String) -> Response {
+    let mut r = (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json!({"reason": reason, "error": message}).to_string(),
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    r
+}
+
+/// A JSON answer with a strong ETag; 304 when the client already has it.
+fn json_response(request: &HeaderMap, body: String, cache: &'static str) -> Response {
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..16])
+    );
+    let headers = [
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::CACHE_CONTROL, cache.to_string()),
+        (header::ETAG, etag.clone()),
+    ];
+    let matches = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        (StatusCode::NOT_MODIFIED, headers).into_response()
+    } else {
+        (StatusCode::OK, headers, body).into_response()
+    }
+}
+
+fn html(page: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    html(INDEX_HTML)
+}
+
+async fn item_page() -> Response {
+    html(ITEM_HTML)
+}
+
+impl Api {
+    fn observe(&self, route: &str, started: Instant, r: &Response) {
+        self.requests
+            .with_label_values(&[route, r.status().as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn step_json(&self, row: &StepRow) -> anyhow::Result<Value> {
+        let verdict = self.verifier.lock().await.check(row).await?;
+        let seal = self.verifier.lock().await.ledger_seal(row.epoch_id).await?;
+        Ok(json!({
+            "event_id": row.event_id,
+            "event_time": schemas::time::format_rfc3339(row.event_time_ms, &row.event_timezone_offset),
+            "event_time_ms": row.event_time_ms,
+            "biz_step": row.biz_step,
+            "disposition": row.disposition,
+            "read_point": row.read_point,
+            "biz_location": row.biz_location,
+            "country": row.country,
+            "device_id": row.device_id,
+            "device_public_key": self.device_key_hex(&row.device_id).await?,
+            "temperature_c": row.temperature_c,
+            "payload": hex::encode(&row.payload),
+            "leaf_hash": hex::encode(row.leaf_hash),
+            "leaf_index": row.leaf_index,
+            "tree_size": row.epoch_size,
+            "proof": row.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+            // As a string: epoch ids exceed the integers a JavaScript number holds.
+            "epoch_id": row.epoch_id.to_string(),
+            "epoch_root": hex::encode(row.epoch_root),
+            "anchored": row.epoch_status == ANCHORED,
+            "ledger": seal.map(|s| json!({
+                "root": hex::encode(s.root),
+                "leaf_count": s.leaf_count,
+                "block": s.block,
+                "confirmations": s.confirmations,
+                "tx": row.ledger_tx,
+            })),
+            "verified": verdict.verified(),
+            "failure": verdict.failure.map(|f| f.reason()),
+            "checks": verdict.checks,
+        }))
+    }
+
+    async fn device_key_hex(&self, device_id: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .verifier
+            .lock()
+            .await
+            .registered_key(device_id)
+            .await?
+            .map(hex::encode))
+    }
+}
+
+async fn item_trail(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let r = match tokio::time::timeout(api.timeout, trail_body(&api, &id)).await {
+        Ok(Ok(Some(body))) => json_response(&headers, body, "no-cache"),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_item",
+            format!("no sealed events for item {id}"),
+        ),
+        Ok(Err(e)) => unavailable(e),
+        Err(_) => timed_out(),
+    };
+    api.observe("trail", started, &r);
+    r
+}
+
+fn unavailable(e: anyhow::Error) -> Response {
+    tracing::warn!(error = format!("{e:#}"), "answering 503");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("{e:#}"),
+    )
+}
+
+fn timed_out() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "the store or the ledger did not answer in time".into(),
+    )
+}
+
+async fn trail_body(api: &Api, id: &str) -> anyhow::Result<Option<String>> {
+    let rows = trail::item_rows(&api.client, id).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut steps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        steps.push(api.step_json(row).await?);
+    }
+    let verified = steps.iter().filter(|s| s["verified"] == true).count();
+    Ok(Some(
+        json!({
+            "item_id": id,
+            "steps": steps,
+            "summary": {"steps": rows.len(), "verified": verified},
+            "ledger": {
+                "chain_id": api.chain_id,
+                "contract": api.contract,
+                "rpc": api.public_rpc,
+                "root_of_selector": format!("0x{}", hex::encode(SealRegistry::rootOfCall::SELECTOR)),
+            },
+        })
+        .to_string(),
+    ))
+}
+
+async fn event_proof(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let work = async {
+        let Some(row) = trail::event_row(&api.client, &id).await? else {
+            return Ok(None);
+        };
+        let bundle = api.verifier.lock().await.bundle(&row).await?;
+        anyhow::Ok(Some(bundle))
+    };
+    let r = match tokio::time::timeout(api.timeout, work).await {
+        // Anchored: the bundle can never change.
+        Ok(Ok(Some(Some(bundle)))) => json_response(
+            &headers,
+            serde_json::to_string(&bundle).expect("bundle serializes"),
+            "public, max-age=31536000, immutable",
+        ),
+        Ok(Ok(Some(None))) => error(
+            StatusCode::CONFLICT,
+            "not_anchored",
+            format!("event {id} is sealed but its epoch's root is not on the ledger yet"),
+        ),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_event",
+            format!("no sealed event with id {id}"),
+        ),
+        Ok(Err(e)) => unavailable(e),
+        Err(_) => timed_out(),
+    };
+    api.observe("proof", started, &r);
+    r
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&api.registry.gather(), &mut out)
+        .expect("text encoding");
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
