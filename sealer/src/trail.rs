@@ -64,25 +64,25 @@ pub async fn event_row(
     client: &clickhouse::Client,
     event_id: &str,
 ) -> anyhow::Result<Option<StepRow>> {
-    Ok(client
+    client
         .query(&format!("{STEP_QUERY} WHERE event_id = ? LIMIT 1"))
         .bind(event_id)
         .fetch_optional::<StepRow>()
         .await
-        .context("reading the event from sealtrail.scan_events")?)
+        .context("reading the event from sealtrail.scan_events")
 }
 
 /// An item's steps in time order: the events whose first item id is `item_id`
 /// (the sort key of `scan_events`, so this reads a few granules).
 pub async fn item_rows(client: &clickhouse::Client, item_id: &str) -> anyhow::Result<Vec<StepRow>> {
-    Ok(client
+    client
         .query(&format!(
             "{STEP_QUERY} WHERE item_id = ? ORDER BY event_time_ms, event_id"
         ))
         .bind(item_id)
         .fetch_all::<StepRow>()
         .await
-        .context("reading the item's events from sealtrail.scan_events")?)
+        .context("reading the item's events from sealtrail.scan_events")
 }
 
 /// Checks rows against the registry and the ledger. Roots on the ledger never

@@ -1,0 +1,543 @@
+//! The read side against the real stack: an item's ten signed steps are sealed and
+//! anchored by a real sealer, then `sealer verify`, `sealer trail`, the trail API,
+//! proof bundles and the item page in a headless Chromium must all pass them; then
+//! one payload byte, one proof sibling and one epoch root are altered in ClickHouse
+//! (ALTER TABLE … UPDATE) and each reader must flag exactly the affected steps.
+//! The altered values are put back at the end, also when the test fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use schemas::{avro, signature, Action, BizStep, Disposition, ScanEvent};
+use serde_json::Value;
+
+const SEALER: &str = env!("CARGO_BIN_EXE_sealer");
+const API_PORT: u16 = 18081;
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn state() -> PathBuf {
+    std::env::var_os("SEALTRAIL_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".local"))
+}
+
+fn sealer(args: &[&str]) -> Command {
+    let mut c = Command::new(SEALER);
+    c.args(args)
+        .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
+        .env(
+            "SEALTRAIL_LEDGER_CONTRACT_FILE",
+            state().join("ledger/contract"),
+        )
+        .env("SEALTRAIL_LOG", "warn");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    sealer(args).output().expect("running sealer")
+}
+
+fn clickhouse(query: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "http://127.0.0.1:8123/",
+            "--data-binary",
+            query,
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "ClickHouse refused {query}: {text}");
+    text
+}
+
+/// Runs an ALTER … UPDATE and waits until the mutation has been applied.
+fn mutate(statement: &str) {
+    clickhouse(statement);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while clickhouse(
+        "SELECT count() FROM system.mutations WHERE database = 'sealtrail' AND is_done = 0",
+    ) != "0"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mutation not applied: {statement}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+const STEPS: [(BizStep, &str, &str); 10] = [
+    (BizStep::Commissioning, "VN", "factory"),
+    (BizStep::Packing, "VN", "factory"),
+    (BizStep::Receiving, "VN", "export-wh"),
+    (BizStep::Departing, "VN", "port"),
+    (BizStep::Arriving, "CN", "port"),
+    (BizStep::CustomsClearance, "CN", "customs"),
+    (BizStep::Inspecting, "CN", "inspection"),
+    (BizStep::Storing, "CN", "bonded-wh"),
+    (BizStep::Shipping, "CN", "last-mile"),
+    (BizStep::Receiving, "CN", "store"),
+];
+
+fn journey(run_id: u64, device: &str, key: &SigningKey) -> (String, Vec<ScanEvent>) {
+    let item = format!(
+        "urn:epc:id:sgtin:4012345.{:06}.{run_id}",
+        run_id % 1_000_000
+    );
+    let events = STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, (step, country, site))| {
+            let mut e = ScanEvent {
+                event_id: format!("{:08x}-0000-4000-8000-{i:012x}", run_id as u32),
+                event_time: 1_795_000_000_000 + i as i64 * 7_200_000,
+                event_timezone_offset: if *country == "VN" { "+07:00" } else { "+08:00" }.into(),
+                action: if i == 0 { Action::Add } else { Action::Observe },
+                biz_step: *step,
+                disposition: Disposition::InTransit,
+                item_ids: vec![item.clone()],
+                read_point: format!("urn:epc:id:sgln:4012345.{site}.1"),
+                biz_location: format!("urn:epc:id:sgln:4012345.{site}.0"),
+                country: (*country).into(),
+                biz_transactions: vec![],
+                temperature_c: Some(4.0 + i as f32 / 10.0),
+                relative_humidity_pct: None,
+                device_id: device.into(),
+                signature: vec![],
+            };
+            signature::sign(&mut e, key);
+            e
+        })
+        .collect();
+    (item, events)
+}
+
+fn produce(events: &[ScanEvent]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for e in events {
+        let value = avro::encode_single_object(e);
+        p.send(BaseRecord::to("scan-events").key(e.key()).payload(&value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Waits until every one of these events is in an anchored epoch.
+fn wait_anchored(events: &[ScanEvent]) {
+    let ids: Vec<String> = events.iter().map(|e| format!("'{}'", e.event_id)).collect();
+    let query = format!(
+        "SELECT count() FROM sealtrail.scan_events ANY INNER JOIN \
+         (SELECT epoch_id, argMax(status, version) AS s FROM sealtrail.epochs GROUP BY epoch_id) USING epoch_id \
+         WHERE event_id IN ({}) AND s = 'anchored'",
+        ids.join(",")
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while clickhouse(&query) != events.len().to_string() {
+        assert!(Instant::now() < deadline, "events not anchored in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn verify_code(event_id: &str) -> i32 {
+    run(&["verify", "--event", event_id])
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+fn api(path: &str) -> (u16, Value, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            &format!("http://127.0.0.1:{API_PORT}{path}"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+        head.to_lowercase(),
+    )
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The page's verdict per step, from a real headless Chromium.
+fn page(item: &str) -> Value {
+    let out = Command::new("node")
+        .arg(root().join("sealer/tests/page/check.js"))
+        .arg(format!("http://127.0.0.1:{API_PORT}/items/{}", enc(item)))
+        .env("NODE_PATH", state().join("npm/node_modules"))
+        .output()
+        .expect("node (deploy/local/test installs playwright-core and chromium)");
+    assert!(
+        out.status.success(),
+        "page check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("page check prints JSON")
+}
+
+/// Indexes (into STEPS) of the steps a reader marked as failed.
+fn failed_on_page(p: &Value, events: &[ScanEvent]) -> Vec<usize> {
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), events.len(), "the page shows every step: {p}");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["state"] == "ok" || s["state"] == "fail"),
+        "every step was checked: {p}"
+    );
+    assert_eq!(p["errors"], Value::Array(vec![]), "no script errors");
+    assert_eq!(p["overflows"], false, "readable at phone width");
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            steps
+                .iter()
+                .find(|s| s["event_id"] == e.event_id.as_str())
+                .expect("step shown")["state"]
+                == "fail"
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn failed_in_api(item: &str, events: &[ScanEvent]) -> Vec<(usize, String)> {
+    let (status, body, head) = api(&format!("/v1/items/{}/trail", enc(item)));
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("etag:"), "{head}");
+    let steps = body["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), events.len());
+    events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let s = steps
+                .iter()
+                .find(|s| s["event_id"] == e.event_id.as_str())?;
+            (s["verified"] != true).then(|| (i, s["failure"].as_str().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
+/// What the test altered, to put back.
+struct Restore(Vec<String>);
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for s in self.0.drain(..).rev() {
+            mutate(&s);
+        }
+    }
+}
+
+#[test]
+fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_steps() {
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let device = format!("trail-test-{}", run_id % 1_000_000_000);
+    let key = SigningKey::from_bytes(&seed(run_id));
+    clickhouse(&format!(
+        "INSERT INTO sealtrail.devices VALUES ('{device}', unhex('{}'), 'active', now(), {run_id})",
+        hex::encode(key.verifying_key().to_bytes())
+    ));
+    let (item, events) = journey(run_id, &device, &key);
+
+    // Seal in three groups, so the steps span separate epochs.
+    {
+        let _sealer = Killed(
+            sealer(&[
+                "run",
+                "--instance",
+                "trail-test",
+                "--metrics-listen",
+                "127.0.0.1:19464",
+            ])
+            .env("SEALTRAIL_EPOCH_MS", "300")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+        for group in [&events[0..4], &events[4..7], &events[7..10]] {
+            produce(group);
+            wait_anchored(group);
+        }
+    }
+    let epoch_of = |i: usize| {
+        clickhouse(&format!(
+            "SELECT epoch_id FROM sealtrail.scan_events ANY INNER JOIN (SELECT DISTINCT epoch_id FROM sealtrail.epochs) USING epoch_id WHERE event_id = '{}'",
+            events[i].event_id
+        ))
+    };
+    assert_ne!(epoch_of(0), epoch_of(7), "groups land in different epochs");
+    assert_eq!(epoch_of(7), epoch_of(9));
+
+    let _api = Killed(
+        sealer(&["serve", "--listen", &format!("127.0.0.1:{API_PORT}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api("/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "sealer serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 1. Untouched: every reader passes every step.
+    for e in &events {
+        let out = run(&["verify", "--event", &e.event_id]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        for check in ["event", "payload", "signature", "proof", "ledger"] {
+            assert!(text.contains(&format!("✓ {check}")), "{text}");
+        }
+    }
+    let trail = run(&["trail", &item]);
+    let text = String::from_utf8_lossy(&trail.stdout);
+    assert_eq!(trail.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches(" ✓").count(), 10, "{text}");
+    assert!(text.contains("10 of 10 steps verified"), "{text}");
+    assert_eq!(failed_in_api(&item, &events), vec![]);
+    assert_eq!(failed_on_page(&page(&item), &events), Vec::<usize>::new());
+    assert_eq!(
+        run(&["trail", "urn:epc:id:sgtin:0000000.000000.0"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(verify_code("00000000-0000-4000-8000-000000000000"), 3);
+    let (status, body, _) = api("/v1/items/urn%3Aepc%3Aid%3Asgtin%3A0.0.0/trail");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (404, Some("unknown_item"))
+    );
+    let (status, body, _) = api("/v1/events/nope/proof");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (404, Some("unknown_event"))
+    );
+
+    // The proof bundle: immutable once anchored, verifiable with the ledger alone.
+    let (status, bundle, head) = api(&format!("/v1/events/{}/proof", events[3].event_id));
+    assert_eq!(status, 200, "{bundle}");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    let dir = std::env::temp_dir().join(format!("sealtrail-trail-{run_id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let written = dir.join("written.json");
+    assert_eq!(
+        run(&[
+            "verify",
+            "--event",
+            &events[3].event_id,
+            "--bundle",
+            written.to_str().unwrap()
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    let from_file: Value = serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+    assert_eq!(
+        from_file, bundle,
+        "the API serves the bundle the CLI writes"
+    );
+    let check_bundle = |b: &Value| {
+        let path = dir.join("bundle.json");
+        std::fs::write(&path, b.to_string()).unwrap();
+        // No ClickHouse: point it at a port where nothing listens.
+        sealer(&[
+            "--clickhouse-url",
+            "http://127.0.0.1:1",
+            "verify",
+            "--bundle",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    let out = check_bundle(&bundle);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut forged = bundle.clone();
+    let payload = forged["payload"].as_str().unwrap().to_string();
+    forged["payload"] = Value::String(
+        format!(
+            "{}{}",
+            &payload[..20],
+            if &payload[20..21] == "0" { "1" } else { "0" }
+        ) + &payload[21..],
+    );
+    assert_eq!(
+        check_bundle(&forged).status.code(),
+        Some(4),
+        "altered payload in a bundle"
+    );
+    let mut forged = bundle.clone();
+    forged["root"] = Value::String("ab".repeat(32));
+    forged["proof"] = Value::Array(vec![]);
+    assert_ne!(
+        check_bundle(&forged).status.code(),
+        Some(0),
+        "another root in a bundle"
+    );
+
+    // 2. One payload byte altered: the page marks that one step, and only it.
+    let mut restore = Restore(Vec::new());
+    let original_payload = clickhouse(&format!(
+        "SELECT hex(payload) FROM sealtrail.scan_events WHERE event_id = '{}'",
+        events[1].event_id
+    ));
+    restore.0.push(format!(
+        "ALTER TABLE sealtrail.scan_events UPDATE payload = unhex('{original_payload}') WHERE event_id = '{}'",
+        events[1].event_id
+    ));
+    let mut altered = hex::decode(&original_payload).unwrap();
+    let at = altered.len() / 2;
+    altered[at] ^= 0x01;
+    mutate(&format!(
+        "ALTER TABLE sealtrail.scan_events UPDATE payload = unhex('{}') WHERE event_id = '{}'",
+        hex::encode(&altered),
+        events[1].event_id
+    ));
+    assert_eq!(failed_on_page(&page(&item), &events), vec![1]);
+    assert_eq!(verify_code(&events[1].event_id), 4, "payload altered");
+
+    // 3. And one proof sibling, and the root of the last group's epoch.
+    let original_proof = clickhouse(&format!(
+        "SELECT arrayStringConcat(arrayMap(h -> hex(h), proof), ',') FROM sealtrail.scan_events WHERE event_id = '{}'",
+        events[5].event_id
+    ));
+    let proof_sql = |hashes: &[String]| {
+        let list: Vec<String> = hashes.iter().map(|h| format!("'{h}'")).collect();
+        format!(
+            "arrayMap(h -> toFixedString(unhex(h), 32), [{}])",
+            list.join(",")
+        )
+    };
+    let mut proof: Vec<String> = original_proof.split(',').map(String::from).collect();
+    restore.0.push(format!(
+        "ALTER TABLE sealtrail.scan_events UPDATE proof = {} WHERE event_id = '{}'",
+        proof_sql(&proof),
+        events[5].event_id
+    ));
+    proof[0] = if proof[0].starts_with('0') { "1" } else { "0" }.to_string() + &proof[0][1..];
+    mutate(&format!(
+        "ALTER TABLE sealtrail.scan_events UPDATE proof = {} WHERE event_id = '{}'",
+        proof_sql(&proof),
+        events[5].event_id
+    ));
+    let epoch = epoch_of(8);
+    let original_root = clickhouse(&format!(
+        "SELECT DISTINCT hex(root) FROM sealtrail.epochs WHERE epoch_id = {epoch}"
+    ));
+    restore.0.push(format!(
+        "ALTER TABLE sealtrail.epochs UPDATE root = toFixedString(unhex('{original_root}'), 32) WHERE epoch_id = {epoch}"
+    ));
+    mutate(&format!(
+        "ALTER TABLE sealtrail.epochs UPDATE root = toFixedString(unhex('{}'), 32) WHERE epoch_id = {epoch}",
+        "ee".repeat(32)
+    ));
+
+    let expected = vec![1, 5, 7, 8, 9];
+    let codes: Vec<i32> = events.iter().map(|e| verify_code(&e.event_id)).collect();
+    assert_eq!(
+        codes,
+        vec![0, 4, 0, 0, 0, 6, 0, 7, 7, 7],
+        "verify's exit codes per step"
+    );
+    let trail = run(&["trail", &item]);
+    let text = String::from_utf8_lossy(&trail.stdout).to_string();
+    assert_eq!(
+        trail.status.code(),
+        Some(4),
+        "the first failing step's code: {text}"
+    );
+    let lines: Vec<&str> = text.lines().skip(1).take(10).collect();
+    let marked: Vec<usize> = (0..10).filter(|&i| lines[i].contains('✗')).collect();
+    assert_eq!(marked, expected, "{text}");
+    assert!(
+        lines[5].contains("bad proof") && lines[8].contains("root differs from the ledger"),
+        "{text}"
+    );
+    assert!(text.contains("5 of 10 steps verified"), "{text}");
+    assert_eq!(
+        failed_in_api(&item, &events),
+        vec![
+            (1, "payload_altered".into()),
+            (5, "bad_proof".into()),
+            (7, "root_differs_from_ledger".into()),
+            (8, "root_differs_from_ledger".into()),
+            (9, "root_differs_from_ledger".into()),
+        ]
+    );
+    assert_eq!(failed_on_page(&page(&item), &events), expected);
+
+    drop(restore);
+    assert_eq!(
+        failed_in_api(&item, &events),
+        vec![],
+        "restored rows verify again"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 32-byte seed from a number, for a test device's key.
+fn seed(n: u64) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(n.to_le_bytes()).into()
+}
