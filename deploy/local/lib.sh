@@ -16,8 +16,12 @@ ANVIL_NPM_VERSION=1.7.1
 SOLC_NPM_VERSION=0.8.37
 
 SERVICES=(kafka clickhouse anvil prometheus)
+# Project processes the demo leaves running (sealer serve); down stops them too.
+APPS=(trail-api)
+PLAYWRIGHT_NPM_VERSION=1.65.1
 
 say() { printf '%s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The pid recorded for a service, if that process is still alive.
