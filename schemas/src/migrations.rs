@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "001_devices"),
     migration!(2, "002_sealed_events_and_epochs"),
     migration!(3, "003_seal_timings"),
+    migration!(4, "004_events_by_id"),
 ];
 
 /// Where the applied versions are recorded.
