@@ -137,3 +137,17 @@ fn the_dashboard_and_the_rules_use_only_exported_metrics() {
         );
     }
 }
+
+#[test]
+fn the_production_manifests_hang_together() {
+    let out = Command::new("python3")
+        .arg(root().join("deploy/prod/check"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "deploy/prod/check:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
