@@ -51,6 +51,10 @@ pub struct SimulateArgs {
     /// Replay this pre-signed corpus (all of it unless --events or --duration).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// Benchmark only: send each event as one flat JSON object (JSONEachRow) to
+    /// --topic instead of Avro, for the ClickHouse Kafka engine baseline.
+    #[arg(long, hide = true, requires = "corpus")]
+    pub bench_json_rows: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -212,8 +216,9 @@ pub async fn run(args: SimulateArgs, clickhouse: clickhouse::Client) -> anyhow::
     let started = Instant::now();
     let result = match &args.via {
         None => {
-            let (kafka, tally) = (args.kafka.clone(), tally.clone());
-            tokio::task::spawn_blocking(move || to_kafka(&kafka, source, limits, &tally)).await?
+            let (kafka, tally, json) = (args.kafka.clone(), tally.clone(), args.bench_json_rows);
+            tokio::task::spawn_blocking(move || to_kafka(&kafka, source, limits, &tally, json))
+                .await?
         }
         Some(url) => via_gateway(&args, url, source, limits, tally.clone()).await,
     };
@@ -287,11 +292,38 @@ impl ProducerContext for Acks {
     }
 }
 
+/// One event as the flat JSON row the Kafka engine baseline ingests: the columns
+/// an analyst queries, the same as scan_events has, without the sealing ones.
+fn json_row(value: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let e = avro::decode_single_object(value)
+        .context("corpus holds a record that is not a scan event")?;
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "event_id": e.event_id,
+        "item_id": e.item_ids.first(),
+        "item_ids": e.item_ids,
+        "event_time_ms": e.event_time,
+        "event_timezone_offset": e.event_timezone_offset,
+        "action": e.action.as_str(),
+        "biz_step": e.biz_step.as_str(),
+        "disposition": e.disposition.as_str(),
+        "read_point": e.read_point,
+        "biz_location": e.biz_location,
+        "country": e.country,
+        "biz_transaction_types": e.biz_transactions.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
+        "biz_transaction_ids": e.biz_transactions.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        "temperature_c": e.temperature_c,
+        "relative_humidity_pct": e.relative_humidity_pct,
+        "device_id": e.device_id,
+        "signature": hex::encode(&e.signature),
+    }))?)
+}
+
 fn to_kafka(
     kafka: &KafkaArgs,
     mut source: Source,
     limits: Limits,
     tally: &Arc<Tally>,
+    json_rows: bool,
 ) -> anyhow::Result<()> {
     let producer: ThreadedProducer<Acks> = kafka
         .producer_config()
@@ -306,9 +338,14 @@ fn to_kafka(
             std::thread::sleep(Duration::from_millis(2));
             continue;
         }
-        let chunk = source.next_chunk(n as usize)?;
+        let mut chunk = source.next_chunk(n as usize)?;
         if chunk.is_empty() {
             break;
+        }
+        if json_rows {
+            for (_, value) in chunk.iter_mut() {
+                *value = json_row(value)?;
+            }
         }
         for (key, value) in &chunk {
             let mut record = BaseRecord::to(&kafka.topic).key(key).payload(value);

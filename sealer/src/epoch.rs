@@ -98,8 +98,38 @@ pub fn seal(
     epoch_id: u64,
     window_start_ms: i64,
     window_end_ms: i64,
+    records: Vec<Record>,
+    sealed_at: u32,
+) -> SealedEpoch {
+    build(
+        epoch_id,
+        window_start_ms,
+        window_end_ms,
+        records,
+        sealed_at,
+        true,
+    )
+}
+
+/// The same rows without sealing them: no leaf hashes, no tree, no proofs (zero
+/// hashes, empty proofs). Only for `sealer run --bench-unsealed`, which measures
+/// what sealing costs; such rows prove nothing.
+pub fn unsealed(
+    window_start_ms: i64,
+    window_end_ms: i64,
+    records: Vec<Record>,
+    sealed_at: u32,
+) -> SealedEpoch {
+    build(0, window_start_ms, window_end_ms, records, sealed_at, false)
+}
+
+fn build(
+    epoch_id: u64,
+    window_start_ms: i64,
+    window_end_ms: i64,
     mut records: Vec<Record>,
     sealed_at: u32,
+    sealing: bool,
 ) -> SealedEpoch {
     records.sort_unstable_by_key(|r| (r.partition, r.offset));
     let mut ranges: Vec<Range> = Vec::new();
@@ -125,11 +155,17 @@ pub fn seal(
         }
     }
 
-    let leaves: Vec<Hash> = accepted
-        .iter()
-        .map(|(r, _, len)| leaf_hash(&r.value[r.value.len() - len..]))
-        .collect();
-    let (root, tree) = if leaves.is_empty() {
+    let leaves: Vec<Hash> = if sealing {
+        accepted
+            .iter()
+            .map(|(r, _, len)| leaf_hash(&r.value[r.value.len() - len..]))
+            .collect()
+    } else {
+        vec![[0; 32]; accepted.len()]
+    };
+    let (root, tree) = if !sealing {
+        ([0; 32], None)
+    } else if leaves.is_empty() {
         (empty_root(), None)
     } else {
         let tree = EpochTree::build(&leaves);

@@ -87,7 +87,7 @@ impl Metrics {
             lag: IntGaugeVec::new(
                 Opts::new(
                     "sealtrail_sealer_consumer_lag_records",
-                    "Records on the topic not yet consumed, per partition",
+                    "Records on the topic not yet sealed, per partition",
                 ),
                 &["partition"],
             )

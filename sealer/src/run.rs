@@ -73,6 +73,13 @@ pub struct RunArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// Benchmark only: decode and write rows to <--bench-database>.scan_events
+    /// without sealing (no tree, proofs, epochs or ledger).
+    #[arg(long, hide = true)]
+    pub bench_unsealed: bool,
+    /// Benchmark only: where --bench-unsealed writes.
+    #[arg(long, hide = true, default_value = "sealtrail_bench")]
+    pub bench_database: String,
 }
 
 /// State the consumer thread shares with the rebalance callbacks and the sealing task.
@@ -84,8 +91,20 @@ struct Shared {
     revoked: Mutex<Vec<i32>>,
     reassigned: AtomicBool,
     stop: AtomicBool,
-    /// Last offset consumed per partition, for the lag gauge.
+    /// Last offset consumed per partition: which partitions this sealer reads.
     positions: Mutex<HashMap<i32, i64>>,
+    /// Last offset sealed (written, committed) per partition, for the lag gauge.
+    sealed_to: Mutex<HashMap<i32, i64>>,
+}
+
+impl Shared {
+    fn sealed_through(&self, ranges: &[epoch::Range]) {
+        let mut to = self.sealed_to.lock().expect("lock");
+        for r in ranges {
+            let e = to.entry(r.partition).or_insert(r.last);
+            *e = (*e).max(r.last);
+        }
+    }
 }
 
 impl Shared {
@@ -247,12 +266,20 @@ pub async fn run<L: Ledger>(
             .name("lag".into())
             .spawn(move || lag_loop(&shared, &metrics, &args))?
     };
-    let anchoring = tokio::spawn(anchor_loop(
-        ledger,
-        clickhouse.clone(),
-        metrics.clone(),
-        anchor_rx,
-    ));
+    let anchoring = if args.bench_unsealed {
+        // Nothing is sealed, so nothing is anchored.
+        tokio::spawn(async move {
+            let mut rx = anchor_rx;
+            while rx.recv().await.is_some() {}
+        })
+    } else {
+        tokio::spawn(anchor_loop(
+            ledger,
+            clickhouse.clone(),
+            metrics.clone(),
+            anchor_rx,
+        ))
+    };
     tracing::info!(%instance, topic = %args.topic, epoch_ms = args.epoch_ms, "sealer running");
 
     seal_loop(
@@ -301,7 +328,7 @@ fn consume_loop(
             // Not sealed here: the new owner reads them again from the sealed offsets.
             open.retain(|r| !revoked.contains(&r.partition));
         }
-        if shared.reassigned.swap(false, Ordering::SeqCst) {
+        if shared.reassigned.swap(false, Ordering::SeqCst) && !args.bench_unsealed {
             sealed = loop {
                 match rt.block_on(store::sealed_offsets(clickhouse)) {
                     Ok(s) => break s,
@@ -315,6 +342,11 @@ fn consume_loop(
                 partitions = sealed.len(),
                 "resuming after the sealed offsets in ClickHouse"
             );
+            shared
+                .sealed_to
+                .lock()
+                .expect("lock")
+                .extend(sealed.iter().map(|(p, o)| (*p, *o)));
         }
         match message {
             Some(Ok(m)) => {
@@ -390,7 +422,16 @@ async fn seal_loop(
             let id = epoch::epoch_id(window.end_ms, lowest).max(last_epoch + 1);
             last_epoch = id;
             let sealed_at = (window.end_ms / 1000) as u32;
+            let unsealed = args.bench_unsealed;
             let sealed = tokio::task::spawn_blocking(move || {
+                if unsealed {
+                    return epoch::unsealed(
+                        window.start_ms,
+                        window.end_ms,
+                        window.records,
+                        sealed_at,
+                    );
+                }
                 epoch::seal(
                     id,
                     window.start_ms,
@@ -434,6 +475,9 @@ async fn write_sealed(
     sealed: SealedEpoch,
 ) {
     let id = sealed.epoch_id;
+    if args.bench_unsealed {
+        return write_unsealed(args, clickhouse, consumer, shared, metrics, sealed).await;
+    }
     dead_letter(dlq, &args.dlq_topic, &sealed, metrics).await;
     let write_started = Instant::now();
     write_events(clickhouse, &sealed).await;
@@ -457,6 +501,7 @@ async fn write_sealed(
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "committing offsets to Kafka");
     }
+    shared.sealed_through(&sealed.ranges);
     shared.finished_one();
 
     metrics.sealed.inc_by(sealed.rows.len() as u64);
@@ -464,6 +509,33 @@ async fn write_sealed(
     metrics.epoch_size.observe(sealed.rows.len() as f64);
     tracing::debug!(epoch = id, events = sealed.rows.len(), "epoch sealed");
     let _ = anchor.send(row);
+}
+
+/// The unsealed benchmark's write: rows, then Kafka offsets; nothing else.
+async fn write_unsealed(
+    args: &RunArgs,
+    clickhouse: &clickhouse::Client,
+    consumer: &BaseConsumer<Rebalancing>,
+    shared: &Shared,
+    metrics: &Metrics,
+    sealed: SealedEpoch,
+) {
+    let started = Instant::now();
+    retry("writing unsealed rows", || {
+        store::insert_events_into(clickhouse, &args.bench_database, &sealed.rows)
+    })
+    .await;
+    metrics
+        .clickhouse_write
+        .observe(started.elapsed().as_secs_f64());
+    let mut tpl = TopicPartitionList::new();
+    for r in &sealed.ranges {
+        let _ = tpl.add_partition_offset(&args.topic, r.partition, Offset::Offset(r.last + 1));
+    }
+    let _ = consumer.commit(&tpl, CommitMode::Async);
+    shared.sealed_through(&sealed.ranges);
+    shared.finished_one();
+    metrics.sealed.inc_by(sealed.rows.len() as u64);
 }
 
 async fn write_events(clickhouse: &clickhouse::Client, sealed: &SealedEpoch) {
@@ -651,17 +723,28 @@ fn lag_loop(shared: &Shared, metrics: &Metrics, args: &RunArgs) {
     else {
         return;
     };
+    // Lag is what is on the topic and not sealed yet: what a restart would redo
+    // and what the next epochs have to absorb.
     while !shared.stop.load(Ordering::SeqCst) {
-        let positions = shared.positions.lock().expect("lock").clone();
-        for (p, pos) in positions {
-            if let Ok((_, high)) = probe.fetch_watermarks(&args.topic, p, Duration::from_secs(2)) {
+        let partitions: Vec<i32> = shared
+            .positions
+            .lock()
+            .expect("lock")
+            .keys()
+            .copied()
+            .collect();
+        for p in partitions {
+            let sealed = shared.sealed_to.lock().expect("lock").get(&p).copied();
+            if let Ok((low, high)) = probe.fetch_watermarks(&args.topic, p, Duration::from_secs(2))
+            {
+                let next = sealed.map_or(low, |s| (s + 1).max(low));
                 metrics
                     .lag
                     .with_label_values(&[&p.to_string()])
-                    .set((high - pos - 1).max(0));
+                    .set((high - next).max(0));
             }
         }
-        for _ in 0..50 {
+        for _ in 0..10 {
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }

@@ -66,17 +66,25 @@ fn sealtrail(client: &clickhouse::Client) -> clickhouse::Client {
     client.clone().with_database("sealtrail")
 }
 
-/// Inserts go uncompressed: the sealer sits next to ClickHouse, and LZ4 on both
-/// ends of the request costs CPU the two cores need for the insert itself.
-fn for_inserts(client: &clickhouse::Client) -> clickhouse::Client {
-    sealtrail(client).with_compression(clickhouse::Compression::None)
-}
-
 pub async fn insert_events(
     client: &clickhouse::Client,
     rows: &[EventRow],
 ) -> clickhouse::error::Result<()> {
-    let mut insert = for_inserts(client)
+    insert_events_into(client, "sealtrail", rows).await
+}
+
+/// Event rows into `database.scan_events` (the unsealed benchmark writes elsewhere).
+/// Inserts go uncompressed: the sealer sits next to ClickHouse, and LZ4 on both
+/// ends of the request costs CPU the two cores need for the insert itself.
+pub async fn insert_events_into(
+    client: &clickhouse::Client,
+    database: &str,
+    rows: &[EventRow],
+) -> clickhouse::error::Result<()> {
+    let mut insert = client
+        .clone()
+        .with_database(database)
+        .with_compression(clickhouse::Compression::None)
         .insert::<EventRow>("scan_events")
         .await?;
     for row in rows {
