@@ -1,14 +1,23 @@
 //! The sealer's hot path on one core: decode → leaf hash → tree → proofs → rows,
-//! for epochs of 1k, 100k and 1M events, plus its parts.
+//! for epochs of 1k, 100k and 1M events, then its parts: the tree and its proofs
+//! at each size, Avro decode, leaf hashing, and the ClickHouse client's RowBinary
+//! encoding of the rows. `BENCH_MALLOC_DEFAULTS=1` measures with glibc's
+//! defaults instead of the sealer's allocator settings.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sealer::epoch;
 use sealer::proof::{leaf_hash, EpochTree};
 
+const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+
 fn seal(c: &mut Criterion) {
+    // As `sealer run` does: epochs reuse the memory the previous one freed.
+    if std::env::var_os("BENCH_MALLOC_DEFAULTS").is_none() {
+        sealer::memory::keep_freed_memory();
+    }
     let mut g = c.benchmark_group("seal_epoch");
     g.sample_size(10);
-    for n in [1_000usize, 100_000, 1_000_000] {
+    for n in SIZES {
         let records = benches::records(n);
         let bytes: usize = records.iter().map(|r| r.value.len()).sum();
         println!("{n} records, {} bytes each on average", bytes / n);
@@ -19,6 +28,51 @@ fn seal(c: &mut Criterion) {
                 |r| epoch::seal(1, 0, 1000, r, 0),
                 BatchSize::LargeInput,
             )
+        });
+    }
+    g.finish();
+    // The same rows without leaf hashes, tree or proofs: the difference is what
+    // sealing costs on the CPU.
+    let mut g = c.benchmark_group("rows_unsealed");
+    g.sample_size(10);
+    let n = 100_000;
+    let records = benches::records(n);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(format!("{n}"), |b| {
+        b.iter_batched(
+            || records.clone(),
+            |r| epoch::unsealed(0, 1000, r, 0),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn leaves(n: usize) -> Vec<sealer::proof::Hash> {
+    benches::records(n)
+        .iter()
+        .map(|r| leaf_hash(schemas::avro::datum_of(&r.value).unwrap()))
+        .collect()
+}
+
+fn tree(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tree_build");
+    g.sample_size(10);
+    for n in SIZES {
+        let leaves = leaves(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{n}"), |b| {
+            b.iter(|| EpochTree::build(&leaves).root())
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("proofs_all_leaves");
+    g.sample_size(10);
+    for n in SIZES {
+        let tree = EpochTree::build(&leaves(n));
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{n}"), |b| {
+            b.iter(|| (0..n).map(|i| tree.proof(i).len()).sum::<usize>())
         });
     }
     g.finish();
@@ -44,16 +98,46 @@ fn parts(c: &mut Criterion) {
     g.bench_function("leaf_hash", |b| {
         b.iter(|| datums.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>())
     });
-    let leaves: Vec<_> = datums.iter().map(|d| leaf_hash(d)).collect();
-    g.bench_function("tree_build", |b| {
-        b.iter(|| EpochTree::build(&leaves).root())
-    });
-    let tree = EpochTree::build(&leaves);
-    g.bench_function("proofs", |b| {
-        b.iter(|| (0..n).map(|i| tree.proof(i).len()).sum::<usize>())
+    g.finish();
+}
+
+/// The rows of a 100k epoch through `store::insert_events`, the sealer's own
+/// insert, into the client's in-process sink: RowBinary encoding plus one
+/// loopback HTTP request, no ClickHouse work.
+fn rows(c: &mut Criterion) {
+    use clickhouse::test::{handlers, Mock};
+    let n = 100_000;
+    let sealed = epoch::seal(1, 0, 1000, benches::records(n), 0);
+    let bytes: usize = sealed
+        .rows
+        .iter()
+        .map(|r| r.payload.len() + 32 * (r.proof.len() + 1))
+        .sum();
+    println!(
+        "{n} rows, {} bytes of payload, leaf hash and proof each on average",
+        bytes / n
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = rt.block_on(async { Mock::new() });
+    let client = clickhouse::Client::default()
+        .with_mock(&mock)
+        .with_validation(false);
+    let mut g = c.benchmark_group("clickhouse_rows");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("rowbinary_100k", |b| {
+        b.iter(|| {
+            // A 200 without an exception header: the insert succeeds.
+            mock.add(handlers::failure(http::StatusCode::OK));
+            rt.block_on(sealer::store::insert_events(&client, &sealed.rows))
+                .unwrap()
+        })
     });
     g.finish();
 }
 
-criterion_group!(hot_path, seal, parts);
+criterion_group!(hot_path, seal, tree, parts, rows);
 criterion_main!(hot_path);

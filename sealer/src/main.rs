@@ -7,11 +7,10 @@ mod metrics;
 mod migrate;
 mod run;
 mod serve;
-mod store;
 mod trail;
 
-// The pure sealing logic lives in the library, shared with tests and benches.
-use sealer::{epoch, proof};
+// The sealing logic and its rows live in the library, shared with tests and benches.
+use sealer::{epoch, proof, store};
 
 use clap::{Parser, Subcommand};
 
@@ -72,7 +71,10 @@ async fn main() -> anyhow::Result<()> {
     let client = cli.clickhouse.client();
     match cli.command {
         Command::Migrate(args) => migrate::run(&client, &args).await,
-        Command::Run(args) => run::run(args, client, cli.ledger.connect()?).await,
+        Command::Run(args) => {
+            sealer::memory::keep_freed_memory();
+            run::run(args, client, cli.ledger.connect()?).await
+        }
         Command::Audit(args) => {
             if audit::run(&args, &client, &cli.ledger.connect()?).await? {
                 Ok(())
