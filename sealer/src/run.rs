@@ -12,7 +12,7 @@
 //! Restarts resume from the sealed offsets in `sealtrail.epochs`, not from Kafka's
 //! committed offsets: records at or below them are skipped (see ARCHITECTURE.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -640,17 +640,25 @@ async fn anchor_loop<L: Ledger>(
     let mut open = true;
     let mut backoff = Duration::from_millis(250);
     let mut give_up_at: Option<Instant> = None;
+    let mut refused: HashSet<u64> = HashSet::new();
+    let mut next_scan = Instant::now() + ORPHANED_AFTER;
     loop {
+        if open && Instant::now() >= next_scan {
+            next_scan = Instant::now() + ORPHANED_AFTER;
+            adopt_orphans(&clickhouse, &mut pending, &refused).await;
+        }
         metrics.pending_epochs.set(pending.len() as i64);
         if pending.is_empty() {
             if !open {
                 return;
             }
-            match incoming.recv().await {
-                Some(row) => {
+            let until = tokio::time::Instant::from_std(next_scan);
+            match tokio::time::timeout_at(until, incoming.recv()).await {
+                Ok(Some(row)) => {
                     pending.insert(row.epoch_id, row);
                 }
-                None => open = false,
+                Ok(None) => open = false,
+                Err(_) => {} // time to look for orphaned epochs
             }
             continue;
         }
@@ -699,6 +707,7 @@ async fn anchor_loop<L: Ledger>(
                 metrics.ledger_refused.inc();
                 tracing::error!(epoch = id, %why, "the ledger refused this epoch's root; leaving it pending for audit");
                 pending.remove(&id);
+                refused.insert(id);
             }
             Err(LedgerError::Unavailable(why)) => {
                 tracing::warn!(epoch = id, pending = pending.len(), %why, "ledger unavailable; epochs wait as pending");
@@ -715,7 +724,39 @@ async fn anchor_loop<L: Ledger>(
     }
 }
 
-/// Every 5 s: records on the topic beyond what this sealer consumed, per partition.
+/// A sealer killed between writing an epoch row and committing its root leaves
+/// the epoch pending; the group's survivors commit it once it is this old (a live
+/// owner commits its own within seconds, and a second commit of the same root is
+/// a no-op on the ledger).
+const ORPHANED_AFTER: Duration = Duration::from_secs(15);
+
+/// Adds to `pending` the epochs pending in ClickHouse for longer than
+/// `ORPHANED_AFTER`, whichever sealer wrote them.
+async fn adopt_orphans(
+    clickhouse: &clickhouse::Client,
+    pending: &mut BTreeMap<u64, EpochRow>,
+    refused: &HashSet<u64>,
+) {
+    let rows = match store::pending_epochs(clickhouse).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "looking for orphaned pending epochs");
+            return;
+        }
+    };
+    let before = now_ms() - ORPHANED_AFTER.as_millis() as i64;
+    for row in rows {
+        if row.written_ms < before
+            && !refused.contains(&row.epoch_id)
+            && !pending.contains_key(&row.epoch_id)
+        {
+            tracing::info!(epoch = row.epoch_id, instance = %row.instance, "committing an epoch another sealer left pending");
+            pending.insert(row.epoch_id, row);
+        }
+    }
+}
+
+/// Every second: records on the topic not yet sealed, per partition.
 fn lag_loop(shared: &Shared, metrics: &Metrics, args: &RunArgs) {
     let Ok(probe) = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)

@@ -337,6 +337,24 @@ fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
 }
 
 #[test]
+fn an_epoch_a_dead_group_member_left_pending_is_committed_by_the_survivor() {
+    let _guard = lock();
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    let run = std::process::id();
+    let b = Sealer::start(&format!("orphan-b-{run}"), 19465, None);
+    std::thread::sleep(Duration::from_secs(3));
+    // a dies right after writing its first epoch row, before committing the root.
+    let a = Sealer::start(&format!("orphan-a-{run}"), 19464, Some("before-ledger:1"));
+    produce(20_000, 10_000);
+    let (status, stderr) = a.wait(Duration::from_secs(60));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(6), "the fault did not fire\n{stderr}");
+    // Only b is left to commit that epoch.
+    assert_sealed_exactly_once(Duration::from_secs(90));
+    b.stop();
+}
+
+#[test]
 fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
     let _guard = lock();
     let sealer = Sealer::start("ledger-outage", 19464, None);
