@@ -36,6 +36,20 @@ pub enum DecodeError {
     BadIndex(&'static str, i64),
     #[error("{0} bytes left over after the datum")]
     TrailingBytes(usize),
+    #[error("not the canonical encoding of the event it decodes to (the leaf would differ from the signed bytes)")]
+    NonCanonical,
+}
+
+impl DecodeError {
+    /// A short machine-readable name: the dead-letter reason and metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::NotSingleObject => "not_single_object",
+            DecodeError::UnknownSchema(_) => "unknown_schema",
+            DecodeError::NonCanonical => "non_canonical",
+            _ => "malformed",
+        }
+    }
 }
 
 /// Rabin fingerprint as the Avro specification defines it (CRC-64-AVRO).
@@ -227,13 +241,15 @@ impl<'a> Reader<'a> {
                 return Ok(out);
             }
             if n < 0 {
-                n = -n;
+                // A negative count is followed by the block's size in bytes.
+                n = n.checked_neg().ok_or(DecodeError::BadLength(field, n))?;
                 self.long(field)?;
             }
             if n > MAX_LEN || out.len() as i64 + n > MAX_LEN {
                 return Err(DecodeError::BadLength(field, n));
             }
-            out.reserve(n as usize);
+            // Every item takes at least one byte: a hostile count reserves no more.
+            out.reserve((n as usize).min(self.buf.len().saturating_sub(self.pos)));
             for _ in 0..n {
                 out.push(item(self)?);
             }
@@ -244,12 +260,14 @@ impl<'a> Reader<'a> {
         match self.index(field)? {
             0 => Ok(None),
             1 => {
-                let b = self
+                let b: [u8; 4] = self
                     .buf
-                    .get(self.pos..self.pos + 4)
+                    .get(self.pos..)
+                    .and_then(|rest| rest.get(..4))
+                    .and_then(|b| b.try_into().ok())
                     .ok_or(DecodeError::Truncated(field))?;
                 self.pos += 4;
-                Ok(Some(f32::from_le_bytes(b.try_into().expect("4 bytes"))))
+                Ok(Some(f32::from_le_bytes(b)))
             }
             i => Err(DecodeError::BadIndex(field, i as i64)),
         }
@@ -289,19 +307,52 @@ pub fn decode_datum(datum: &[u8]) -> Result<ScanEvent, DecodeError> {
 
 /// Splits a single-object record into its datum, checking marker and schema.
 pub fn datum_of(record: &[u8]) -> Result<&[u8], DecodeError> {
-    if record.len() < 10 || record[..2] != MAGIC {
+    let (marker, rest) = record
+        .split_first_chunk::<2>()
+        .ok_or(DecodeError::NotSingleObject)?;
+    if *marker != MAGIC {
         return Err(DecodeError::NotSingleObject);
     }
-    let fp = u64::from_le_bytes(record[2..10].try_into().expect("8 bytes"));
+    let (fp, datum) = rest
+        .split_first_chunk::<8>()
+        .ok_or(DecodeError::NotSingleObject)?;
+    let fp = u64::from_le_bytes(*fp);
     if fp != FINGERPRINT {
         return Err(DecodeError::UnknownSchema(fp));
     }
-    Ok(&record[10..])
+    Ok(datum)
 }
 
 /// Decodes a Kafka record value.
 pub fn decode_single_object(record: &[u8]) -> Result<ScanEvent, DecodeError> {
     decode_datum(datum_of(record)?)
+}
+
+/// Decodes a Kafka record value and requires its datum to be the one encoding
+/// of what it decodes to. Avro admits several encodings of one datum (array
+/// blocks with byte sizes, split blocks, over-long varints); the leaf is the raw
+/// datum while the signature covers the re-encoded one, so any other encoding
+/// would seal one signed event under many leaves. Returns the event and its datum.
+pub fn decode_canonical(record: &[u8]) -> Result<(ScanEvent, &[u8]), DecodeError> {
+    let datum = datum_of(record)?;
+    let event = decode_datum(datum)?;
+    if !is_encoding_of(datum, &event) {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok((event, datum))
+}
+
+/// Whether `datum` is exactly `encode_datum(event)`, without allocating.
+fn is_encoding_of(datum: &[u8], event: &ScanEvent) -> bool {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        put_signed_fields(buf, event);
+        put_bytes(buf, &event.signature);
+        buf.as_slice() == datum
+    })
 }
 
 #[cfg(test)]
@@ -510,6 +561,93 @@ mod tests {
         // event_id (1 + 36 bytes), event_time (6), offset (1 + 6), action (1): then biz_step.
         bad_enum[37 + 6 + 7 + 1] = 0x7e;
         assert!(decode_datum(&bad_enum).is_err());
+    }
+
+    /// The datum of `sample()` with its item_ids array re-encoded as Avro also
+    /// allows: one block with a negative count and its byte size.
+    fn sized_block_encoding(e: &ScanEvent) -> Vec<u8> {
+        let mut items = Vec::new();
+        for id in &e.item_ids {
+            put_bytes(&mut items, id.as_bytes());
+        }
+        let canonical = encode_datum(e);
+        let mut head = Vec::new();
+        put_bytes(&mut head, e.event_id.as_bytes());
+        put_long(&mut head, e.event_time);
+        put_bytes(&mut head, e.event_timezone_offset.as_bytes());
+        put_long(&mut head, e.action.index().into());
+        put_long(&mut head, e.biz_step.index().into());
+        put_long(&mut head, e.disposition.index().into());
+        let mut canonical_items = Vec::new();
+        put_long(&mut canonical_items, e.item_ids.len() as i64);
+        canonical_items.extend_from_slice(&items);
+        put_long(&mut canonical_items, 0);
+        let tail = &canonical[head.len() + canonical_items.len()..];
+        let mut out = head;
+        put_long(&mut out, -(e.item_ids.len() as i64));
+        put_long(&mut out, items.len() as i64);
+        out.extend_from_slice(&items);
+        put_long(&mut out, 0);
+        out.extend_from_slice(tail);
+        out
+    }
+
+    fn framed(datum: &[u8]) -> Vec<u8> {
+        let mut record = MAGIC.to_vec();
+        record.extend_from_slice(&FINGERPRINT.to_le_bytes());
+        record.extend_from_slice(datum);
+        record
+    }
+
+    #[test]
+    fn other_encodings_of_one_event_decode_but_are_not_canonical() {
+        let mut e = sample();
+        e.signature = vec![5; 64];
+        let canonical = framed(&encode_datum(&e));
+        let (decoded, datum) = decode_canonical(&canonical).unwrap();
+        assert_eq!(decoded, e);
+        assert_eq!(datum, encode_datum(&e).as_slice());
+
+        // A block with a byte size: the same event, other bytes, so another leaf.
+        let sized = framed(&sized_block_encoding(&e));
+        assert_ne!(sized, canonical);
+        assert_eq!(decode_single_object(&sized).unwrap(), e, "still valid Avro");
+        assert_eq!(decode_canonical(&sized), Err(DecodeError::NonCanonical));
+
+        // An over-long varint for event_time: 0x80 continuation bytes padding it.
+        let mut datum = encode_datum(&e);
+        let at = 37; // after the event id's length and 36 characters
+        let mut long = Vec::new();
+        put_long(&mut long, e.event_time);
+        let last = at + long.len() - 1;
+        datum[last] |= 0x80;
+        datum.insert(last + 1, 0);
+        let padded = framed(&datum);
+        assert_eq!(decode_single_object(&padded).unwrap(), e);
+        assert_eq!(decode_canonical(&padded), Err(DecodeError::NonCanonical));
+    }
+
+    #[test]
+    fn hostile_block_counts_are_refused_without_a_panic() {
+        let e = sample();
+        let mut head = Vec::new();
+        put_bytes(&mut head, e.event_id.as_bytes());
+        put_long(&mut head, e.event_time);
+        put_bytes(&mut head, e.event_timezone_offset.as_bytes());
+        put_long(&mut head, 0);
+        put_long(&mut head, 0);
+        put_long(&mut head, 0);
+        for count in [i64::MIN, i64::MAX, -(MAX_LEN + 1), MAX_LEN] {
+            let mut datum = head.clone();
+            put_long(&mut datum, count);
+            put_long(&mut datum, 1);
+            assert!(decode_datum(&datum).is_err(), "count {count}");
+        }
+        assert_eq!(
+            decode_single_object(&[0xC3, 0x01, 0, 0]),
+            Err(DecodeError::NotSingleObject)
+        );
+        assert_eq!(decode_single_object(&[]), Err(DecodeError::NotSingleObject));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The device registry in `sealtrail.devices`: which scanners exist, their Ed25519
-//! public keys, and whether they are still trusted. Rows are only ever appended;
-//! the row with the highest version is a device's current state.
+//! The device registry in `sealtrail.devices`: which scanners exist and which
+//! Ed25519 key each held when. Rows are only ever appended (added, rotated,
+//! revoked, each with its time), so the key a device held at any moment stays
+//! known: an event verifies against the key valid when it was sealed, and a later
+//! rotation or revocation never makes an earlier sealed event fail.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,12 +14,14 @@ use serde::{Deserialize, Serialize};
 const ACTIVE: i8 = 1;
 const REVOKED: i8 = 2;
 
-#[derive(Row, Serialize, Deserialize, Debug)]
+#[derive(Row, Serialize, Deserialize, Debug, Clone)]
 struct DeviceRow {
     device_id: String,
     public_key: [u8; 32],
     status: i8,
     changed_at: u32,
+    /// Microseconds since the Unix epoch when the row was written: from this
+    /// moment on, the row is the device's state.
     version: u64,
 }
 
@@ -29,11 +33,145 @@ pub struct Device {
     pub revoked: bool,
     /// Unix seconds of the last change.
     pub changed_at: u32,
+    /// How many keys the device has held.
+    pub keys: usize,
 }
 
-impl Device {
-    pub fn verifying_key(&self) -> Option<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.public_key).ok()
+/// One change of a device's state: from `since_us` on, `key` (or nothing, once
+/// revoked) is what its events are checked against.
+#[derive(Debug, Clone)]
+struct Change {
+    since_us: u64,
+    public_key: [u8; 32],
+    /// None when revoked, or when the registered bytes are not a usable key.
+    key: Option<VerifyingKey>,
+    revoked: bool,
+}
+
+/// The key a device held at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAt {
+    Valid(VerifyingKey),
+    /// Revoked before that moment (at this time, ms).
+    Revoked {
+        at_ms: i64,
+    },
+    /// Registered, but only after that moment.
+    NotYetRegistered,
+    /// Never registered.
+    Unknown,
+}
+
+/// Every device's whole key history, as read from the registry.
+#[derive(Debug, Clone, Default)]
+pub struct KeyHistory {
+    devices: HashMap<String, Vec<Change>>,
+    /// The highest row version read: what a refresh reads on from.
+    latest_version: u64,
+}
+
+impl KeyHistory {
+    fn from_rows(rows: Vec<DeviceRow>) -> Self {
+        let mut h = KeyHistory::default();
+        h.extend(rows);
+        h
+    }
+
+    fn extend(&mut self, rows: Vec<DeviceRow>) {
+        for r in rows {
+            self.latest_version = self.latest_version.max(r.version);
+            let revoked = r.status != ACTIVE;
+            let changes = self.devices.entry(r.device_id).or_default();
+            changes.push(Change {
+                since_us: r.version,
+                public_key: r.public_key,
+                key: if revoked {
+                    None
+                } else {
+                    VerifyingKey::from_bytes(&r.public_key).ok()
+                },
+                revoked,
+            });
+        }
+        for changes in self.devices.values_mut() {
+            changes.sort_by_key(|c| c.since_us);
+            changes.dedup_by_key(|c| c.since_us);
+        }
+    }
+
+    /// The key `device_id` held at `at_ms` (ms since the Unix epoch).
+    pub fn key_at(&self, device_id: &str, at_ms: i64) -> KeyAt {
+        let Some(changes) = self.devices.get(device_id) else {
+            return KeyAt::Unknown;
+        };
+        let at_us = u64::try_from(at_ms).unwrap_or(0).saturating_mul(1000);
+        let Some(c) = changes.iter().rev().find(|c| c.since_us <= at_us) else {
+            return KeyAt::NotYetRegistered;
+        };
+        match (&c.key, c.revoked) {
+            (Some(key), false) => KeyAt::Valid(*key),
+            _ => KeyAt::Revoked {
+                at_ms: (c.since_us / 1000) as i64,
+            },
+        }
+    }
+
+    /// When the device was revoked, or its key at `at_ms` replaced, after `at_ms`:
+    /// what a reader says of a step signed by a key that is no longer trusted.
+    pub fn key_retired_after(&self, device_id: &str, at_ms: i64) -> Option<i64> {
+        let at_us = u64::try_from(at_ms).unwrap_or(0).saturating_mul(1000);
+        let changes = self.devices.get(device_id)?;
+        let current = changes.iter().rev().find(|c| c.since_us <= at_us)?;
+        changes
+            .iter()
+            .find(|c| c.since_us > at_us && (c.revoked || c.public_key != current.public_key))
+            .map(|c| (c.since_us / 1000) as i64)
+    }
+
+    /// Every device's latest state, sorted by id.
+    pub fn current(&self) -> Vec<Device> {
+        let mut out: Vec<Device> = self
+            .devices
+            .iter()
+            .filter_map(|(id, changes)| {
+                let last = changes.last()?;
+                let mut keys: Vec<[u8; 32]> = changes.iter().map(|c| c.public_key).collect();
+                keys.sort();
+                keys.dedup();
+                Some(Device {
+                    device_id: id.clone(),
+                    public_key: last.public_key,
+                    revoked: last.revoked,
+                    changed_at: (last.since_us / 1_000_000) as u32,
+                    keys: keys.len(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        out
+    }
+
+    pub fn knows(&self, device_id: &str) -> bool {
+        self.devices.contains_key(device_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Adds a change by hand: for tests of what reads the history.
+    pub fn record(&mut self, device_id: &str, key: &VerifyingKey, revoked: bool, at_ms: i64) {
+        self.extend(vec![DeviceRow {
+            device_id: device_id.into(),
+            public_key: key.to_bytes(),
+            status: if revoked { REVOKED } else { ACTIVE },
+            changed_at: (at_ms / 1000) as u32,
+            version: (at_ms as u64) * 1000,
+        }]);
     }
 }
 
@@ -41,8 +179,10 @@ impl Device {
 pub enum RegistryError {
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
-    #[error("device '{0}' is already registered and active; revoke it first to give it a new key")]
+    #[error("device '{0}' is already registered and active; use `ingest device rotate` to give it a new key")]
     AlreadyActive(String),
+    #[error("device '{0}' was revoked; revocation is final, register the scanner under a new id")]
+    Revoked(String),
     #[error("no device named '{0}'")]
     Unknown(String),
 }
@@ -50,39 +190,40 @@ pub enum RegistryError {
 fn now() -> (u32, u64) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
+        .unwrap_or_default();
     (d.as_secs() as u32, d.as_micros() as u64)
+}
+
+const SELECT_ROWS: &str =
+    "SELECT device_id, public_key, status, changed_at, version FROM sealtrail.devices";
+
+/// Every device's key history.
+pub async fn history(client: &clickhouse::Client) -> Result<KeyHistory, RegistryError> {
+    let rows: Vec<DeviceRow> = client.query(SELECT_ROWS).fetch_all().await?;
+    Ok(KeyHistory::from_rows(rows))
+}
+
+/// Reads the rows written since `history` was read (or last refreshed). Rows are
+/// only appended, so this is all that can have changed.
+pub async fn refresh(
+    client: &clickhouse::Client,
+    history: &mut KeyHistory,
+) -> Result<usize, RegistryError> {
+    let rows: Vec<DeviceRow> = client
+        .query(&format!("{SELECT_ROWS} WHERE version > ?"))
+        .bind(history.latest_version)
+        .fetch_all()
+        .await?;
+    let n = rows.len();
+    if n > 0 {
+        history.extend(rows);
+    }
+    Ok(n)
 }
 
 /// Every device, current state, sorted by id.
 pub async fn list(client: &clickhouse::Client) -> Result<Vec<Device>, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(
-            "SELECT device_id, argMax(public_key, version), argMax(status, version), \
-             max(changed_at), max(version) FROM sealtrail.devices GROUP BY device_id ORDER BY device_id",
-        )
-        .fetch_all()
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Device {
-            device_id: r.device_id,
-            public_key: r.public_key,
-            revoked: r.status != ACTIVE,
-            changed_at: r.changed_at,
-        })
-        .collect())
-}
-
-/// Current state by device id: what the gateway checks signatures against.
-pub async fn snapshot(
-    client: &clickhouse::Client,
-) -> Result<HashMap<String, Device>, RegistryError> {
-    Ok(list(client)
-        .await?
-        .into_iter()
-        .map(|d| (d.device_id.clone(), d))
-        .collect())
+    Ok(history(client).await?.current())
 }
 
 async fn append(client: &clickhouse::Client, rows: &[DeviceRow]) -> Result<(), RegistryError> {
@@ -99,76 +240,151 @@ async fn append(client: &clickhouse::Client, rows: &[DeviceRow]) -> Result<(), R
     Ok(())
 }
 
-/// Registers a new device, or a new key for a revoked one.
+fn row(device_id: &str, public_key: [u8; 32], status: i8) -> DeviceRow {
+    let (changed_at, version) = now();
+    DeviceRow {
+        device_id: device_id.into(),
+        public_key,
+        status,
+        changed_at,
+        version,
+    }
+}
+
+/// Registers a new device. A device id is registered once: an active one gets a
+/// new key with `rotate`, a revoked one stays revoked.
 pub async fn register(
     client: &clickhouse::Client,
     device_id: &str,
     key: &VerifyingKey,
 ) -> Result<(), RegistryError> {
-    if let Some(d) = snapshot(client).await?.get(device_id) {
-        if !d.revoked {
-            return Err(RegistryError::AlreadyActive(device_id.to_string()));
-        }
+    if let Some(d) = current(client, device_id).await? {
+        return Err(if d.revoked {
+            RegistryError::Revoked(device_id.into())
+        } else {
+            RegistryError::AlreadyActive(device_id.into())
+        });
     }
-    let (changed_at, version) = now();
-    append(
-        client,
-        &[DeviceRow {
-            device_id: device_id.into(),
-            public_key: key.to_bytes(),
-            status: ACTIVE,
-            changed_at,
-            version,
-        }],
-    )
-    .await
+    append(client, &[row(device_id, key.to_bytes(), ACTIVE)]).await
 }
 
-/// Registers many devices at once, skipping those already active with the same key.
-/// Returns how many rows were added.
+/// Gives an active device a new key from now on; events sealed before keep
+/// verifying with the old one.
+pub async fn rotate(
+    client: &clickhouse::Client,
+    device_id: &str,
+    key: &VerifyingKey,
+) -> Result<(), RegistryError> {
+    match current(client, device_id).await? {
+        None => Err(RegistryError::Unknown(device_id.into())),
+        Some(d) if d.revoked => Err(RegistryError::Revoked(device_id.into())),
+        Some(_) => append(client, &[row(device_id, key.to_bytes(), ACTIVE)]).await,
+    }
+}
+
+/// What registering a fleet did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Registered {
+    pub added: usize,
+    pub rotated: usize,
+    /// Revoked devices, left revoked: their events will be refused.
+    pub revoked: Vec<String>,
+}
+
+/// Registers many devices at once: new ones are added, active ones with another
+/// key are rotated to this one, revoked ones are never re-activated.
 pub async fn ensure_registered(
     client: &clickhouse::Client,
     devices: &[(String, VerifyingKey)],
-) -> Result<usize, RegistryError> {
-    let known = snapshot(client).await?;
-    let (changed_at, version) = now();
-    let rows: Vec<DeviceRow> = devices
-        .iter()
-        .filter(|(id, key)| {
-            known
-                .get(id)
-                .is_none_or(|d| d.revoked || d.public_key != key.to_bytes())
-        })
-        .map(|(id, key)| DeviceRow {
-            device_id: id.clone(),
-            public_key: key.to_bytes(),
-            status: ACTIVE,
-            changed_at,
-            version,
-        })
+) -> Result<Registered, RegistryError> {
+    let known: HashMap<String, Device> = list(client)
+        .await?
+        .into_iter()
+        .map(|d| (d.device_id.clone(), d))
         .collect();
+    let mut out = Registered::default();
+    let mut rows = Vec::new();
+    for (id, key) in devices {
+        match known.get(id) {
+            Some(d) if d.revoked => out.revoked.push(id.clone()),
+            Some(d) if d.public_key == key.to_bytes() => {}
+            Some(_) => {
+                out.rotated += 1;
+                rows.push(row(id, key.to_bytes(), ACTIVE));
+            }
+            None => {
+                out.added += 1;
+                rows.push(row(id, key.to_bytes(), ACTIVE));
+            }
+        }
+    }
     if !rows.is_empty() {
         append(client, &rows).await?;
     }
-    Ok(rows.len())
+    Ok(out)
 }
 
-/// Revokes a device: events it signs from now on are refused.
+async fn current(
+    client: &clickhouse::Client,
+    device_id: &str,
+) -> Result<Option<Device>, RegistryError> {
+    let rows: Vec<DeviceRow> = client
+        .query(&format!("{SELECT_ROWS} WHERE device_id = ?"))
+        .bind(device_id)
+        .fetch_all()
+        .await?;
+    Ok(KeyHistory::from_rows(rows).current().pop())
+}
+
+/// Revokes a device: events it signs are refused from now on; events sealed
+/// before keep verifying, and readers say the key was revoked since.
 pub async fn revoke(client: &clickhouse::Client, device_id: &str) -> Result<(), RegistryError> {
-    let known = snapshot(client).await?;
-    let d = known
-        .get(device_id)
+    let d = current(client, device_id)
+        .await?
         .ok_or_else(|| RegistryError::Unknown(device_id.to_string()))?;
-    let (changed_at, version) = now();
-    append(
-        client,
-        &[DeviceRow {
-            device_id: device_id.into(),
-            public_key: d.public_key,
-            status: REVOKED,
-            changed_at,
-            version,
-        }],
-    )
-    .await
+    if d.revoked {
+        return Ok(());
+    }
+    append(client, &[row(device_id, d.public_key, REVOKED)]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn key(n: u8) -> VerifyingKey {
+        SigningKey::from_bytes(&[n; 32]).verifying_key()
+    }
+
+    #[test]
+    fn the_key_at_a_moment_survives_rotation_and_revocation() {
+        let mut h = KeyHistory::default();
+        h.record("d", &key(1), false, 1_000);
+        h.record("d", &key(2), false, 2_000);
+        h.record("d", &key(2), true, 3_000);
+        assert_eq!(h.key_at("d", 999), KeyAt::NotYetRegistered);
+        assert_eq!(h.key_at("d", 1_000), KeyAt::Valid(key(1)));
+        assert_eq!(h.key_at("d", 1_999), KeyAt::Valid(key(1)));
+        assert_eq!(h.key_at("d", 2_500), KeyAt::Valid(key(2)));
+        assert_eq!(h.key_at("d", 3_000), KeyAt::Revoked { at_ms: 3_000 });
+        assert_eq!(h.key_at("e", 2_000), KeyAt::Unknown);
+        assert_eq!(h.key_retired_after("d", 1_500), Some(2_000));
+        assert_eq!(h.key_retired_after("d", 2_500), Some(3_000));
+        assert_eq!(h.key_retired_after("d", 3_500), None);
+        let d = &h.current()[0];
+        assert!(d.revoked);
+        assert_eq!(d.keys, 2);
+    }
+
+    #[test]
+    fn rows_read_twice_or_out_of_order_change_nothing() {
+        let mut h = KeyHistory::default();
+        h.record("d", &key(2), false, 2_000);
+        h.record("d", &key(1), false, 1_000);
+        h.record("d", &key(2), false, 2_000);
+        assert_eq!(h.key_at("d", 1_500), KeyAt::Valid(key(1)));
+        assert_eq!(h.key_at("d", 2_500), KeyAt::Valid(key(2)));
+        assert_eq!(h.latest_version, 2_000_000);
+    }
 }

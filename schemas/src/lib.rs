@@ -8,6 +8,7 @@ pub mod avro;
 pub mod country;
 pub mod devices;
 pub mod event;
+pub mod gate;
 pub mod json;
 pub mod migrations;
 pub mod signature;

@@ -30,6 +30,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "002_sealed_events_and_epochs"),
     migration!(3, "003_seal_timings"),
     migration!(4, "004_events_by_id"),
+    migration!(5, "005_device_key_history"),
+    migration!(6, "006_partition_by_sealing_month"),
 ];
 
 /// Where the applied versions are recorded.

@@ -1,5 +1,5 @@
 -- The sealtrail schema for a ClickHouse cluster (deploy/prod): the same tables and
--- columns as the single-node migrations 001-004, as replicated `*_local` tables on
+-- columns as the single-node migrations 001-006, as replicated `*_local` tables on
 -- every node of cluster `sealtrail` (ReplicatedMergeTree, coordinated by ClickHouse
 -- Keeper) behind Distributed tables with the single-node names, so the sealer, the
 -- API and analysts use the names they know. Applied once with
@@ -22,8 +22,8 @@ CREATE TABLE IF NOT EXISTS sealtrail.devices_local ON CLUSTER sealtrail
     changed_at DateTime,
     version UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sealtrail/devices', '{replica}', version)
-ORDER BY device_id;
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/devices', '{replica}')
+ORDER BY (device_id, version);
 
 CREATE TABLE IF NOT EXISTS sealtrail.devices ON CLUSTER sealtrail AS sealtrail.devices_local
 ENGINE = Distributed(sealtrail, sealtrail, devices_local, cityHash64(device_id));
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS sealtrail.scan_events_local ON CLUSTER sealtrail
     kafka_timestamp_ms Int64
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/scan_events', '{replica}')
-PARTITION BY toYYYYMM(event_time)
+PARTITION BY toYYYYMM(sealed_at)
 ORDER BY (item_id, event_time_ms, event_id);
 
 CREATE TABLE IF NOT EXISTS sealtrail.scan_events ON CLUSTER sealtrail AS sealtrail.scan_events_local
