@@ -1,6 +1,8 @@
-//! The sealer's hot path on one core: decode → leaf hash → tree → proofs → rows,
-//! for epochs of 1k, 100k and 1M events, then its parts: the tree and its proofs
-//! at each size, Avro decode, leaf hashing, and the ClickHouse client's RowBinary
+//! The sealer's hot path on one core: leaf hash → tree → proofs → rows for
+//! epochs of 1k, 100k and 1M admitted events (`seal_epoch`), and apart from it
+//! the gate that admits them (`gate`: canonical decode, rules, signatures in
+//! batches) on one thread and on two; then the parts: the tree and its proofs at
+//! each size, Avro decode, leaf hashing, and the ClickHouse client's RowBinary
 //! encoding of the rows. `BENCH_MALLOC_DEFAULTS=1` measures with glibc's
 //! defaults instead of the sealer's allocator settings.
 
@@ -15,17 +17,41 @@ fn seal(c: &mut Criterion) {
     if std::env::var_os("BENCH_MALLOC_DEFAULTS").is_none() {
         sealer::memory::keep_freed_memory();
     }
+    let keys = benches::keys();
     let mut g = c.benchmark_group("seal_epoch");
     g.sample_size(10);
     for n in SIZES {
         let records = benches::records(n);
         let bytes: usize = records.iter().map(|r| r.value.len()).sum();
         println!("{n} records, {} bytes each on average", bytes / n);
+        let admitted = epoch::admit(records.clone(), &benches::gate(&keys, 2));
+        assert_eq!(
+            admitted.admitted.len(),
+            n,
+            "every benchmark record passes the gate"
+        );
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}"), |b| {
             b.iter_batched(
+                || admitted.clone(),
+                |a| epoch::seal_admitted(1, 0, 1000, a, 0),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+    // The gate: decoding, canonical check, rules, device key, signatures in
+    // batches of 64; on one thread, then spread over two.
+    let mut g = c.benchmark_group("gate");
+    g.sample_size(10);
+    let n = 20_000;
+    let records = benches::records(n);
+    g.throughput(Throughput::Elements(n as u64));
+    for threads in [1, 2] {
+        g.bench_function(format!("{n}/threads={threads}"), |b| {
+            b.iter_batched(
                 || records.clone(),
-                |r| epoch::seal(1, 0, 1000, r, 0),
+                |r| epoch::admit(r, &benches::gate(&keys, threads)),
                 BatchSize::LargeInput,
             )
         });
@@ -107,7 +133,8 @@ fn parts(c: &mut Criterion) {
 fn rows(c: &mut Criterion) {
     use clickhouse::test::{handlers, Mock};
     let n = 100_000;
-    let sealed = epoch::seal(1, 0, 1000, benches::records(n), 0);
+    let keys = benches::keys();
+    let sealed = epoch::seal(1, 0, 1000, benches::records(n), 0, &benches::gate(&keys, 2));
     let bytes: usize = sealed
         .rows
         .iter()

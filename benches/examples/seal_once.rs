@@ -12,7 +12,8 @@ fn main() {
         .map(|a| a.parse().expect("N: a number of events"))
         .unwrap_or(100_000);
     let records = benches::records(n);
-    let sealed = sealer::epoch::seal(1, 0, 1000, records, 0);
+    let keys = benches::keys();
+    let sealed = sealer::epoch::seal(1, 0, 1000, records, 0, &benches::gate(&keys, 1));
     println!("{} rows, root {}", sealed.rows.len(), hex(&sealed.root));
 }
 

@@ -1,11 +1,47 @@
 //! Inputs for the benchmarks: a corpus of scan events as the sealer receives them.
 
+use ed25519_dalek::SigningKey;
+use schemas::devices::KeyHistory;
+use schemas::gate::TimeBounds;
 use schemas::{avro, Action, BizStep, BizTransaction, BizTransactionType, Disposition, ScanEvent};
-use sealer::epoch::Record;
+use sealer::epoch::{Gate, Record};
 
-/// `n` Kafka records of realistic events, ~290 bytes each (signature included:
-/// signing happens on devices, so a fixed signature does not change the work).
+/// When the benchmark's events are sealed: their times are just before it.
+pub const NOW_MS: i64 = 1_795_600_800_000 + 86_400_000;
+const DEVICES: u64 = 16;
+
+fn device_key(d: u64) -> SigningKey {
+    SigningKey::from_bytes(&[d as u8 + 1; 32])
+}
+
+/// The registry the benchmark's devices are in.
+pub fn keys() -> KeyHistory {
+    let mut h = KeyHistory::default();
+    for d in 0..DEVICES {
+        h.record(
+            &format!("sim1-cn-customs-{d}"),
+            &device_key(d).verifying_key(),
+            false,
+            NOW_MS - 10 * 86_400_000,
+        );
+    }
+    h
+}
+
+/// The gate as `sealer run` sets it, over `threads` threads.
+pub fn gate(keys: &KeyHistory, threads: usize) -> Gate<'_> {
+    Gate {
+        keys,
+        now_ms: NOW_MS,
+        bounds: TimeBounds::default(),
+        threads,
+    }
+}
+
+/// `n` Kafka records of realistic events, ~290 bytes each, each signed by its
+/// device as a scanner would (signing happens on devices and is not measured).
 pub fn records(n: usize) -> Vec<Record> {
+    let keys: Vec<SigningKey> = (0..DEVICES).map(device_key).collect();
     (0..n as u64)
         .map(|i| {
             let e = ScanEvent {
@@ -25,9 +61,11 @@ pub fn records(n: usize) -> Vec<Record> {
                 }],
                 temperature_c: (i % 5 == 0).then_some(4.5),
                 relative_humidity_pct: None,
-                device_id: format!("sim1-cn-customs-{}", i % 16),
-                signature: vec![(i % 251) as u8; 64],
+                device_id: format!("sim1-cn-customs-{}", i % DEVICES),
+                signature: Vec::new(),
             };
+            let mut e = e;
+            schemas::signature::sign(&mut e, &keys[(i % DEVICES) as usize]);
             Record {
                 partition: (i % 12) as i32,
                 offset: (i / 12) as i64,

@@ -1,4 +1,4 @@
-//! `ingest device add|list|revoke`: scanner key pairs and their registration.
+//! `ingest device add|list|rotate|revoke`: scanner key pairs and their registration.
 //! The private key stays in a file only its owner can read (it belongs on the
 //! device); the public key goes to the registry in `sealtrail.devices`.
 
@@ -16,7 +16,11 @@ pub enum DeviceCommand {
     Add(AddArgs),
     /// List every registered device with its state and public key.
     List,
-    /// Revoke a device: the gateway refuses its events from now on.
+    /// Give an active device a new key pair from now on (the old private key is
+    /// kept as NAME.key.retired-UNIXTIME); events sealed before keep verifying.
+    Rotate(AddArgs),
+    /// Revoke a device for good: its events are refused from now on; events
+    /// sealed before keep verifying and readers say the key was revoked since.
     Revoke {
         /// Device id.
         name: String,
@@ -34,20 +38,22 @@ pub struct AddArgs {
 
 pub async fn run(command: DeviceCommand, clickhouse: &clickhouse::Client) -> anyhow::Result<()> {
     match command {
-        DeviceCommand::Add(args) => add(&args, clickhouse).await,
+        DeviceCommand::Add(args) => add(&args, clickhouse, false).await,
+        DeviceCommand::Rotate(args) => add(&args, clickhouse, true).await,
         DeviceCommand::List => {
             let devices = schemas::devices::list(clickhouse)
                 .await
                 .context("reading sealtrail.devices")?;
             println!(
-                "{:<40} {:<8} {:<20} public key",
-                "device", "state", "changed (UTC)"
+                "{:<40} {:<8} {:>4} {:<20} public key",
+                "device", "state", "keys", "changed (UTC)"
             );
             for d in &devices {
                 println!(
-                    "{:<40} {:<8} {:<20} {}",
+                    "{:<40} {:<8} {:>4} {:<20} {}",
                     d.device_id,
                     if d.revoked { "revoked" } else { "active" },
+                    d.keys,
                     schemas::time::format_rfc3339(i64::from(d.changed_at) * 1000, "")
                         .get(..19)
                         .unwrap_or(""),
@@ -65,7 +71,7 @@ pub async fn run(command: DeviceCommand, clickhouse: &clickhouse::Client) -> any
     }
 }
 
-async fn add(args: &AddArgs, clickhouse: &clickhouse::Client) -> anyhow::Result<()> {
+async fn add(args: &AddArgs, clickhouse: &clickhouse::Client, rotate: bool) -> anyhow::Result<()> {
     if !schemas::event::is_device_id(&args.name) {
         bail!(
             "device name '{}' must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.'",
@@ -73,7 +79,8 @@ async fn add(args: &AddArgs, clickhouse: &clickhouse::Client) -> anyhow::Result<
         );
     }
     let private = args.keys_dir.join(format!("{}.key", args.name));
-    if private.exists() {
+    let public = args.keys_dir.join(format!("{}.pub", args.name));
+    if !rotate && private.exists() {
         bail!(
             "{} already exists; not overwriting a device key",
             private.display()
@@ -82,14 +89,30 @@ async fn add(args: &AddArgs, clickhouse: &clickhouse::Client) -> anyhow::Result<
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).context("reading the system's random source")?;
     let key = SigningKey::from_bytes(&seed);
-    schemas::devices::register(clickhouse, &args.name, &key.verifying_key()).await?;
+    if rotate {
+        schemas::devices::rotate(clickhouse, &args.name, &key.verifying_key()).await?;
+    } else {
+        schemas::devices::register(clickhouse, &args.name, &key.verifying_key()).await?;
+    }
+    if rotate && private.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for path in [&private, &public] {
+            let mut retired = path.clone().into_os_string();
+            retired.push(format!(".retired-{stamp}"));
+            std::fs::rename(path, &retired)
+                .with_context(|| format!("moving {} aside", path.display()))?;
+        }
+    }
+
     std::fs::create_dir_all(&args.keys_dir)
         .with_context(|| format!("creating {}", args.keys_dir.display()))?;
     write_key(&private, &hex::encode(seed), 0o600)?;
-    let public = args.keys_dir.join(format!("{}.pub", args.name));
     write_key(&public, &hex::encode(key.verifying_key().as_bytes()), 0o644)?;
     println!(
-        "registered {} (public key {})",
+        "{} {} (public key {})",
+        if rotate { "rotated" } else { "registered" },
         args.name,
         hex::encode(key.verifying_key().as_bytes())
     );

@@ -4,7 +4,7 @@
 //! can be lost. Under a slow or absent Kafka it sheds load with 503 + Retry-After
 //! instead of queueing without bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -23,8 +23,9 @@ use prometheus::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use schemas::devices::{self, Device};
-use schemas::{avro, json, signature, ScanEvent};
+use schemas::devices::{self, KeyHistory};
+use schemas::gate::{self, Refusal, TimeBounds};
+use schemas::{avro, json, ScanEvent};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -62,6 +63,8 @@ pub struct ServeArgs {
         default_value_t = 2000
     )]
     pub device_refresh_ms: u64,
+    #[command(flatten)]
+    pub bounds: TimeBounds,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -131,7 +134,7 @@ struct Gateway {
     args: ServeArgs,
     producer: FutureProducer,
     clickhouse: clickhouse::Client,
-    devices: RwLock<Arc<HashMap<String, Device>>>,
+    devices: RwLock<Arc<KeyHistory>>,
     /// When an unknown device last made us re-read the registry out of turn.
     last_forced_refresh: tokio::sync::Mutex<Instant>,
     in_flight: Semaphore,
@@ -193,7 +196,7 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
         .producer_config()
         .create()
         .context("creating the Kafka producer")?;
-    let known = devices::snapshot(&clickhouse)
+    let known = devices::history(&clickhouse)
         .await
         .context("reading the device registry from ClickHouse (is it up, and migrated?)")?;
     tracing::info!(devices = known.len(), "device registry loaded");
@@ -244,8 +247,11 @@ async fn refresh_devices(gateway: Arc<Gateway>) {
 
 impl Gateway {
     async fn reload_devices(&self) {
-        match devices::snapshot(&self.clickhouse).await {
-            Ok(d) => *self.devices.write().expect("lock") = Arc::new(d),
+        // Rows are only appended: read those after the last one we have.
+        let mut keys = (**self.devices.read().unwrap_or_else(|e| e.into_inner())).clone();
+        match devices::refresh(&self.clickhouse, &mut keys).await {
+            Ok(0) => {}
+            Ok(_) => *self.devices.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys),
             Err(e) => {
                 tracing::warn!(error = %e, "device registry refresh failed; keeping the last one")
             }
@@ -256,8 +262,8 @@ impl Gateway {
     /// an unknown device re-reads the registry, at most four times a second.
     async fn reload_for_unknown(&self, events: &[ScanEvent]) {
         let unknown = {
-            let registry = self.devices.read().expect("lock");
-            events.iter().any(|e| !registry.contains_key(&e.device_id))
+            let registry = self.devices.read().unwrap_or_else(|e| e.into_inner());
+            events.iter().any(|e| !registry.knows(&e.device_id))
         };
         if !unknown {
             return;
@@ -388,54 +394,41 @@ fn parse_batch(value: &Value, max_batch: usize) -> Result<Vec<ScanEvent>, Reject
     Ok(events)
 }
 
+/// Every event through the gate, each signature checked on its own: the same
+/// rules the sealer applies to every Kafka record.
 fn check_devices(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
-    let registry = g.devices.read().expect("lock").clone();
+    let registry = g.devices.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let now = now_ms();
     let single = events.len() == 1;
-    let path = |i: usize, f: &str| {
-        if single {
-            f.to_string()
-        } else {
-            format!("events[{i}].{f}")
-        }
-    };
-    let mut checked: HashSet<(&str, &[u8])> = HashSet::new();
     for (i, e) in events.iter().enumerate() {
-        let unauthorized = |reason, problem: String, field: &str| {
-            Rejection::new(StatusCode::UNAUTHORIZED, reason, problem).field(path(i, field))
-        };
-        let device = registry.get(&e.device_id).ok_or_else(|| {
-            unauthorized(
-                "unknown_device",
-                format!("device '{}' is not registered", e.device_id),
-                "device_id",
-            )
-        })?;
-        if device.revoked {
-            return Err(unauthorized(
-                "revoked_device",
-                format!("device '{}' is revoked", e.device_id),
-                "device_id",
-            ));
+        if let Err(refusal) = gate::check(e, &registry, now, g.args.bounds) {
+            let status = match refusal {
+                Refusal::UnknownDevice(_)
+                | Refusal::NoValidKey { .. }
+                | Refusal::BadSignature(_) => StatusCode::UNAUTHORIZED,
+                Refusal::Duplicate(_) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let field = refusal.field().unwrap_or("(event)");
+            let path = if single {
+                field.to_string()
+            } else {
+                format!("events[{i}].{field}")
+            };
+            let problem = match &refusal {
+                Refusal::BadSignature(err) => format!("{err} (device '{}')", e.device_id),
+                other => other.to_string(),
+            };
+            return Err(Rejection::new(status, refusal.reason(), problem).field(path));
         }
-        if !checked.insert((&e.device_id, &e.signature)) {
-            continue;
-        }
-        let key = device.verifying_key().ok_or_else(|| {
-            unauthorized(
-                "unknown_device",
-                format!("device '{}' has an unusable key", e.device_id),
-                "device_id",
-            )
-        })?;
-        signature::verify(e, &key).map_err(|err| {
-            unauthorized(
-                "bad_signature",
-                format!("{err} (device '{}')", e.device_id),
-                "signature",
-            )
-        })?;
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {

@@ -182,13 +182,18 @@ pub struct Journey {
     done: usize,
 }
 
-/// 2026-11-01T00:00:00Z: simulated time starts here, not at the wall clock, so a
-/// seed always gives the same events.
+/// 2025-11-01T00:00:00Z: where the unit tests' simulated time starts.
+#[cfg(test)]
 const EPOCH_MS: i64 = 1_761_955_200_000;
+
+/// Simulated journeys start within this many days of the corpus's start, and
+/// every one has arrived within `JOURNEY_SPAN_DAYS` of it (a test checks).
+const START_SPREAD_DAYS: u64 = 30;
+pub const JOURNEY_SPAN_DAYS: i64 = 75;
 
 impl Journey {
     /// Plans the journey of the `n`th simulated item.
-    pub fn plan(rng: &mut Rng, n: u64) -> Journey {
+    pub fn plan(rng: &mut Rng, n: u64, start_ms: i64) -> Journey {
         let (origin, origin_tz) = ORIGINS[rng.below(ORIGINS.len() as u64) as usize];
         let oc = origin.to_ascii_lowercase();
         let (dest, dest_tz) = DESTINATION;
@@ -369,7 +374,7 @@ impl Journey {
         let cold_chain = rng.chance(0.2);
         let excursion_at = (cold_chain && rng.chance(0.05))
             .then(|| 3 + rng.below(steps.len() as u64 - 3) as usize);
-        let time_ms = EPOCH_MS + (rng.below(30 * 24 * 3600) as i64) * 1000;
+        let time_ms = start_ms + (rng.below(START_SPREAD_DAYS * 24 * 3600) as i64) * 1000;
         Journey {
             item_id,
             steps: steps.into_iter(),
@@ -432,10 +437,19 @@ pub struct Corpus {
     keys: std::collections::HashMap<String, SigningKey>,
     in_flight: Vec<Journey>,
     next_item: u64,
+    start_ms: i64,
 }
 
 impl Corpus {
+    /// The corpus of `seed` for the unit tests, starting at a fixed time.
+    #[cfg(test)]
     pub fn new(seed: u64, items: usize) -> Self {
+        Self::starting(seed, items, EPOCH_MS)
+    }
+
+    /// The corpus of `seed` whose simulated time starts at `start_ms`: the same
+    /// seed and start give the same events, signatures included.
+    pub fn starting(seed: u64, items: usize, start_ms: i64) -> Self {
         let mut rng = Rng::new(seed);
         let fleet = Fleet { seed };
         let keys = fleet
@@ -447,7 +461,7 @@ impl Corpus {
             })
             .collect();
         let in_flight = (0..items as u64)
-            .map(|n| Journey::plan(&mut rng, n))
+            .map(|n| Journey::plan(&mut rng, n, start_ms))
             .collect();
         Corpus {
             rng,
@@ -455,6 +469,7 @@ impl Corpus {
             keys,
             in_flight,
             next_item: items as u64,
+            start_ms,
         }
     }
 }
@@ -467,7 +482,7 @@ impl Corpus {
             if let Some(e) = self.in_flight[i].next_event(&mut self.rng, &self.fleet) {
                 return e;
             }
-            self.in_flight[i] = Journey::plan(&mut self.rng, self.next_item);
+            self.in_flight[i] = Journey::plan(&mut self.rng, self.next_item, self.start_ms);
             self.next_item += 1;
         }
     }
@@ -534,6 +549,10 @@ mod tests {
     fn journeys_run_in_order_from_commissioning_with_rare_failures() {
         let mut by_item: HashMap<String, Vec<ScanEvent>> = HashMap::new();
         for e in Corpus::new(3, 200).take(60_000) {
+            assert!(
+                e.event_time < EPOCH_MS + JOURNEY_SPAN_DAYS * 86_400_000,
+                "every journey ends within JOURNEY_SPAN_DAYS of the start"
+            );
             by_item.entry(e.item_ids[0].clone()).or_default().push(e);
         }
         let origins: std::collections::HashSet<&str> =

@@ -88,11 +88,22 @@ enum Source {
 /// A Kafka record: key and single-object value.
 type Record = (Vec<u8>, Vec<u8>);
 
+/// Where simulated time starts: UTC midnight `JOURNEY_SPAN_DAYS` days ago, so
+/// every journey has arrived by today and no event is older than the sealer's
+/// default 90-day window; within one day a seed gives the same corpus.
+fn simulated_start_ms() -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now.div_euclid(DAY_MS) * DAY_MS - crate::journey::JOURNEY_SPAN_DAYS * DAY_MS
+}
+
 impl Source {
     fn generated(seed: u64, items: usize) -> Source {
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
         std::thread::spawn(move || {
-            let mut corpus = Corpus::new(seed, items);
+            let mut corpus = Corpus::starting(seed, items, simulated_start_ms());
             loop {
                 let chunk = corpus
                     .next_batch(4096)
@@ -201,12 +212,22 @@ pub async fn run(args: SimulateArgs, clickhouse: clickhouse::Client) -> anyhow::
             (d, k)
         })
         .collect();
-    let added = schemas::devices::ensure_registered(&clickhouse, &devices)
+    let registered = schemas::devices::ensure_registered(&clickhouse, &devices)
         .await
         .context("registering the simulated fleet in sealtrail.devices")?;
+    if !registered.revoked.is_empty() {
+        // A revoked device stays revoked: its events would all be refused.
+        bail!(
+            "{} devices of the fleet of seed {seed} are revoked ({}); the simulator never \
+             re-activates a revoked device: use another --seed",
+            registered.revoked.len(),
+            registered.revoked.join(", ")
+        );
+    }
     tracing::info!(
         devices = devices.len(),
-        newly_registered = added,
+        newly_registered = registered.added,
+        rotated = registered.rotated,
         "simulated fleet registered"
     );
 

@@ -86,6 +86,19 @@ fn add_device(name: &str) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+/// A minute before this test process started: within the gateway's time bounds,
+/// and the same for every event rebuilt later.
+fn test_time_ms() -> i64 {
+    static T: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 60_000
+    })
+}
+
 fn event(device: &str, key: &SigningKey, serial: u64) -> ScanEvent {
     // Unique per run and device, the same for the same serial: tests rebuild an
     // event to look for it on Kafka.
@@ -100,7 +113,7 @@ fn event(device: &str, key: &SigningKey, serial: u64) -> ScanEvent {
     );
     let mut e = ScanEvent {
         event_id: id,
-        event_time: 1_795_600_800_123,
+        event_time: test_time_ms(),
         event_timezone_offset: "+08:00".into(),
         action: Action::Observe,
         biz_step: BizStep::CustomsClearance,
@@ -402,4 +415,39 @@ async fn overload_is_answered_503_with_retry_after() {
     );
     assert_eq!(retry.as_deref(), Some("1"));
     assert_eq!(body["accepted"], 0);
+}
+
+/// Signed events are public (the trail API hands out every payload): a forged
+/// event carrying a genuine event's device and signature is refused, in the same
+/// batch as the genuine one, and nothing of that batch reaches Kafka. So is an
+/// event whose time the device pushed into the future.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
+    let device = unique("reuse").replace('-', "");
+    let key = add_device(&device);
+    let gw = start_gateway(18084, &[]);
+    let before = end_offsets();
+
+    let genuine = event(&device, &key, 1);
+    let mut forged = event(&device, &key, 2);
+    forged.country = "DE".into();
+    forged.signature = genuine.signature.clone();
+    let body = json!([json::to_json(&genuine), json::to_json(&forged)]).to_string();
+    let (status, body, _) = post(&gw.url, body).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "bad_signature");
+    assert_eq!(body["field"], "events[1].signature");
+
+    let mut future = event(&device, &key, 3);
+    future.event_time += 3_600_000;
+    signature::sign(&mut future, &key);
+    let (status, body, _) = post(&gw.url, json::to_json(&future).to_string()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "event_time_in_future");
+    assert_eq!(body["field"], "event_time");
+
+    assert!(
+        records_since(&before).iter().all(|e| e.device_id != device),
+        "nothing of the refused requests is on scan-events"
+    );
 }

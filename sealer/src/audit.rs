@@ -1,6 +1,6 @@
 //! `sealer audit`: checks that what is on the topic, what is sealed in ClickHouse
 //! and what is on the ledger agree. Prints a summary and exits non-zero on any gap
-//! or overlap in the sealed offsets, any record sealed twice, any epoch whose rows,
+//! or overlap in the sealed offsets, any record or event id sealed twice, any epoch whose rows,
 //! proofs or root disagree with its epoch row, and any root that differs from the ledger.
 
 use std::collections::{BTreeMap, HashMap};
@@ -225,6 +225,18 @@ pub async fn run<L: Ledger>(
         .await?;
     for (p, o, c) in dup {
         problems.push(format!("record {p}/{o} is sealed {c} times"));
+    }
+    // Each event id seals once, ever: a replay is a duplicate, not a new event.
+    let twice: Vec<(String, u64)> = clickhouse
+        .query(
+            "SELECT event_id, count() AS c FROM sealtrail.scan_events \
+             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs) \
+             GROUP BY event_id HAVING c > 1 LIMIT 10",
+        )
+        .fetch_all()
+        .await?;
+    for (id, c) in twice {
+        problems.push(format!("event id {id} is sealed {c} times"));
     }
 
     // 3. The ledger holds each anchored root, unchanged.

@@ -3,8 +3,15 @@
 //! turned into the rows ClickHouse stores with each event's inclusion proof.
 //! Pure and synchronous: this is the hot path the criterion bench measures.
 
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use clickhouse::Row;
-use schemas::avro::{self, DecodeError};
+use ed25519_dalek::{Signature, VerifyingKey};
+use schemas::avro;
+use schemas::devices::KeyHistory;
+use schemas::gate::{self, Refusal, TimeBounds};
+use schemas::{signature, ScanEvent};
 use serde::Serialize;
 
 use crate::proof::{leaf_hash, EpochTree, Hash};
@@ -19,11 +26,12 @@ pub struct Record {
     pub value: Vec<u8>,
 }
 
-/// A record that is not a scan event: it goes to the dead-letter topic.
-#[derive(Debug)]
+/// A record that is not sealed as an event: it goes to the dead-letter topic
+/// with the reason, and its offset counts as sealed.
+#[derive(Debug, Clone)]
 pub struct Rejected {
     pub record: Record,
-    pub error: DecodeError,
+    pub refusal: Refusal,
 }
 
 /// The offsets of one partition an epoch covers, first and last inclusive,
@@ -33,6 +41,181 @@ pub struct Range {
     pub partition: i32,
     pub first: i64,
     pub last: i64,
+}
+
+/// What every record of an epoch is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    /// Every device's key history; a record verifies with the key valid at `now_ms`.
+    pub keys: &'a KeyHistory,
+    /// The sealing moment: time bounds and key validity are judged at it.
+    pub now_ms: i64,
+    pub bounds: TimeBounds,
+    /// Threads the decoding and signature checks are spread over.
+    pub threads: usize,
+}
+
+/// An admitted record: its event and where its datum (the leaf bytes) starts.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub record: Record,
+    pub event: ScanEvent,
+    datum_at: usize,
+}
+
+/// The records of one window after the gate, in (partition, offset) order.
+#[derive(Debug, Default, Clone)]
+pub struct Admission {
+    pub admitted: Vec<Admitted>,
+    pub rejected: Vec<Rejected>,
+    pub ranges: Vec<Range>,
+}
+
+impl Admission {
+    /// Sends to the dead letters every admitted event whose id `sealed` says is
+    /// sealed already: the cross-epoch half of "each event id seals once".
+    pub fn refuse_sealed(&mut self, sealed: &HashSet<String>) {
+        if sealed.is_empty() {
+            return;
+        }
+        let (dup, keep): (Vec<Admitted>, Vec<Admitted>) = std::mem::take(&mut self.admitted)
+            .into_iter()
+            .partition(|a| sealed.contains(&a.event.event_id));
+        self.admitted = keep;
+        self.rejected.extend(dup.into_iter().map(|a| Rejected {
+            refusal: Refusal::Duplicate(a.event.event_id),
+            record: a.record,
+        }));
+    }
+}
+
+/// Orders a window's records, notes the offsets they cover, and passes each
+/// through the gate: canonical Avro, field rules, time bounds, the device's key
+/// at the sealing moment, and its signature (in batches, over `gate.threads`).
+/// An event id met twice in the window is admitted once. Nothing in a record
+/// can panic this: a panic while checking one record refuses that record.
+pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
+    records.sort_unstable_by_key(|r| (r.partition, r.offset));
+    let ranges = ranges_of(&records);
+    let threads = gate.threads.max(1);
+    let per_thread = records.len().div_ceil(threads).max(1);
+    let outcomes: Vec<Outcome> = if threads == 1 || records.len() < 2 * signature::BATCH {
+        check_chunk(&records, gate)
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = records
+                .chunks(per_thread)
+                .map(|chunk| s.spawn(move || check_chunk(chunk, gate)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+
+    let mut admission = Admission {
+        ranges,
+        ..Admission::default()
+    };
+    let mut ids: HashSet<String> = HashSet::with_capacity(records.len());
+    let mut outcomes = outcomes.into_iter();
+    for record in records {
+        // A chunk whose thread died yields no outcomes: its records are refused.
+        let outcome = outcomes.next().unwrap_or(Err(Refusal::Internal));
+        match outcome {
+            Ok((event, datum_at)) => {
+                if ids.insert(event.event_id.clone()) {
+                    admission.admitted.push(Admitted {
+                        record,
+                        event,
+                        datum_at,
+                    });
+                } else {
+                    admission.rejected.push(Rejected {
+                        refusal: Refusal::Duplicate(event.event_id),
+                        record,
+                    });
+                }
+            }
+            Err(refusal) => admission.rejected.push(Rejected { record, refusal }),
+        }
+    }
+    admission
+}
+
+type Outcome = Result<(ScanEvent, usize), Refusal>;
+
+fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = records
+        .iter()
+        .map(|r| {
+            catch_unwind(AssertUnwindSafe(|| check_one(r, gate))).unwrap_or(Err(Refusal::Internal))
+        })
+        .collect();
+    // Signatures of those that passed everything else, in batches.
+    let mut at = Vec::new();
+    let mut messages = Vec::new();
+    let mut signatures = Vec::new();
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        if let Ok((event, _)) = o {
+            let key = match gate::key_for(event, gate.keys, gate.now_ms) {
+                Ok(k) => k,
+                Err(_) => continue, // checked in check_one; the registry cannot change here
+            };
+            let Ok(sig) = Signature::from_slice(&event.signature) else {
+                continue;
+            };
+            at.push(i);
+            messages.push(avro::canonical_bytes(event));
+            signatures.push(sig);
+            keys.push(key);
+        }
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let verified = catch_unwind(AssertUnwindSafe(|| {
+        signature::verify_each(&refs, &signatures, &keys)
+    }))
+    .unwrap_or_else(|_| vec![false; refs.len()]);
+    for (i, ok) in at.into_iter().zip(verified) {
+        if !ok {
+            outcomes[i] = Err(Refusal::BadSignature(signature::SignatureError::Mismatch));
+        }
+    }
+    outcomes
+}
+
+/// Everything but the signature itself; a malformed signature is refused here.
+fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
+    let (event, datum) = avro::decode_canonical(&r.value)?;
+    gate::check_fields(&event, gate.now_ms, gate.bounds)?;
+    gate::key_for(&event, gate.keys, gate.now_ms)?;
+    if event.signature.is_empty() {
+        return Err(Refusal::BadSignature(signature::SignatureError::Missing));
+    }
+    if Signature::from_slice(&event.signature).is_err() {
+        return Err(Refusal::BadSignature(signature::SignatureError::Malformed(
+            event.signature.len(),
+        )));
+    }
+    let datum_at = r.value.len() - datum.len();
+    Ok((event, datum_at))
+}
+
+fn ranges_of(records: &[Record]) -> Vec<Range> {
+    let mut ranges: Vec<Range> = Vec::new();
+    for r in records {
+        match ranges.last_mut() {
+            Some(range) if range.partition == r.partition => range.last = r.offset,
+            _ => ranges.push(Range {
+                partition: r.partition,
+                first: r.offset,
+                last: r.offset,
+            }),
+        }
+    }
+    ranges
 }
 
 /// One row of `sealtrail.scan_events`, in column order.
@@ -93,75 +276,105 @@ pub fn epoch_id(close_ms: i64, lowest_partition: i32) -> u64 {
     ((close_ms as u64) << 16) | (lowest_partition as u64 & 0xffff)
 }
 
-/// Seals the records of one window. `records` may arrive in any order.
+/// Seals the records of one window: the gate, then the tree over what passed.
+/// `records` may arrive in any order. Event ids sealed in earlier epochs are the
+/// caller's to refuse (`Admission::refuse_sealed`) between `admit` and `seal_admitted`.
 pub fn seal(
     epoch_id: u64,
     window_start_ms: i64,
     window_end_ms: i64,
     records: Vec<Record>,
     sealed_at: u32,
+    gate: &Gate<'_>,
+) -> SealedEpoch {
+    let admission = admit(records, gate);
+    seal_admitted(
+        epoch_id,
+        window_start_ms,
+        window_end_ms,
+        admission,
+        sealed_at,
+    )
+}
+
+/// The tree and the rows of what the gate admitted.
+pub fn seal_admitted(
+    epoch_id: u64,
+    window_start_ms: i64,
+    window_end_ms: i64,
+    admission: Admission,
+    sealed_at: u32,
 ) -> SealedEpoch {
     build(
         epoch_id,
         window_start_ms,
         window_end_ms,
-        records,
+        admission,
         sealed_at,
         true,
     )
 }
 
-/// The same rows without sealing them: no leaf hashes, no tree, no proofs (zero
-/// hashes, empty proofs). Only for `sealer run --bench-unsealed`, which measures
-/// what sealing costs; such rows prove nothing.
+/// The same rows without sealing them: no gate beyond decoding, no leaf hashes,
+/// no tree, no proofs (zero hashes, empty proofs). Only for `sealer run
+/// --bench-unsealed`, which measures what sealing costs; such rows prove nothing.
 pub fn unsealed(
     window_start_ms: i64,
     window_end_ms: i64,
-    records: Vec<Record>,
+    mut records: Vec<Record>,
     sealed_at: u32,
 ) -> SealedEpoch {
-    build(0, window_start_ms, window_end_ms, records, sealed_at, false)
+    records.sort_unstable_by_key(|r| (r.partition, r.offset));
+    let mut admission = Admission {
+        ranges: ranges_of(&records),
+        ..Admission::default()
+    };
+    for record in records {
+        match avro::decode_canonical(&record.value) {
+            Ok((event, datum)) => {
+                let datum_at = record.value.len() - datum.len();
+                admission.admitted.push(Admitted {
+                    record,
+                    event,
+                    datum_at,
+                })
+            }
+            Err(e) => admission.rejected.push(Rejected {
+                record,
+                refusal: e.into(),
+            }),
+        }
+    }
+    build(
+        0,
+        window_start_ms,
+        window_end_ms,
+        admission,
+        sealed_at,
+        false,
+    )
 }
 
 fn build(
     epoch_id: u64,
     window_start_ms: i64,
     window_end_ms: i64,
-    mut records: Vec<Record>,
+    admission: Admission,
     sealed_at: u32,
     sealing: bool,
 ) -> SealedEpoch {
-    records.sort_unstable_by_key(|r| (r.partition, r.offset));
-    let mut ranges: Vec<Range> = Vec::new();
-    for r in &records {
-        match ranges.last_mut() {
-            Some(range) if range.partition == r.partition => range.last = r.offset,
-            _ => ranges.push(Range {
-                partition: r.partition,
-                first: r.offset,
-                last: r.offset,
-            }),
-        }
-    }
-
-    let mut accepted = Vec::with_capacity(records.len());
-    let mut rejected = Vec::new();
-    for record in records {
-        match avro::datum_of(&record.value)
-            .and_then(|d| avro::decode_datum(d).map(|e| (e, d.len())))
-        {
-            Ok((event, datum_len)) => accepted.push((record, event, datum_len)),
-            Err(error) => rejected.push(Rejected { record, error }),
-        }
-    }
-
+    let Admission {
+        admitted,
+        rejected,
+        ranges,
+    } = admission;
     let leaves: Vec<Hash> = if sealing {
-        accepted
+        admitted
             .iter()
-            .map(|(r, _, len)| leaf_hash(&r.value[r.value.len() - len..]))
+            .map(|a| leaf_hash(a.record.value.get(a.datum_at..).unwrap_or_default()))
             .collect()
     } else {
-        vec![[0; 32]; accepted.len()]
+        vec![[0; 32]; admitted.len()]
     };
     let (root, tree) = if !sealing {
         ([0; 32], None)
@@ -172,16 +385,22 @@ fn build(
         (tree.root(), Some(tree))
     };
 
-    let rows = accepted
+    let rows = admitted
         .into_iter()
         .zip(leaves)
         .enumerate()
-        .map(|(i, ((record, e, len), leaf))| {
+        .map(|(i, (a, leaf))| {
             let proof = tree.as_ref().map(|t| t.proof(i)).unwrap_or_default();
+            let Admitted {
+                record,
+                event: e,
+                datum_at,
+            } = a;
             let mut payload = record.value;
-            payload.drain(..payload.len() - len);
+            payload.drain(..datum_at.min(payload.len()));
             EventRow {
-                item_id: e.item_ids[0].clone(),
+                // The gate admits no event without items.
+                item_id: e.item_ids.first().cloned().unwrap_or_default(),
                 event_time: (e.event_time.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
                 event_time_ms: e.event_time,
                 action: e.action.as_str(),
@@ -225,12 +444,34 @@ fn build(
 mod tests {
     use super::*;
     use crate::proof::verify;
+    use ed25519_dalek::SigningKey;
     use schemas::{Action, BizStep, Disposition, ScanEvent};
 
-    fn event(n: u64) -> ScanEvent {
+    const NOW: i64 = 1_795_600_800_000;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[11; 32])
+    }
+
+    fn keys() -> KeyHistory {
+        let mut h = KeyHistory::default();
+        h.record("scanner-1", &key().verifying_key(), false, NOW - 86_400_000);
+        h
+    }
+
+    fn gate(keys: &KeyHistory) -> Gate<'_> {
+        Gate {
+            keys,
+            now_ms: NOW,
+            bounds: TimeBounds::default(),
+            threads: 2,
+        }
+    }
+
+    fn unsigned(n: u64) -> ScanEvent {
         ScanEvent {
             event_id: format!("00000000-0000-4000-8000-{n:012x}"),
-            event_time: 1_795_600_800_000 + n as i64,
+            event_time: NOW - 60_000 + n as i64,
             event_timezone_offset: "+08:00".into(),
             action: Action::Observe,
             biz_step: BizStep::Storing,
@@ -243,8 +484,14 @@ mod tests {
             temperature_c: None,
             relative_humidity_pct: None,
             device_id: "scanner-1".into(),
-            signature: vec![n as u8; 64],
+            signature: vec![],
         }
+    }
+
+    fn event(n: u64) -> ScanEvent {
+        let mut e = unsigned(n);
+        signature::sign(&mut e, &key());
+        e
     }
 
     fn record(partition: i32, offset: i64, value: Vec<u8>) -> Record {
@@ -256,8 +503,19 @@ mod tests {
         }
     }
 
+    fn reasons(sealed: &SealedEpoch) -> Vec<(i64, &'static str)> {
+        let mut r: Vec<_> = sealed
+            .rejected
+            .iter()
+            .map(|r| (r.record.offset, r.refusal.reason()))
+            .collect();
+        r.sort();
+        r
+    }
+
     #[test]
     fn seals_in_partition_offset_order_with_verifiable_proofs_and_dlq() {
+        let keys = keys();
         let records = vec![
             record(3, 11, avro::encode_single_object(&event(4))),
             record(1, 7, avro::encode_single_object(&event(1))),
@@ -265,7 +523,7 @@ mod tests {
             record(1, 8, avro::encode_single_object(&event(2))),
             record(2, 5, avro::encode_single_object(&event(3))),
         ];
-        let sealed = seal(42, 0, 1000, records, 0);
+        let sealed = seal(42, 0, 1000, records, 0, &gate(&keys));
         let order: Vec<(u16, u64)> = sealed
             .rows
             .iter()
@@ -292,8 +550,7 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(sealed.rejected.len(), 1);
-        assert_eq!(sealed.rejected[0].record.offset, 10);
+        assert_eq!(reasons(&sealed), vec![(10, "not_single_object")]);
         for row in &sealed.rows {
             assert_eq!(
                 row.payload,
@@ -318,7 +575,15 @@ mod tests {
 
     #[test]
     fn an_epoch_of_only_bad_records_still_covers_their_offsets() {
-        let sealed = seal(1, 0, 1000, vec![record(0, 3, vec![0xC3, 0x01, 1, 2])], 0);
+        let keys = keys();
+        let sealed = seal(
+            1,
+            0,
+            1000,
+            vec![record(0, 3, vec![0xC3, 0x01, 1, 2])],
+            0,
+            &gate(&keys),
+        );
         assert!(sealed.rows.is_empty());
         assert_eq!(sealed.root, empty_root());
         assert_eq!(
@@ -335,5 +600,154 @@ mod tests {
     fn epoch_ids_grow_with_time_and_differ_by_partition() {
         assert!(epoch_id(1001, 0) > epoch_id(1000, 11));
         assert_ne!(epoch_id(1000, 1), epoch_id(1000, 2));
+    }
+
+    /// The attacks a producer with broker access can make, in one window, among
+    /// ordinary records: each is refused with its reason, the rest is sealed.
+    #[test]
+    fn hostile_records_are_refused_with_their_reasons_and_the_rest_sealed() {
+        let keys = keys();
+        let mut records = Vec::new();
+        let mut offset = 0;
+        let mut push = |value: Vec<u8>| {
+            records.push(record(0, offset, value));
+            offset += 1;
+        };
+        push(avro::encode_single_object(&event(1))); // 0: fine
+        let mut empty = unsigned(2);
+        empty.item_ids.clear();
+        signature::sign(&mut empty, &key());
+        push(avro::encode_single_object(&empty)); // 1: no items (panicked before)
+        let mut forged = event(3);
+        forged.country = "DE".into();
+        push(avro::encode_single_object(&forged)); // 2: altered after signing
+        let mut reused = unsigned(4);
+        reused.signature = event(1).signature; // 3: someone else's signature
+        push(avro::encode_single_object(&reused));
+        let stranger = SigningKey::from_bytes(&[99; 32]);
+        let mut unknown = unsigned(5);
+        unknown.device_id = "not-registered".into();
+        signature::sign(&mut unknown, &stranger);
+        push(avro::encode_single_object(&unknown)); // 4: unknown device
+        let mut sized = avro::encode_single_object(&event(6));
+        // 5: the same datum with a padded (over-long) varint for event_time
+        let at = 10 + 37;
+        let mut long_len = 0;
+        while sized[at + long_len] & 0x80 != 0 {
+            long_len += 1;
+        }
+        sized[at + long_len] |= 0x80;
+        sized.insert(at + long_len + 1, 0);
+        push(sized);
+        push(avro::encode_single_object(&event(1))); // 6: same id again
+        let mut future = unsigned(7);
+        future.event_time = NOW + 3_600_000;
+        signature::sign(&mut future, &key());
+        push(avro::encode_single_object(&future)); // 7: an hour ahead
+        let mut old = unsigned(8);
+        old.event_time = NOW - 200 * 86_400_000;
+        signature::sign(&mut old, &key());
+        push(avro::encode_single_object(&old)); // 8: 200 days old
+        let mut unsigned_one = unsigned(9);
+        unsigned_one.signature.clear();
+        push(avro::encode_single_object(&unsigned_one)); // 9: no signature
+        push(avro::encode_single_object(&event(10))); // 10: fine
+
+        let sealed = seal(7, 0, 1000, records, 0, &gate(&keys));
+        assert_eq!(
+            reasons(&sealed),
+            vec![
+                (1, "invalid_field"),
+                (2, "bad_signature"),
+                (3, "bad_signature"),
+                (4, "unknown_device"),
+                (5, "non_canonical"),
+                (6, "duplicate"),
+                (7, "event_time_in_future"),
+                (8, "event_time_too_old"),
+                (9, "bad_signature"),
+            ]
+        );
+        let sealed_offsets: Vec<u64> = sealed.rows.iter().map(|r| r.kafka_offset).collect();
+        assert_eq!(sealed_offsets, vec![0, 10]);
+        assert_eq!(
+            sealed.ranges,
+            vec![Range {
+                partition: 0,
+                first: 0,
+                last: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn a_revoked_device_is_refused_from_its_revocation_on() {
+        let mut keys = keys();
+        keys.record("scanner-1", &key().verifying_key(), true, NOW - 10);
+        let sealed = seal(
+            1,
+            0,
+            1000,
+            vec![record(0, 0, avro::encode_single_object(&event(1)))],
+            0,
+            &gate(&keys),
+        );
+        assert_eq!(reasons(&sealed), vec![(0, "revoked_device")]);
+        let earlier = Gate {
+            now_ms: NOW - 20,
+            ..gate(&keys)
+        };
+        let mut e = unsigned(1);
+        e.event_time = NOW - 30_000;
+        signature::sign(&mut e, &key());
+        let sealed = seal(
+            1,
+            0,
+            1000,
+            vec![record(0, 0, avro::encode_single_object(&e))],
+            0,
+            &earlier,
+        );
+        assert_eq!(sealed.rows.len(), 1, "sealed before the revocation");
+    }
+
+    #[test]
+    fn many_records_over_threads_keep_their_order_and_verdicts() {
+        let keys = keys();
+        let mut records: Vec<Record> = (0..1000u64)
+            .map(|n| {
+                record(
+                    (n % 3) as i32,
+                    n as i64,
+                    avro::encode_single_object(&event(n)),
+                )
+            })
+            .collect();
+        records[500].value[40] ^= 1; // breaks event 500's signature or its decoding
+        let sealed = seal(1, 0, 1000, records, 0, &gate(&keys));
+        assert_eq!(sealed.rows.len(), 999);
+        assert_eq!(sealed.rejected.len(), 1);
+        assert_eq!(sealed.rejected[0].record.offset, 500);
+        for w in sealed.rows.windows(2) {
+            assert!(
+                (w[0].kafka_partition, w[0].kafka_offset)
+                    < (w[1].kafka_partition, w[1].kafka_offset)
+            );
+        }
+        let ids: HashSet<&str> = sealed.rows.iter().map(|r| r.event_id.as_str()).collect();
+        assert_eq!(ids.len(), 999);
+    }
+
+    #[test]
+    fn ids_sealed_before_are_refused_as_duplicates() {
+        let keys = keys();
+        let records = (0..4u64)
+            .map(|n| record(0, n as i64, avro::encode_single_object(&event(n))))
+            .collect();
+        let mut admission = admit(records, &gate(&keys));
+        admission.refuse_sealed(&HashSet::from([event(2).event_id]));
+        let sealed = seal_admitted(1, 0, 1000, admission, 0);
+        assert_eq!(reasons(&sealed), vec![(2, "duplicate")]);
+        assert_eq!(sealed.rows.len(), 3);
     }
 }

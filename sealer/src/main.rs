@@ -2,6 +2,7 @@
 //! with its inclusion proof in ClickHouse and anchors each root on the ledger.
 
 mod audit;
+mod gatekeeper;
 mod ledger;
 mod metrics;
 mod migrate;
@@ -10,7 +11,7 @@ mod serve;
 mod trail;
 
 // The sealing logic and its rows live in the library, shared with tests and benches.
-use sealer::{epoch, proof, store};
+use sealer::{epoch, proof, seen, store};
 
 use clap::{Parser, Subcommand};
 

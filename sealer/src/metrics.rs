@@ -1,12 +1,16 @@
 //! The sealer's Prometheus metrics, served on :9464/metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
     pub consumed: IntCounter,
     pub sealed: IntCounter,
-    pub dlq: IntCounter,
+    pub dlq: IntCounterVec,
+    pub seen_lookups: IntCounter,
+    pub gate_duration: Histogram,
     pub epochs_sealed: IntCounter,
     pub epochs_anchored: IntCounter,
     pub ledger_refused: IntCounter,
@@ -39,11 +43,24 @@ impl Metrics {
                 "Events written to ClickHouse in a sealed epoch",
             )
             .expect("metric"),
-            dlq: IntCounter::new(
-                "sealtrail_sealer_dlq_records_total",
-                "Records that were not scan events, sent to the dead-letter topic",
+            dlq: IntCounterVec::new(
+                Opts::new(
+                    "sealtrail_sealer_dlq_records_total",
+                    "Records not sealed as events, sent to the dead-letter topic, by reason",
+                ),
+                &["reason"],
             )
             .expect("metric"),
+            seen_lookups: IntCounter::new(
+                "sealtrail_sealer_seen_lookups_total",
+                "Event ids the sealed-id filter could not rule out, looked up in ClickHouse",
+            )
+            .expect("metric"),
+            gate_duration: seconds(
+                "sealtrail_sealer_gate_seconds",
+                "Time an epoch spends in the gate (decoding, rules, signatures, sealed-id check)",
+                latency.clone(),
+            ),
             epochs_sealed: IntCounter::new(
                 "sealtrail_sealer_sealed_epochs_total",
                 "Epochs written to ClickHouse",
@@ -96,7 +113,7 @@ impl Metrics {
         for c in [
             &m.consumed,
             &m.sealed,
-            &m.dlq,
+            &m.seen_lookups,
             &m.epochs_sealed,
             &m.epochs_anchored,
             &m.ledger_refused,
@@ -108,9 +125,13 @@ impl Metrics {
             &m.seal_duration,
             &m.clickhouse_write,
             &m.ledger_commit,
+            &m.gate_duration,
         ] {
             m.registry.register(Box::new(h.clone())).expect("register");
         }
+        m.registry
+            .register(Box::new(m.dlq.clone()))
+            .expect("register");
         m.registry
             .register(Box::new(m.pending_epochs.clone()))
             .expect("register");

@@ -26,7 +26,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use schemas::gate::TimeBounds;
+
 use crate::epoch::{self, Record, SealedEpoch};
+use crate::gatekeeper::Gatekeeper;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::store::{self, EpochRow, ANCHORED};
@@ -73,6 +76,15 @@ pub struct RunArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// Threads that decode records and check their signatures.
+    #[arg(long, env = "SEALTRAIL_VERIFY_THREADS", default_value_t = default_threads())]
+    pub verify_threads: usize,
+    /// Sealed event ids the in-memory filter holds at about 0.1 % false maybes
+    /// (14.4 bits each); past it, more ids are looked up in ClickHouse.
+    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 50_000_000)]
+    pub seen_capacity: u64,
+    #[command(flatten)]
+    pub bounds: TimeBounds,
     /// Benchmark only: decode and write rows to <--bench-database>.scan_events
     /// without sealing (no tree, proofs, epochs or ledger).
     #[arg(long, hide = true)]
@@ -82,14 +94,21 @@ pub struct RunArgs {
     pub bench_database: String,
 }
 
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// State the consumer thread shares with the rebalance callbacks and the sealing task.
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     /// Epochs handed to the sealing task and not yet written.
     in_flight: Mutex<usize>,
     drained: Condvar,
     revoked: Mutex<Vec<i32>>,
     reassigned: AtomicBool,
+    /// Bumped on every assignment: the sealing task then reads the ids other
+    /// sealers sealed meanwhile.
+    pub(crate) assignments: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
     /// Last offset consumed per partition: which partitions this sealer reads.
     positions: Mutex<HashMap<i32, i64>>,
@@ -144,6 +163,7 @@ impl ConsumerContext for Rebalancing {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
             self.0.reassigned.store(true, Ordering::SeqCst);
+            self.0.assignments.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -402,7 +422,7 @@ async fn seal_loop(
     clickhouse: &clickhouse::Client,
     consumer: &BaseConsumer<Rebalancing>,
     dlq: &FutureProducer,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     metrics: &Metrics,
     mut windows: mpsc::Receiver<Window>,
     anchor: mpsc::UnboundedSender<EpochRow>,
@@ -410,6 +430,11 @@ async fn seal_loop(
     // Sealing (CPU) runs one epoch ahead of writing (ClickHouse), so the two overlap.
     let (sealed_tx, mut sealed_rx) = mpsc::channel::<SealedEpoch>(1);
     let sealing = async move {
+        let mut gatekeeper = if args.bench_unsealed {
+            None
+        } else {
+            Some(Gatekeeper::load(clickhouse, args, shared.clone()).await)
+        };
         let mut last_epoch = 0u64;
         while let Some(window) = windows.recv().await {
             let started = Instant::now();
@@ -422,26 +447,32 @@ async fn seal_loop(
             let id = epoch::epoch_id(window.end_ms, lowest).max(last_epoch + 1);
             last_epoch = id;
             let sealed_at = (window.end_ms / 1000) as u32;
-            let unsealed = args.bench_unsealed;
-            let sealed = tokio::task::spawn_blocking(move || {
-                if unsealed {
-                    return epoch::unsealed(
-                        window.start_ms,
-                        window.end_ms,
-                        window.records,
-                        sealed_at,
-                    );
+            let sealed = match gatekeeper.as_mut() {
+                None => {
+                    let (start, end) = (window.start_ms, window.end_ms);
+                    tokio::task::spawn_blocking(move || {
+                        epoch::unsealed(start, end, window.records, sealed_at)
+                    })
+                    .await
                 }
-                epoch::seal(
-                    id,
-                    window.start_ms,
-                    window.end_ms,
-                    window.records,
-                    sealed_at,
-                )
-            })
-            .await
-            .expect("sealing panicked");
+                Some(g) => {
+                    let admission = g.admit(window.records, window.end_ms, metrics).await;
+                    let (start, end) = (window.start_ms, window.end_ms);
+                    tokio::task::spawn_blocking(move || {
+                        epoch::seal_admitted(id, start, end, admission, sealed_at)
+                    })
+                    .await
+                }
+            };
+            let sealed = match sealed {
+                Ok(s) => s,
+                Err(e) => {
+                    // Records cannot panic the gate (each is checked under
+                    // catch_unwind); this is a bug in the tree or the rows.
+                    tracing::error!(error = %e, epoch = id, "sealing failed; stopping so a restart retries the window");
+                    return;
+                }
+            };
             metrics
                 .seal_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -580,13 +611,18 @@ where
 /// origin in headers, and waits until Kafka has them.
 async fn dead_letter(dlq: &FutureProducer, topic: &str, sealed: &SealedEpoch, metrics: &Metrics) {
     for r in &sealed.rejected {
-        let (partition, offset, error) = (
+        let (partition, offset, error, reason) = (
             r.record.partition.to_string(),
             r.record.offset.to_string(),
-            r.error.to_string(),
+            r.refusal.to_string(),
+            r.refusal.reason(),
         );
         loop {
             let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "sealtrail-reason",
+                    value: Some(reason),
+                })
                 .insert(Header {
                     key: "sealtrail-error",
                     value: Some(&error),
@@ -610,8 +646,8 @@ async fn dead_letter(dlq: &FutureProducer, topic: &str, sealed: &SealedEpoch, me
                 }
             }
         }
-        metrics.dlq.inc();
-        tracing::warn!(partition = %partition, offset = %offset, error = %error, "record sent to the dead-letter topic");
+        metrics.dlq.with_label_values(&[reason]).inc();
+        tracing::warn!(partition = %partition, offset = %offset, reason, error = %error, "record sent to the dead-letter topic");
     }
 }
 

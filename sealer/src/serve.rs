@@ -218,7 +218,7 @@ impl Api {
             "biz_location": row.biz_location,
             "country": row.country,
             "device_id": row.device_id,
-            "device_public_key": self.device_key_hex(&row.device_id).await?,
+            "device_public_key": self.device_key_hex(&row.device_id, row.epoch_id).await?,
             "temperature_c": row.temperature_c,
             "payload": hex::encode(&row.payload),
             "leaf_hash": hex::encode(row.leaf_hash),
@@ -242,12 +242,16 @@ impl Api {
         }))
     }
 
-    async fn device_key_hex(&self, device_id: &str) -> anyhow::Result<Option<String>> {
+    async fn device_key_hex(
+        &self,
+        device_id: &str,
+        epoch_id: u64,
+    ) -> anyhow::Result<Option<String>> {
         Ok(self
             .verifier
             .lock()
             .await
-            .registered_key(device_id)
+            .registered_key(device_id, epoch_id)
             .await?
             .map(hex::encode))
     }

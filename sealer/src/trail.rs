@@ -93,13 +93,18 @@ pub async fn item_rows(client: &clickhouse::Client, item_id: &str) -> anyhow::Re
         .context("reading the item's events from sealtrail.scan_events")
 }
 
+/// When an epoch was sealed: its id holds its closing time in milliseconds.
+fn sealed_at_ms(epoch_id: u64) -> i64 {
+    (epoch_id >> 16) as i64
+}
+
 /// Checks rows against the registry and the ledger. Roots on the ledger never
 /// change once committed, so they are cached; absences and the head are not
 /// (an epoch may be anchored a second later).
 pub struct Verifier {
     client: clickhouse::Client,
     pub ledger: EvmLedger,
-    devices: HashMap<String, [u8; 32]>,
+    devices: schemas::devices::KeyHistory,
     devices_read: Option<Instant>,
     anchored: HashMap<u64, (Hash, u64, u64)>,
     head: Option<(u64, Instant)>,
@@ -111,7 +116,7 @@ impl Verifier {
         Verifier {
             client,
             ledger,
-            devices: HashMap::new(),
+            devices: Default::default(),
             devices_read: None,
             anchored: HashMap::new(),
             head: None,
@@ -119,27 +124,40 @@ impl Verifier {
         }
     }
 
-    async fn device_key(&mut self, device_id: &str) -> anyhow::Result<Option<[u8; 32]>> {
-        // Re-read every few seconds, and sooner for a device not seen yet.
+    /// The key the device held when `epoch_id` was sealed: a key rotated or
+    /// revoked since still verifies what was sealed before.
+    async fn device_key(
+        &mut self,
+        device_id: &str,
+        epoch_id: u64,
+    ) -> anyhow::Result<Option<[u8; 32]>> {
+        // Re-read every few seconds, and sooner for a device not seen yet; rows
+        // are only appended, so only the new ones are read.
         let age = self.devices_read.map(|t| t.elapsed());
-        let known = self.devices.contains_key(device_id);
+        let known = self.devices.knows(device_id);
         if age
             .is_none_or(|a| a > Duration::from_secs(5) || !known && a > Duration::from_millis(250))
         {
-            self.devices = schemas::devices::list(&self.client)
+            schemas::devices::refresh(&self.client, &mut self.devices)
                 .await
-                .context("reading the device registry")?
-                .into_iter()
-                .map(|d| (d.device_id, d.public_key))
-                .collect();
+                .context("reading the device registry")?;
             self.devices_read = Some(Instant::now());
         }
-        Ok(self.devices.get(device_id).copied())
+        Ok(
+            match self.devices.key_at(device_id, sealed_at_ms(epoch_id)) {
+                schemas::devices::KeyAt::Valid(key) => Some(key.to_bytes()),
+                _ => None,
+            },
+        )
     }
 
-    /// The registry's public key for a device, if it knows the device.
-    pub async fn registered_key(&mut self, device_id: &str) -> anyhow::Result<Option<[u8; 32]>> {
-        self.device_key(device_id).await
+    /// The registry's public key for a device when an epoch was sealed.
+    pub async fn registered_key(
+        &mut self,
+        device_id: &str,
+        epoch_id: u64,
+    ) -> anyhow::Result<Option<[u8; 32]>> {
+        self.device_key(device_id, epoch_id).await
     }
 
     async fn head(&mut self) -> anyhow::Result<u64> {
@@ -187,7 +205,7 @@ impl Verifier {
     }
 
     pub async fn check(&mut self, row: &StepRow) -> anyhow::Result<Verdict> {
-        let device_key = self.device_key(&row.device_id).await?;
+        let device_key = self.device_key(&row.device_id, row.epoch_id).await?;
         let ledger = self.ledger_seal(row.epoch_id).await?;
         Ok(verify::check(&Evidence {
             event_id: &row.event_id,
@@ -219,7 +237,10 @@ impl Verifier {
                 *self.chain_id.insert(id)
             }
         };
-        let key = self.device_key(&row.device_id).await?.unwrap_or([0; 32]);
+        let key = self
+            .device_key(&row.device_id, row.epoch_id)
+            .await?
+            .unwrap_or([0; 32]);
         Ok(Some(Bundle {
             format: bundle::FORMAT.into(),
             event_id: row.event_id.clone(),

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ed25519_dalek::SigningKey;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
-use schemas::{avro, Action, BizStep, Disposition, ScanEvent};
+use schemas::{avro, signature, Action, BizStep, Disposition, ScanEvent};
 
 const SEALER: &str = env!("CARGO_BIN_EXE_sealer");
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -137,17 +138,58 @@ impl Drop for Sealer {
     }
 }
 
+const DEVICE: &str = "pipeline-test";
+
+fn device_key() -> SigningKey {
+    SigningKey::from_bytes(&[77; 32])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Registers the test device once per database (rows are only appended).
+fn register_device() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let key = hex(device_key().verifying_key().as_bytes());
+        if clickhouse(&format!(
+            "SELECT count() FROM sealtrail.devices WHERE device_id = '{DEVICE}' AND hex(public_key) = upper('{key}')"
+        )) == "0"
+        {
+            clickhouse(&format!(
+                "INSERT INTO sealtrail.devices VALUES ('{DEVICE}', unhex('{key}'), 'active', now(), {})",
+                (now_ms() - 60_000) * 1000
+            ));
+        }
+    });
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The `n`th event of a run, signed by the registered test device.
 fn event(run: u64, n: u64) -> ScanEvent {
+    let mut e = unsigned_event(run, n);
+    signature::sign(&mut e, &device_key());
+    e
+}
+
+fn unsigned_event(run: u64, n: u64) -> ScanEvent {
     ScanEvent {
         event_id: format!("{:08x}-0000-4000-8000-{n:012x}", run as u32),
-        event_time: 1_795_600_800_000 + n as i64,
+        event_time: now_ms() - 60_000,
         event_timezone_offset: "+08:00".into(),
         action: Action::Observe,
         biz_step: BizStep::Storing,
         disposition: Disposition::SellableAccessible,
         item_ids: vec![format!(
-            "urn:epc:id:sgtin:0614141.{:07}.{n}",
-            run % 10_000_000
+            "urn:epc:id:sgtin:0614141.{:06}.{n}",
+            run % 1_000_000
         )],
         read_point: "urn:epc:id:sgln:0614141.00777.0".into(),
         biz_location: "urn:epc:id:sgln:0614141.00777.0".into(),
@@ -155,8 +197,8 @@ fn event(run: u64, n: u64) -> ScanEvent {
         biz_transactions: vec![],
         temperature_c: Some(4.0),
         relative_humidity_pct: None,
-        device_id: "pipeline-test".into(),
-        signature: vec![7; 64],
+        device_id: DEVICE.into(),
+        signature: vec![],
     }
 }
 
@@ -172,6 +214,7 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
 
 /// Produces `count` events, `per_second` at most, and waits for Kafka's acks.
 fn produce(count: u64, per_second: u64) {
+    register_device();
     let p = producer();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -446,5 +489,172 @@ fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing()
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
     assert_sealed_exactly_once(Duration::from_secs(180));
+    sealer.stop();
+}
+
+/// Every record of the dead-letter topic: (payload, reason header).
+fn dead_letters() -> Vec<(Vec<u8>, String)> {
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:9092")
+        .set("enable.auto.commit", "false")
+        .set("group.id", format!("dlq-reader-{}", std::process::id()))
+        .create()
+        .unwrap();
+    let (low, high) = c
+        .fetch_watermarks("scan-events-dlq", 0, Duration::from_secs(5))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("scan-events-dlq", 0, Offset::Offset(low))
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < high - low && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let reason = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "sealtrail-reason")
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), reason));
+        }
+    }
+    out
+}
+
+fn send(records: &[(String, Vec<u8>)]) {
+    let p = producer();
+    for (key, value) in records {
+        p.send(BaseRecord::to("scan-events").key(key).payload(value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// What a producer with access to the broker can try. Each record lands in the
+/// dead-letter topic with its reason, the sealer keeps running, and the
+/// ordinary records produced after the attacks are sealed.
+#[test]
+fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
+    let _guard = lock();
+    register_device();
+    let run = now_ms() as u64 * 1000 + 7;
+    let mut attacks: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut empty = unsigned_event(run, 1);
+    empty.item_ids.clear();
+    signature::sign(&mut empty, &device_key());
+    attacks.push(("invalid_field", avro::encode_single_object(&empty)));
+    let mut forged = event(run, 2);
+    forged.country = "DE".into();
+    attacks.push(("bad_signature", avro::encode_single_object(&forged)));
+    let stranger = SigningKey::from_bytes(&[78; 32]);
+    let mut unknown = unsigned_event(run, 3);
+    unknown.device_id = format!("nobody-{run}");
+    signature::sign(&mut unknown, &stranger);
+    attacks.push(("unknown_device", avro::encode_single_object(&unknown)));
+    // The same signed event with event_time's varint padded by one byte.
+    let mut padded = avro::encode_single_object(&event(run, 4));
+    let mut at = 10 + 37;
+    while padded[at] & 0x80 != 0 {
+        at += 1;
+    }
+    padded[at] |= 0x80;
+    padded.insert(at + 1, 0);
+    attacks.push(("non_canonical", padded));
+    let mut future = unsigned_event(run, 5);
+    future.event_time = now_ms() + 86_400_000;
+    signature::sign(&mut future, &device_key());
+    attacks.push(("event_time_in_future", avro::encode_single_object(&future)));
+    // One event a month for 101 months: a device may not pick the partitions.
+    for m in 0..101u64 {
+        let mut e = unsigned_event(run, 100 + m);
+        e.event_time = now_ms() - (m as i64 + 4) * 31 * 86_400_000;
+        signature::sign(&mut e, &device_key());
+        attacks.push(("event_time_too_old", avro::encode_single_object(&e)));
+    }
+    attacks.push((
+        "not_single_object",
+        format!("{{\"event_id\": \"plain json {run}\"}}").into_bytes(),
+    ));
+
+    let ordinary: Vec<ScanEvent> = (1000..1010).map(|n| event(run, n)).collect();
+    let replayed = event(run, 2000);
+
+    let sealer = Sealer::start("hostile", 19464, None);
+    let key = |i: usize| format!("urn:epc:id:sgtin:0614141.0000001.{i}");
+    let mut records: Vec<(String, Vec<u8>)> = vec![(key(0), avro::encode_single_object(&replayed))];
+    records.extend(
+        attacks
+            .iter()
+            .enumerate()
+            .map(|(i, (_, v))| (key(i), v.clone())),
+    );
+    records.extend(
+        ordinary
+            .iter()
+            .map(|e| (e.key().to_string(), avro::encode_single_object(e))),
+    );
+    send(&records);
+    assert_sealed_exactly_once(Duration::from_secs(60));
+    // The same event again, later, in another epoch: a replay, sealed once.
+    send(&[(
+        replayed.key().to_string(),
+        avro::encode_single_object(&replayed),
+    )]);
+    assert_sealed_exactly_once(Duration::from_secs(60));
+
+    let letters = dead_letters();
+    for (reason, value) in &attacks {
+        let found: Vec<&String> = letters
+            .iter()
+            .filter(|(p, _)| p == value)
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(
+            found,
+            vec![*reason],
+            "a {reason} record is dead-lettered once, with its reason"
+        );
+    }
+    let replay = avro::encode_single_object(&replayed);
+    let replay_reasons: Vec<&String> = letters
+        .iter()
+        .filter(|(p, _)| *p == replay)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(
+        replay_reasons,
+        vec!["duplicate"],
+        "the replay is dead-lettered as a duplicate"
+    );
+
+    let ids: Vec<String> = ordinary
+        .iter()
+        .chain([&replayed])
+        .map(|e| format!("'{}'", e.event_id))
+        .collect();
+    let sealed = clickhouse(&format!(
+        "SELECT count() FROM sealtrail.scan_events WHERE event_id IN ({}) \
+         AND epoch_id IN (SELECT epoch_id FROM sealtrail.epochs)",
+        ids.join(",")
+    ));
+    assert_eq!(
+        sealed, "11",
+        "the ordinary records and the first copy of the replay are sealed, once each"
+    );
+    assert!(
+        sealer
+            .metric("sealtrail_sealer_sealed_events_total")
+            .unwrap()
+            >= 11.0,
+        "the sealer is alive and sealed after the attacks"
+    );
     sealer.stop();
 }

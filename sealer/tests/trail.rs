@@ -100,6 +100,10 @@ const STEPS: [(BizStep, &str, &str); 10] = [
 ];
 
 fn journey(run_id: u64, device: &str, key: &SigningKey) -> (String, Vec<ScanEvent>) {
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let item = format!(
         "urn:epc:id:sgtin:4012345.{:06}.{run_id}",
         run_id % 1_000_000
@@ -110,7 +114,8 @@ fn journey(run_id: u64, device: &str, key: &SigningKey) -> (String, Vec<ScanEven
         .map(|(i, (step, country, site))| {
             let mut e = ScanEvent {
                 event_id: format!("{:08x}-0000-4000-8000-{i:012x}", run_id as u32),
-                event_time: 1_795_000_000_000 + i as i64 * 7_200_000,
+                // Two days ago, a step every two hours: inside the sealer's time bounds.
+                event_time: started_ms - 2 * 86_400_000 + i as i64 * 7_200_000,
                 event_timezone_offset: if *country == "VN" { "+07:00" } else { "+08:00" }.into(),
                 action: if i == 0 { Action::Add } else { Action::Observe },
                 biz_step: *step,
