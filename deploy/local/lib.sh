@@ -6,6 +6,8 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DEPLOY="$ROOT/deploy/local"
 STATE=${SEALTRAIL_STATE_DIR:-$ROOT/.local}
+# The binaries find their Kafka credentials under it (schemas::kafka).
+export SEALTRAIL_STATE_DIR="$STATE"
 RUN="$STATE/run"
 LOG="$STATE/log"
 
@@ -52,13 +54,28 @@ wait_for() {
   done
 }
 
+# Kafka principals of the local stack, each with a password file (mode 0600)
+# under $KAFKA_USERS: admin (the only super user: topics, ACLs, test harness),
+# sealer, gateway, scanner (simulators and devices producing straight to Kafka),
+# clickhouse (ClickHouse's Kafka engine in benches/e2e).
+KAFKA_USERS="$STATE/kafka/users"
+KAFKA_PRINCIPALS=(admin sealer gateway scanner clickhouse)
+KAFKA_ADMIN_CONFIG="$STATE/kafka/admin.properties"
+
+kafka_password() { head -1 "$KAFKA_USERS/$1.password"; }
+
 kafka_java() {
-  java -Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.xml" \
+  java -Xms64m -XX:TieredStopAtLevel=1 -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.xml" \
     -Dkafka.logs.dir="$LOG" -cp "$KAFKA_LIBS/*" "$@"
 }
 
 # Readiness probes: each asks the service a real question.
-probe_kafka() { kcat -b 127.0.0.1:9092 -L -m 3 2>/dev/null | grep -q 'broker 1 at'; }
+# Debian's kcat (librdkafka 1.x) fails SCRAM against this broker: Kafka's own
+# tools ask instead, authenticated as admin.
+probe_kafka() {
+  kafka_java org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server 127.0.0.1:9092 \
+    --command-config "$KAFKA_ADMIN_CONFIG" 2>/dev/null | grep -q '^127.0.0.1:9092'
+}
 probe_clickhouse() { [ "$(curl -sf --max-time 3 'http://127.0.0.1:8123/?query=SELECT%201')" = 1 ]; }
 probe_anvil() {
   curl -sf --max-time 3 -H 'content-type: application/json' \

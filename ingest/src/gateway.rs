@@ -2,11 +2,16 @@
 //! every field, checks the device and its signature, produces Avro to Kafka and
 //! answers 202 only after Kafka acknowledged every event, so nothing it accepted
 //! can be lost. Under a slow or absent Kafka it sheds load with 503 + Retry-After
-//! instead of queueing without bound.
+//! instead of queueing without bound. An event id it can see is sealed already
+//! gets 409: a Bloom filter of sealed ids, kept fresh from ClickHouse, lets it ask
+//! ClickHouse only about the few ids the filter may hold.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -22,9 +27,11 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use schemas::devices::{self, KeyHistory};
 use schemas::gate::{self, Refusal, TimeBounds};
+use schemas::sealed_ids;
+use schemas::seen::SeenIds;
 use schemas::{avro, json, ScanEvent};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -63,6 +70,13 @@ pub struct ServeArgs {
         default_value_t = 2000
     )]
     pub device_refresh_ms: u64,
+    /// Sealed event ids the in-memory filter holds at about 0.1 % false maybes
+    /// (14.4 bits each); past it, more ids are looked up in ClickHouse.
+    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 50_000_000)]
+    pub seen_capacity: u64,
+    /// How often the ids sealed since the last read are added to the filter.
+    #[arg(long, env = "SEALTRAIL_INGEST_SEEN_REFRESH_MS", default_value_t = 2000)]
+    pub seen_refresh_ms: u64,
     #[command(flatten)]
     pub bounds: TimeBounds,
     #[command(flatten)]
@@ -135,6 +149,9 @@ struct Gateway {
     producer: FutureProducer,
     clickhouse: clickhouse::Client,
     devices: RwLock<Arc<KeyHistory>>,
+    /// Every sealed id, once the first read of them is done; until then no
+    /// request is refused as a duplicate (the sealer refuses them anyway).
+    seen: OnceLock<SeenIds>,
     /// When an unknown device last made us re-read the registry out of turn.
     last_forced_refresh: tokio::sync::Mutex<Instant>,
     in_flight: Semaphore,
@@ -193,7 +210,7 @@ impl IntoResponse for Rejection {
 pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::Result<()> {
     let producer: FutureProducer = args
         .kafka
-        .producer_config()
+        .producer_config("gateway")?
         .create()
         .context("creating the Kafka producer")?;
     let known = devices::history(&clickhouse)
@@ -203,6 +220,7 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
     let gateway = Arc::new(Gateway {
         in_flight: Semaphore::new(args.max_in_flight),
         devices: RwLock::new(Arc::new(known)),
+        seen: OnceLock::new(),
         metrics: Metrics::new(),
         producer,
         clickhouse,
@@ -214,6 +232,8 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
         args: args.clone(),
     });
     tokio::spawn(refresh_devices(gateway.clone()));
+    // Reading every sealed id takes a while on a big store: serve meanwhile.
+    tokio::spawn(keep_seen_ids(gateway.clone()));
 
     let app = Router::new()
         .route("/v1/events", post(post_events))
@@ -242,6 +262,54 @@ async fn refresh_devices(gateway: Arc<Gateway>) {
     loop {
         tick.tick().await;
         gateway.reload_devices().await;
+    }
+}
+
+/// Ids sealed shortly before the last read may be written after it (an epoch's
+/// rows land a moment after its sealing second): each refresh reads this far back.
+const SEEN_MARGIN_S: u32 = 10;
+
+/// Loads every sealed id into the filter, then adds those sealed since, for ever.
+async fn keep_seen_ids(g: Arc<Gateway>) {
+    let started = Instant::now();
+    let seen = SeenIds::new(g.args.seen_capacity);
+    let mut read_at = loop {
+        let at = now_s();
+        // A retry re-adds ids a failed read added: the filter does not mind.
+        match sealed_ids::load_seen(&g.clickhouse, &seen).await {
+            Ok(n) => {
+                tracing::info!(
+                    sealed_ids = n,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "sealed ids loaded: ids sealed before are refused"
+                );
+                break at;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the sealed event ids; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let seen = g.seen.get_or_init(|| seen);
+    let mut told_full = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(g.args.seen_refresh_ms.max(100)));
+    loop {
+        tick.tick().await;
+        let at = now_s();
+        let since = read_at.saturating_sub(SEEN_MARGIN_S);
+        match sealed_ids::load_seen_since(&g.clickhouse, since, seen).await {
+            Ok(_) => read_at = at,
+            // The next refresh reads from the same moment, so nothing is skipped.
+            Err(e) => tracing::debug!(error = %e, "reading ids sealed since the last read"),
+        }
+        if seen.is_full() && !told_full {
+            told_full = true;
+            tracing::warn!(
+                capacity = g.args.seen_capacity,
+                "the sealed-id filter is full; lookups grow, raise --seen-capacity"
+            );
+        }
     }
 }
 
@@ -281,14 +349,16 @@ async fn post_events(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let limit = Duration::from_millis(g.args.request_timeout_ms);
-    let result = match tokio::time::timeout(limit, accept(&g, body)).await {
+    // The ids Kafka acknowledged so far, as they come: a timeout drops `accept`
+    // midway, and its answer must still name what landed.
+    let acked = Mutex::new(Vec::new());
+    let result = match tokio::time::timeout(limit, accept(&g, body, &acked)).await {
         Ok(r) => r,
-        Err(_) => Err(Rejection::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("not acknowledged within {} ms", g.args.request_timeout_ms),
-        )
-        .retry_after(2)),
+        Err(_) => {
+            let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+            g.metrics.accepted.inc_by(acked.len() as u64);
+            Err(timed_out(g.args.request_timeout_ms, acked))
+        }
     };
     match result {
         Ok(n) => {
@@ -302,8 +372,30 @@ async fn post_events(
     }
 }
 
+/// The answer to a request that ran out of time. What Kafka acknowledged by then
+/// must not be resent; the rest may still land (it stays queued in the
+/// producer), and a second copy of it is refused when sealed.
+fn timed_out(timeout_ms: u64, acked: Vec<String>) -> Rejection {
+    let mut r = Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        format!(
+            "not every event was acknowledged within {timeout_ms} ms; the {} in accepted_event_ids were accepted and must not be resent",
+            acked.len()
+        ),
+    )
+    .retry_after(2);
+    r.accepted_ids = acked;
+    r
+}
+
 /// Everything between the body and Kafka's acknowledgement; the count accepted.
-async fn accept(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<usize, Rejection> {
+/// Each id Kafka acknowledges goes into `acked` as soon as it is.
+async fn accept(
+    g: &Gateway,
+    body: Result<Bytes, BytesRejection>,
+    acked: &Mutex<Vec<String>>,
+) -> Result<usize, Rejection> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Rejection::new(
@@ -328,6 +420,7 @@ async fn accept(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<usiz
     let events = parse_batch(&value, g.args.max_batch)?;
     g.reload_for_unknown(&events).await;
     check_devices(g, &events)?;
+    refuse_sealed(g, &events).await?;
 
     let n = events.len();
     let permits = g.in_flight.try_acquire_many(n as u32).map_err(|_| {
@@ -338,12 +431,89 @@ async fn accept(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<usiz
         )
         .retry_after(1)
     })?;
-    g.metrics.in_flight.add(n as i64);
-    let outcome = produce(g, &events).await;
-    g.metrics.in_flight.sub(n as i64);
-    drop(permits);
-    outcome.map(|_| n)
+    // A guard, not a pair of calls: a timeout drops this future midway.
+    let _in_flight = InFlight::new(&g.metrics.in_flight, n as i64, permits);
+    produce(g, &events, acked).await.map(|_| n)
 }
+
+/// Events of one request counted in flight, with their permits, until dropped.
+struct InFlight<'a> {
+    gauge: &'a IntGauge,
+    n: i64,
+    _permits: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a IntGauge, n: i64, permits: tokio::sync::SemaphorePermit<'a>) -> Self {
+        gauge.add(n);
+        InFlight {
+            gauge,
+            n,
+            _permits: permits,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.sub(self.n);
+    }
+}
+
+/// Refuses the request if one of its ids is sealed already, as far as this
+/// gateway can tell: ids the filter has never heard of pass at once, and only
+/// the filter's maybes are looked up, in one query. Best effort: the sealer
+/// refuses any duplicate this misses, so a ClickHouse that does not answer
+/// lets the request through rather than failing it.
+async fn refuse_sealed(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+    let Some(seen) = g.seen.get() else {
+        return Ok(());
+    };
+    let maybe: Vec<(usize, &str)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.event_id.as_str()))
+        .filter(|(_, id)| seen.may_contain(id))
+        .collect();
+    if maybe.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = maybe.iter().map(|(_, id)| *id).collect();
+    let sealed = match tokio::time::timeout(
+        SEALED_LOOKUP_WAIT,
+        sealed_ids::sealed_among(&g.clickhouse, &ids),
+    )
+    .await
+    {
+        Ok(Ok(sealed)) => sealed,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "looking up sealed ids failed; accepting");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::debug!("looking up sealed ids timed out; accepting");
+            return Ok(());
+        }
+    };
+    match maybe.iter().find(|(_, id)| sealed.contains(*id)) {
+        None => Ok(()),
+        Some((i, id)) => Err(Rejection::new(
+            StatusCode::CONFLICT,
+            "duplicate_event_id",
+            format!(
+                "event_id {id} is already sealed; it was accepted before and must not be resent"
+            ),
+        )
+        .field(if events.len() == 1 {
+            "event_id".to_string()
+        } else {
+            format!("events[{i}].event_id")
+        })),
+    }
+}
+
+/// Longest a request waits on ClickHouse to tell whether its ids are sealed.
+const SEALED_LOOKUP_WAIT: Duration = Duration::from_secs(1);
 
 fn parse_batch(value: &Value, max_batch: usize) -> Result<Vec<ScanEvent>, Rejection> {
     let invalid = |e: schemas::FieldError| {
@@ -425,13 +595,21 @@ fn check_devices(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
     Ok(())
 }
 
+fn now_s() -> u32 {
+    (now_ms() / 1000) as u32
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+async fn produce(
+    g: &Gateway,
+    events: &[ScanEvent],
+    acked: &Mutex<Vec<String>>,
+) -> Result<(), Rejection> {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(events.len());
     let mut failure: Option<KafkaError> = None;
@@ -448,13 +626,8 @@ async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
             }
         }
     }
-    let mut accepted_ids = Vec::new();
-    for (e, delivery) in pending {
-        match delivery.await {
-            Ok(Ok(_)) => accepted_ids.push(e.event_id.clone()),
-            Ok(Err((err, _))) => failure = Some(err),
-            Err(_) => failure = Some(KafkaError::Canceled),
-        }
+    if let Some(err) = await_deliveries(pending, acked).await {
+        failure = Some(err);
     }
     g.metrics
         .produce_latency
@@ -462,6 +635,8 @@ async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
     match failure {
         None => Ok(()),
         Some(err) => {
+            let accepted_ids =
+                std::mem::take(&mut *acked.lock().unwrap_or_else(|e| e.into_inner()));
             let overloaded = matches!(
                 err,
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
@@ -481,6 +656,39 @@ async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
             Err(r)
         }
     }
+}
+
+/// Waits for every delivery report, recording each acknowledged id as it
+/// arrives rather than in send order: one stuck partition must not hide what
+/// the others acknowledged if a timeout cuts this short. The last failure.
+async fn await_deliveries(
+    mut pending: Vec<(&ScanEvent, DeliveryFuture)>,
+    acked: &Mutex<Vec<String>>,
+) -> Option<KafkaError> {
+    let mut failure = None;
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(e, delivery)| match Pin::new(delivery).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(outcome) => {
+                match outcome {
+                    Ok(Ok(_)) => acked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(e.event_id.clone()),
+                    Ok(Err((err, _))) => failure = Some(err),
+                    Err(_) => failure = Some(KafkaError::Canceled),
+                }
+                false
+            }
+        });
+        if pending.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    failure
 }
 
 async fn readyz(State(g): State<Arc<Gateway>>) -> Response {

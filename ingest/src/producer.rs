@@ -21,11 +21,18 @@ pub struct KafkaArgs {
     /// How long Kafka may take to acknowledge a record before it counts as failed.
     #[arg(long, env = "SEALTRAIL_KAFKA_TIMEOUT_MS", default_value_t = 5000)]
     pub kafka_timeout_ms: u64,
+    #[command(flatten)]
+    pub auth: schemas::kafka::KafkaAuth,
 }
 
 impl KafkaArgs {
-    pub fn producer_config(&self) -> ClientConfig {
+    /// The producer configuration of a process acting as `role` (its Kafka
+    /// principal unless --kafka-user names another).
+    pub fn producer_config(&self, role: &str) -> anyhow::Result<ClientConfig> {
         let mut c = ClientConfig::new();
+        for (k, v) in self.auth.settings(role)? {
+            c.set(k, v);
+        }
         c.set("bootstrap.servers", &self.kafka_brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -37,6 +44,6 @@ impl KafkaArgs {
             .set("queue.buffering.max.messages", "200000")
             .set("queue.buffering.max.kbytes", "131072")
             .set("message.timeout.ms", self.kafka_timeout_ms.to_string());
-        c
+        Ok(c)
     }
 }

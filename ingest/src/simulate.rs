@@ -347,7 +347,7 @@ fn to_kafka(
     json_rows: bool,
 ) -> anyhow::Result<()> {
     let producer: ThreadedProducer<Acks> = kafka
-        .producer_config()
+        .producer_config("scanner")?
         .create_with_context(Acks(tally.clone()))
         .context("creating the Kafka producer")?;
     loop {

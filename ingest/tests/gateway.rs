@@ -14,6 +14,24 @@ use serde_json::{json, Value};
 
 const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
 
+fn state() -> std::path::PathBuf {
+    std::env::var_os("SEALTRAIL_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local"))
+        })
+}
+
+/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
+/// writes the credentials).
+fn kafka(user: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+        c.set(k, v);
+    }
+    c
+}
+
 struct Gateway {
     child: Child,
     url: String,
@@ -28,6 +46,7 @@ impl Drop for Gateway {
 
 fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
     let child = Command::new(INGEST)
+        .env("SEALTRAIL_STATE_DIR", state())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(if extra.contains(&"--device-refresh-ms") {
             &[][..]
@@ -150,7 +169,7 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value, Option<
 }
 
 fn end_offsets() -> Vec<(i32, i64)> {
-    let c: BaseConsumer = ClientConfig::new()
+    let c: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .create()
         .unwrap();
@@ -169,7 +188,7 @@ fn end_offsets() -> Vec<(i32, i64)> {
 /// Every record after `from` on scan-events, decoded.
 fn records_since(from: &[(i32, i64)]) -> Vec<ScanEvent> {
     let to = end_offsets();
-    let c: BaseConsumer = ClientConfig::new()
+    let c: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("group.id", unique("gateway-test"))
         .set("enable.auto.commit", "false")
@@ -450,4 +469,222 @@ async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
         records_since(&before).iter().all(|e| e.device_id != device),
         "nothing of the refused requests is on scan-events"
     );
+}
+
+/// Runs one statement on the local ClickHouse over HTTP; its output.
+fn clickhouse_sql(sql: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "http://127.0.0.1:8123/",
+            "--data-binary",
+            sql,
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "ClickHouse refused {sql}: {text}");
+    text
+}
+
+/// Rows a test wrote to make ids look sealed, removed when it ends however it
+/// ends. Their epoch ids close in 1970: no sealer makes such an id.
+struct SealedRows {
+    epoch_ids: [u64; 2],
+    item_id: String,
+}
+
+impl SealedRows {
+    fn new() -> Self {
+        let epoch = (u64::from(std::process::id()) % 1_000_000 + 1_000) << 16;
+        SealedRows {
+            epoch_ids: [epoch, epoch + 1],
+            item_id: format!("urn:test:gateway-sealed:{}", unique("item")),
+        }
+    }
+
+    /// An event row for `e` in the first epoch, which gets its epoch row
+    /// (`sealed`), or in the second, which does not (an interrupted epoch).
+    fn add(&self, e: &ScanEvent, sealed: bool) {
+        let epoch = self.epoch_ids[usize::from(!sealed)];
+        clickhouse_sql(&format!(
+            "INSERT INTO sealtrail.scan_events (event_id, item_id, item_ids, device_id, epoch_id, sealed_at) \
+             VALUES ('{}', '{item}', ['{item}'], '{}', {epoch}, now())",
+            e.event_id,
+            e.device_id,
+            item = self.item_id
+        ));
+        if sealed {
+            // Anchored, so no sealer tries to commit its (empty) root.
+            clickhouse_sql(&format!(
+                "INSERT INTO sealtrail.epochs (epoch_id, instance, status, version) \
+                 VALUES ({epoch}, 'gateway-test', 'anchored', 1)"
+            ));
+        }
+    }
+}
+
+impl Drop for SealedRows {
+    fn drop(&mut self) {
+        let [a, b] = self.epoch_ids;
+        for sql in [
+            format!("ALTER TABLE sealtrail.epochs DELETE WHERE epoch_id IN ({a}, {b})"),
+            format!("ALTER TABLE sealtrail.scan_events DELETE WHERE epoch_id IN ({a}, {b})"),
+            format!(
+                "ALTER TABLE sealtrail.events_by_id DELETE WHERE item_id = '{}'",
+                self.item_id
+            ),
+        ] {
+            let _ = Command::new("curl")
+                .args(["-sS", "http://127.0.0.1:8123/", "--data-binary", &sql])
+                .output();
+        }
+    }
+}
+
+/// An id the gateway can see is sealed gets 409 naming its field; an id that
+/// is not (never written, or only in an epoch that never got its row) passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
+    let device = unique("dup").replace('-', "");
+    let key = add_device(&device);
+    let (sealed, fresh, orphan) = (
+        event(&device, &key, 1),
+        event(&device, &key, 2),
+        event(&device, &key, 3),
+    );
+    let rows = SealedRows::new();
+    rows.add(&sealed, true);
+    rows.add(&orphan, false);
+    // One event in flight at most: a batch of two passes the sealed-id check and
+    // is then answered 503 "overloaded", so waiting for the filter lands nothing.
+    let gw = start_gateway(18085, &["--max-in-flight", "1", "--seen-refresh-ms", "200"]);
+    let batch = json!([json::to_json(&fresh), json::to_json(&sealed)]).to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body, _) = post(&gw.url, batch.clone()).await;
+        if status == 409 {
+            break body;
+        }
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("overloaded")),
+            "{body}"
+        );
+        assert!(Instant::now() < deadline, "the sealed id was never refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["error"], "duplicate_event_id", "{body}");
+    assert_eq!(body["field"], "events[1].event_id", "{body}");
+    assert!(
+        body["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains(&sealed.event_id)),
+        "{body}"
+    );
+    let before = end_offsets();
+    let (status, body, _) = post(&gw.url, json::to_json(&sealed).to_string()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["field"], "event_id",
+        "a single object names the bare field"
+    );
+    for e in [&fresh, &orphan] {
+        let (status, body, _) = post(&gw.url, json::to_json(e).to_string()).await;
+        assert_eq!(status, 202, "{}: {body}", e.event_id);
+    }
+    let landed = records_since(&before);
+    assert!(landed.contains(&fresh) && landed.contains(&orphan));
+    assert!(
+        !landed.contains(&sealed),
+        "a refused event reaches no Kafka"
+    );
+}
+
+/// A request that runs out of time names the events Kafka acknowledged before
+/// it did, so a client resends only the others. The timeout is fixed and the
+/// signature checks take a time that grows with the batch: the batch size is
+/// bisected until the timeout falls while acknowledgements come in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
+    let device = unique("to").replace('-', "");
+    let key = add_device(&device);
+    let gw = start_gateway(
+        18086,
+        &[
+            "--request-timeout-ms",
+            "250",
+            "--max-batch",
+            "16000",
+            "--max-body-bytes",
+            "67108864",
+        ],
+    );
+    let mut serial = 0u64;
+    let mut batch = |n: usize| -> (Vec<ScanEvent>, String) {
+        let events: Vec<ScanEvent> = (0..n)
+            .map(|_| {
+                serial += 1;
+                event(&device, &key, serial)
+            })
+            .collect();
+        let body = json!(events.iter().map(json::to_json).collect::<Vec<_>>()).to_string();
+        (events, body)
+    };
+    // The first produce waits for the connection and the topic's metadata,
+    // which may take longer than the timeout: not part of the search.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while post(&gw.url, batch(1).1).await.0 != 202 {
+        assert!(Instant::now() < deadline, "the gateway never got to Kafka");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // lo: answered 202; hi: timed out before Kafka acknowledged anything. How
+    // long a request takes varies a little, so near the boundary sizes on
+    // either side of it are tried until the timeout falls inside the acks.
+    let (mut lo, mut hi) = (1usize, 16_000usize);
+    let mut tried = Vec::new();
+    for _ in 0..40 {
+        let n = (lo + hi) / 2;
+        let (events, body) = batch(n);
+        let before = end_offsets();
+        let (status, answer, retry) = post(&gw.url, body).await;
+        tried.push((n, status, answer["accepted"].clone()));
+        if status == 202 {
+            lo = n;
+            hi = hi.max(lo + 32);
+            continue;
+        }
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (503, Some("timeout")),
+            "{answer}"
+        );
+        assert_eq!(retry.as_deref(), Some("2"));
+        let ids: Vec<&str> = answer["accepted_event_ids"]
+            .as_array()
+            .expect("a timeout lists the ids accepted")
+            .iter()
+            .map(|v| v.as_str().expect("ids are strings"))
+            .collect();
+        assert_eq!(answer["accepted"], ids.len(), "{answer}");
+        if ids.is_empty() {
+            hi = n;
+            lo = lo.min(hi.saturating_sub(32)).max(1);
+            continue;
+        }
+        let sent: std::collections::HashSet<&str> =
+            events.iter().map(|e| e.event_id.as_str()).collect();
+        let landed: std::collections::HashSet<String> = records_since(&before)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert!(
+            ids.iter()
+                .all(|id| sent.contains(id) && landed.contains(*id)),
+            "every id listed is one of the request's, on scan-events"
+        );
+        return;
+    }
+    panic!("no batch timed out while Kafka acknowledged it: {tried:?}");
 }

@@ -13,6 +13,24 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
 
+fn state() -> std::path::PathBuf {
+    std::env::var_os("SEALTRAIL_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local"))
+        })
+}
+
+/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
+/// writes the credentials).
+fn kafka(user: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+        c.set(k, v);
+    }
+    c
+}
+
 fn end_offsets(c: &BaseConsumer) -> Vec<i64> {
     (0..12)
         .map(|p| {
@@ -25,7 +43,7 @@ fn end_offsets(c: &BaseConsumer) -> Vec<i64> {
 
 #[test]
 fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("group.id", format!("simulate-test-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -33,6 +51,7 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
         .unwrap();
     let before = end_offsets(&consumer);
     let out = Command::new(INGEST)
+        .env("SEALTRAIL_STATE_DIR", state())
         .args([
             "simulate", "--events", "100000", "--seed", "1", "--items", "2000",
         ])
@@ -113,6 +132,7 @@ fn the_same_seed_writes_the_same_corpus() {
     let write = |seed: &str, name: &str| {
         let path = dir.join(format!("{name}-{}.corpus", std::process::id()));
         let out = Command::new(INGEST)
+            .env("SEALTRAIL_STATE_DIR", state())
             .args([
                 "simulate",
                 "--events",
@@ -141,7 +161,11 @@ fn the_same_seed_writes_the_same_corpus() {
 
 #[test]
 fn simulate_refuses_to_run_without_a_limit() {
-    let out = Command::new(INGEST).args(["simulate"]).output().unwrap();
+    let out = Command::new(INGEST)
+        .env("SEALTRAIL_STATE_DIR", state())
+        .args(["simulate"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--events N or --duration SECONDS"));
 }

@@ -79,7 +79,11 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     }
     let offset_min = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        // Bytes, not str slices: a multi-byte character here must be an error, not a panic.
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
             let ob = o.as_bytes();
             let two = |x: &[u8]| -> Result<i64, String> {
                 if x.iter().all(u8::is_ascii_digit) {
@@ -163,6 +167,9 @@ mod tests {
             "2026-11-25T10:00:00.1234Z",
             "2026-11-25T24:00:00Z",
             "yesterday",
+            // Found by fuzzing (fuzz/): a character across byte 3 of the offset.
+            "0000-00-00T00:00:00+0\u{e9}00",
+            "2026-11-25T04:30:00.123-05\u{e9}0",
         ] {
             assert!(parse_rfc3339(s).is_err(), "{s}");
         }

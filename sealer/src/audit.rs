@@ -32,6 +32,8 @@ pub struct AuditArgs {
     /// Also fail when records on the topic are not sealed yet or epochs not anchored.
     #[arg(long)]
     pub complete: bool,
+    #[command(flatten)]
+    pub kafka_auth: schemas::kafka::KafkaAuth,
 }
 
 #[derive(Row, Deserialize)]
@@ -83,7 +85,11 @@ pub async fn run<L: Ledger>(
             ));
         }
     }
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    for (k, v) in args.kafka_auth.settings("sealer")? {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", &args.kafka_brokers)
         .create()?;
     let metadata = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use schemas::devices::{self, KeyHistory};
+use schemas::sealed_ids;
+use schemas::seen::SeenIds;
 
 use crate::epoch::{self, Admission, Gate, Record};
 use crate::metrics::Metrics;
 use crate::run::{RunArgs, Shared};
-use crate::seen::SeenIds;
-use crate::store;
 
 pub struct Gatekeeper {
     clickhouse: clickhouse::Client,
@@ -45,8 +45,8 @@ impl Gatekeeper {
         let started = Instant::now();
         let read_at = now_s();
         let (seen, n) = loop {
-            let mut seen = SeenIds::new(args.seen_capacity);
-            match store::load_seen(clickhouse, &mut seen).await {
+            let seen = SeenIds::new(args.seen_capacity);
+            match sealed_ids::load_seen(clickhouse, &seen).await {
                 Ok(n) => break (seen, n),
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the sealed event ids; retrying");
@@ -100,7 +100,7 @@ impl Gatekeeper {
                 std::process::abort();
             }
         };
-        let sealed = self.sealed_already(&admission).await;
+        let sealed = self.sealed_already(&admission, metrics).await;
         if !sealed.is_empty() {
             tracing::warn!(
                 duplicates = sealed.len(),
@@ -117,7 +117,11 @@ impl Gatekeeper {
     }
 
     /// Ids of the admission sealed in an earlier epoch, by anyone.
-    async fn sealed_already(&mut self, admission: &Admission) -> HashSet<String> {
+    async fn sealed_already(
+        &mut self,
+        admission: &Admission,
+        metrics: &Metrics,
+    ) -> HashSet<String> {
         let mut sealed = HashSet::new();
         let mut ask: Vec<&str> = Vec::new();
         for a in &admission.admitted {
@@ -129,9 +133,10 @@ impl Gatekeeper {
             }
         }
         if !ask.is_empty() {
+            metrics.seen_lookups.inc_by(ask.len() as u64);
             let clickhouse = self.clickhouse.clone();
             let found = retry("looking up event ids already sealed", || {
-                store::sealed_among(&clickhouse, &ask)
+                sealed_ids::sealed_among(&clickhouse, &ask)
             })
             .await;
             sealed.extend(found);
@@ -165,7 +170,7 @@ impl Gatekeeper {
             let read_at = now_s();
             // A retry re-adds ids already added: the filter does not mind.
             let fresh = loop {
-                match store::load_seen_since(&self.clickhouse, since, &mut self.seen).await {
+                match sealed_ids::load_seen_since(&self.clickhouse, since, &self.seen).await {
                     Ok(n) => break n,
                     Err(e) => {
                         tracing::warn!(error = %e, "reading ids sealed by other sealers; retrying");

@@ -6,6 +6,5 @@ pub mod bundle;
 pub mod epoch;
 pub mod memory;
 pub mod proof;
-pub mod seen;
 pub mod store;
 pub mod verify;

@@ -11,7 +11,7 @@ mod serve;
 mod trail;
 
 // The sealing logic and its rows live in the library, shared with tests and benches.
-use sealer::{epoch, proof, seen, store};
+use sealer::{epoch, proof, store};
 
 use clap::{Parser, Subcommand};
 

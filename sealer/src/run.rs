@@ -85,6 +85,8 @@ pub struct RunArgs {
     pub seen_capacity: u64,
     #[command(flatten)]
     pub bounds: TimeBounds,
+    #[command(flatten)]
+    pub kafka_auth: schemas::kafka::KafkaAuth,
     /// Benchmark only: decode and write rows to <--bench-database>.scan_events
     /// without sealing (no tree, proofs, epochs or ledger).
     #[arg(long, hide = true)]
@@ -92,6 +94,19 @@ pub struct RunArgs {
     /// Benchmark only: where --bench-unsealed writes.
     #[arg(long, hide = true, default_value = "sealtrail_bench")]
     pub bench_database: String,
+}
+
+/// A Kafka client configuration authenticated as the sealer's principal.
+fn kafka_config(args: &RunArgs) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    for (k, v) in args
+        .kafka_auth
+        .settings("sealer")
+        .context("Kafka credentials")?
+    {
+        c.set(k, v);
+    }
+    Ok(c)
 }
 
 fn default_threads() -> usize {
@@ -223,7 +238,7 @@ pub async fn run<L: Ledger>(
     let shared = Arc::new(Shared::default());
 
     let consumer: Arc<BaseConsumer<Rebalancing>> = Arc::new(
-        ClientConfig::new()
+        kafka_config(&args)?
             .set("bootstrap.servers", &args.kafka_brokers)
             .set("group.id", &args.group)
             .set("enable.auto.commit", "false")
@@ -240,7 +255,7 @@ pub async fn run<L: Ledger>(
             .context("creating the Kafka consumer")?,
     );
     consumer.subscribe(&[&args.topic]).context("subscribing")?;
-    let dlq: FutureProducer = ClientConfig::new()
+    let dlq: FutureProducer = kafka_config(&args)?
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -794,7 +809,10 @@ async fn adopt_orphans(
 
 /// Every second: records on the topic not yet sealed, per partition.
 fn lag_loop(shared: &Shared, metrics: &Metrics, args: &RunArgs) {
-    let Ok(probe) = ClientConfig::new()
+    let Ok(mut probe) = kafka_config(args) else {
+        return;
+    };
+    let Ok(probe) = probe
         .set("bootstrap.servers", &args.kafka_brokers)
         .create::<BaseConsumer>()
     else {

@@ -239,6 +239,13 @@ impl Api {
             "verified": verdict.verified(),
             "failure": verdict.failure.map(|f| f.reason()),
             "checks": verdict.checks,
+            // Not a failure: the key was good when the epoch was sealed, not now.
+            "note": verdict.key_retired.map(|k| k.note()),
+            "key_retired": verdict.key_retired.map(|k| json!({
+                "reason": k.reason(),
+                "since": schemas::time::format_rfc3339(k.since_ms(), ""),
+                "since_ms": k.since_ms(),
+            })),
         }))
     }
 

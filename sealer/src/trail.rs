@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use sealer::bundle::{self, Bundle};
 use sealer::proof::Hash;
-use sealer::verify::{self, Check, Evidence, Failure, LedgerSeal, Verdict};
+use sealer::verify::{self, Check, Evidence, Failure, KeyRetired, LedgerSeal, Verdict};
 
 use crate::ledger::{EvmLedger, Ledger, LedgerArgs};
 use crate::store::ANCHORED;
@@ -207,7 +207,10 @@ impl Verifier {
     pub async fn check(&mut self, row: &StepRow) -> anyhow::Result<Verdict> {
         let device_key = self.device_key(&row.device_id, row.epoch_id).await?;
         let ledger = self.ledger_seal(row.epoch_id).await?;
-        Ok(verify::check(&Evidence {
+        let key_retired = device_key.and_then(|_| {
+            KeyRetired::after(&self.devices, &row.device_id, sealed_at_ms(row.epoch_id))
+        });
+        let mut verdict = verify::check(&Evidence {
             event_id: &row.event_id,
             payload: &row.payload,
             stored_leaf_hash: Some(row.leaf_hash),
@@ -218,7 +221,9 @@ impl Verifier {
             epoch_root: row.epoch_root,
             device_key,
             ledger,
-        }))
+        });
+        verdict.key_retired = key_retired;
+        Ok(verdict)
     }
 
     /// The proof bundle of a row; None while its epoch is not anchored.
@@ -288,6 +293,12 @@ fn print_checks(checks: &[Check]) {
 }
 
 fn outcome(v: &Verdict) -> i32 {
+    if let Some(k) = v.key_retired {
+        println!(
+            "  note       {}: the key was valid when the epoch was sealed",
+            k.note()
+        );
+    }
     match v.failure {
         None => {
             println!("verified");
@@ -447,7 +458,10 @@ pub async fn trail_command(
         let mark = match verdict.failure {
             None => {
                 verified += 1;
-                "✓".to_string()
+                match verdict.key_retired {
+                    Some(k) => format!("✓ {}", k.note()),
+                    None => "✓".to_string(),
+                }
             }
             Some(f) => {
                 first_failure.get_or_insert(f);

@@ -6,7 +6,11 @@
 //! Order: the payload is the leaf (its hash is the stored one and it decodes to
 //! the event asked for), the device signed it, the proof leads from the leaf to
 //! the epoch's root, and that root is the one on the ledger.
+//!
+//! A key revoked or replaced after the epoch was sealed still verifies what it
+//! signed before; the verdict says so beside the step (`KeyRetired`).
 
+use schemas::devices::{KeyAt, KeyHistory};
 use schemas::{avro, signature, ScanEvent};
 
 use crate::proof::{self, Hash};
@@ -90,6 +94,55 @@ pub struct Evidence<'a> {
     pub ledger: Option<LedgerSeal>,
 }
 
+/// The device key a step was checked with, valid when its epoch was sealed,
+/// no longer trusted now: not a failure (the step was signed while the key was
+/// good), but a reader shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRetired {
+    /// The device was revoked at this time (ms since the Unix epoch).
+    Revoked { since_ms: i64 },
+    /// The device was given another key at this time.
+    Rotated { since_ms: i64 },
+}
+
+impl KeyRetired {
+    /// Whether the key `device_id` held at `sealed_at_ms` was retired since.
+    pub fn after(keys: &KeyHistory, device_id: &str, sealed_at_ms: i64) -> Option<KeyRetired> {
+        if !matches!(keys.key_at(device_id, sealed_at_ms), KeyAt::Valid(_)) {
+            return None;
+        }
+        let since_ms = keys.key_retired_after(device_id, sealed_at_ms)?;
+        // The history keeps microseconds: ask just past the change, not before it.
+        Some(match keys.key_at(device_id, since_ms.saturating_add(1)) {
+            KeyAt::Valid(_) => KeyRetired::Rotated { since_ms },
+            _ => KeyRetired::Revoked { since_ms },
+        })
+    }
+
+    /// The machine-readable name of the note.
+    pub fn reason(self) -> &'static str {
+        match self {
+            KeyRetired::Revoked { .. } => "key_revoked_since",
+            KeyRetired::Rotated { .. } => "key_rotated_since",
+        }
+    }
+
+    pub fn since_ms(self) -> i64 {
+        match self {
+            KeyRetired::Revoked { since_ms } | KeyRetired::Rotated { since_ms } => since_ms,
+        }
+    }
+
+    /// `key_revoked_since: 2026-11-25T08:30:00.000Z`, as every reader shows it.
+    pub fn note(self) -> String {
+        format!(
+            "{}: {}",
+            self.reason(),
+            schemas::time::format_rfc3339(self.since_ms(), "")
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     pub name: &'static str,
@@ -103,6 +156,10 @@ pub struct Verdict {
     pub failure: Option<Failure>,
     /// The event decoded from the payload, when it decodes.
     pub event: Option<ScanEvent>,
+    /// The device key was revoked or rotated after the epoch was sealed. The
+    /// checks do not see the registry's history: the caller that chose the key
+    /// fills this in (`trail::Verifier`), and it changes no failure.
+    pub key_retired: Option<KeyRetired>,
 }
 
 impl Verdict {
@@ -260,6 +317,7 @@ pub fn check(e: &Evidence) -> Verdict {
         checks,
         failure,
         event,
+        key_retired: None,
     }
 }
 
@@ -415,6 +473,52 @@ mod tests {
             verdict(evidence(&f, 2, &p), |e| e.event_id = "someone-else"),
             Some(Failure::PayloadAltered)
         );
+    }
+
+    #[test]
+    fn a_key_retired_after_sealing_is_noted_and_one_retired_before_is_not() {
+        let key = |n: u8| ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key();
+        let mut h = KeyHistory::default();
+        h.record("rotated", &key(1), false, 1_000);
+        h.record("rotated", &key(2), false, 5_000);
+        h.record("revoked", &key(1), false, 1_000);
+        h.record("revoked", &key(1), true, 5_000);
+        h.record("kept", &key(1), false, 1_000);
+        assert_eq!(
+            KeyRetired::after(&h, "rotated", 2_000),
+            Some(KeyRetired::Rotated { since_ms: 5_000 })
+        );
+        assert_eq!(
+            KeyRetired::after(&h, "revoked", 2_000),
+            Some(KeyRetired::Revoked { since_ms: 5_000 })
+        );
+        assert_eq!(KeyRetired::after(&h, "rotated", 6_000), None, "the new key");
+        assert_eq!(KeyRetired::after(&h, "revoked", 6_000), None, "no key then");
+        assert_eq!(KeyRetired::after(&h, "kept", 2_000), None);
+        assert_eq!(KeyRetired::after(&h, "nobody", 2_000), None);
+        assert_eq!(
+            KeyRetired::Revoked {
+                since_ms: 1_795_600_800_000
+            }
+            .note(),
+            "key_revoked_since: 2026-11-25T10:00:00.000Z"
+        );
+        assert_eq!(
+            KeyRetired::Rotated { since_ms: 0 }.note(),
+            "key_rotated_since: 1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn the_checks_alone_note_no_retired_key() {
+        let f = fixture();
+        let p = f.tree.proof(1);
+        let id = avro::decode_datum(&f.payloads[1]).unwrap().event_id;
+        let mut e = evidence(&f, 1, &p);
+        e.event_id = &id;
+        let v = check(&e);
+        assert!(v.verified());
+        assert_eq!(v.key_retired, None);
     }
 
     #[test]

@@ -30,9 +30,20 @@ fn state() -> PathBuf {
         .unwrap_or_else(|| root().join(".local"))
 }
 
+/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
+/// writes the credentials).
+fn kafka(user: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+        c.set(k, v);
+    }
+    c
+}
+
 fn sealer_command(args: &[&str]) -> Command {
     let mut c = Command::new(SEALER);
     c.args(args)
+        .env("SEALTRAIL_STATE_DIR", state())
         .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
         .env(
             "SEALTRAIL_LEDGER_CONTRACT_FILE",
@@ -203,7 +214,7 @@ fn unsigned_event(run: u64, n: u64) -> ScanEvent {
 }
 
 fn producer() -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
+    kafka("scanner")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -262,7 +273,7 @@ fn clickhouse(query: &str) -> String {
 }
 
 fn on_topic() -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
+    let c: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .create()
         .unwrap();
@@ -496,7 +507,7 @@ fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing()
 fn dead_letters() -> Vec<(Vec<u8>, String)> {
     use rdkafka::message::{Headers, Message};
     use rdkafka::{Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
+    let c: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.auto.commit", "false")
         .set("group.id", format!("dlq-reader-{}", std::process::id()))

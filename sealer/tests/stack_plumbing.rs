@@ -16,6 +16,24 @@ const KAFKA: &str = "127.0.0.1:9092";
 const CLICKHOUSE: &str = "http://127.0.0.1:8123";
 const ANVIL: &str = "http://127.0.0.1:8545";
 
+fn state() -> std::path::PathBuf {
+    std::env::var_os("SEALTRAIL_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local"))
+        })
+}
+
+/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
+/// writes the credentials).
+fn kafka(user: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+        c.set(k, v);
+    }
+    c
+}
+
 fn unique() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -26,7 +44,7 @@ fn unique() -> String {
 
 #[tokio::test]
 async fn kafka_takes_a_record_on_scan_events_and_gives_it_back() {
-    let producer: FutureProducer = ClientConfig::new()
+    let producer: FutureProducer = kafka("scanner")
         .set("bootstrap.servers", KAFKA)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -42,7 +60,7 @@ async fn kafka_takes_a_record_on_scan_events_and_gives_it_back() {
         .await
         .expect("Kafka acknowledged the record");
 
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", KAFKA)
         .set("group.id", format!("plumbing-{}", unique()))
         .set("enable.auto.commit", "false")
@@ -74,6 +92,67 @@ async fn kafka_takes_a_record_on_scan_events_and_gives_it_back() {
         12,
         "scan-events has 12 partitions"
     );
+}
+
+async fn try_produce(config: &mut ClientConfig, topic: &str) -> Result<(), String> {
+    let producer: FutureProducer = config
+        .set("bootstrap.servers", KAFKA)
+        .set("message.timeout.ms", "5000")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(topic).key("intruder").payload("forged"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e.to_string())
+}
+
+/// Anyone who can reach the broker is not thereby a producer: an anonymous
+/// client is refused, and each principal may do only its part.
+#[tokio::test]
+async fn kafka_refuses_anonymous_clients_and_principals_outside_their_acls() {
+    let anonymous = try_produce(&mut ClientConfig::new(), "scan-events").await;
+    assert!(anonymous.is_err(), "an anonymous producer was accepted");
+
+    let mut wrong = kafka("scanner");
+    wrong.set("sasl.password", "not-the-password");
+    assert!(
+        try_produce(&mut wrong, "scan-events").await.is_err(),
+        "a wrong password was accepted"
+    );
+
+    let dlq = try_produce(&mut kafka("gateway"), "scan-events-dlq").await;
+    assert!(
+        dlq.as_ref().is_err_and(|e| e.contains("uthoriz")),
+        "the gateway may not write dead letters: {dlq:?}"
+    );
+    assert_eq!(
+        try_produce(&mut kafka("gateway"), "scan-events").await,
+        Ok(())
+    );
+
+    // A scanner may not read the topic.
+    let consumer: BaseConsumer = kafka("scanner")
+        .set("bootstrap.servers", KAFKA)
+        .set("group.id", "sealtrail-sealer")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["scan-events"]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Err(e)) => break e.to_string(),
+            Some(Ok(_)) => panic!("a scanner read scan-events"),
+            None => assert!(
+                std::time::Instant::now() < deadline,
+                "no refusal within 15 s"
+            ),
+        }
+    };
+    assert!(refused.contains("uthoriz"), "{refused}");
 }
 
 #[derive(Row, Serialize, Deserialize, Debug, PartialEq)]

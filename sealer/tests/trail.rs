@@ -22,6 +22,16 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
+/// writes the credentials).
+fn kafka(user: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+        c.set(k, v);
+    }
+    c
+}
+
 fn state() -> PathBuf {
     std::env::var_os("SEALTRAIL_STATE_DIR")
         .map(PathBuf::from)
@@ -30,7 +40,8 @@ fn state() -> PathBuf {
 
 fn sealer(args: &[&str]) -> Command {
     let mut c = Command::new(SEALER);
-    c.args(args)
+    c.env("SEALTRAIL_STATE_DIR", state())
+        .args(args)
         .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
         .env(
             "SEALTRAIL_LEDGER_CONTRACT_FILE",
@@ -138,7 +149,7 @@ fn journey(run_id: u64, device: &str, key: &SigningKey) -> (String, Vec<ScanEven
 }
 
 fn produce(events: &[ScanEvent]) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let p: ThreadedProducer<DefaultProducerContext> = kafka("scanner")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.idempotence", "true")
         .set("acks", "all")

@@ -1,0 +1,130 @@
+//! The fuzzers' corpora (fuzz/corpus, kept by `cargo fuzz`) replayed in the test
+//! suite with a fixed budget: every input, and a fixed number of byte-level
+//! mutations of each, goes through the two parsers that take hostile input (Kafka
+//! record values and the gateway's JSON). Nothing may panic, and what decodes
+//! must re-encode to itself when it is canonical. The long runs are
+//! `cargo +nightly fuzz run` in fuzz/ (see fuzz/README.md).
+
+use std::path::PathBuf;
+
+use schemas::{avro, json};
+
+/// Mutations tried per corpus file.
+const MUTATIONS: usize = 400;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus")).join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// xorshift64*: deterministic, so a failure reproduces.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(5) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] = [0x00, 0x7f, 0x80, 0xff, 0xc3, 0xa9][rng.below(6)];
+            }
+            2 => {
+                let i = rng.below(v.len() + 1);
+                v.insert(i, rng.next() as u8);
+            }
+            3 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v.remove(i);
+            }
+            _ => {
+                let cut = rng.below(v.len() + 1);
+                v.truncate(cut);
+            }
+        }
+    }
+    v
+}
+
+fn check_record(data: &[u8]) {
+    if let Ok((event, datum)) = avro::decode_canonical(data) {
+        assert_eq!(
+            avro::encode_datum(&event),
+            datum,
+            "canonical means re-encodes to itself"
+        );
+        let _ = event.validate();
+    }
+    if let Ok(event) = avro::decode_single_object(data) {
+        let again = avro::encode_single_object(&event);
+        assert_eq!(
+            avro::decode_canonical(&again).map(|(e, _)| avro::encode_datum(&e)),
+            Ok(avro::encode_datum(&event)),
+            "anything that decodes has a canonical encoding"
+        );
+    }
+}
+
+fn check_json(data: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let parsed = match &value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json::parse_event(v, &format!("events[{i}]")))
+            .collect(),
+        v => vec![json::parse_event(v, "")],
+    };
+    for e in parsed.into_iter().flatten() {
+        let _ = e.validate();
+        let record = avro::encode_single_object(&e);
+        assert!(avro::decode_canonical(&record).is_ok());
+    }
+}
+
+#[test]
+fn the_avro_corpus_and_its_mutations_decode_or_fail_without_a_panic() {
+    let inputs = corpus("avro_record");
+    assert!(inputs.len() > 100, "the corpus is there");
+    let mut rng = Rng(0x5ea1_7a11);
+    for input in &inputs {
+        check_record(input);
+        for _ in 0..MUTATIONS {
+            check_record(&mutate(input, &mut rng));
+        }
+    }
+}
+
+#[test]
+fn the_json_corpus_and_its_mutations_parse_or_fail_without_a_panic() {
+    let inputs = corpus("json_event");
+    assert!(inputs.len() > 100, "the corpus is there");
+    let mut rng = Rng(0x0e1c_0de5);
+    for input in &inputs {
+        check_json(input);
+        for _ in 0..MUTATIONS {
+            check_json(&mutate(input, &mut rng));
+        }
+    }
+}
