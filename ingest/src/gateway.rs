@@ -478,7 +478,10 @@ async fn refuse_sealed(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejectio
     if maybe.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = maybe.iter().map(|(_, id)| *id).collect();
+    let ids: Vec<(&str, &str)> = maybe
+        .iter()
+        .map(|(i, id)| (*id, events[*i].key()))
+        .collect();
     let sealed = match tokio::time::timeout(
         SEALED_LOOKUP_WAIT,
         sealed_ids::sealed_among(&g.clickhouse, &ids),

@@ -57,30 +57,52 @@ async fn load_ids(
     Ok(n)
 }
 
-/// Which of `ids` are sealed: in an event row whose epoch has its row. Ids are
-/// looked up by the id index first, so this reads a few granules per id.
+/// Ids per lookup query: bounded so a query stays far under ClickHouse's
+/// max_query_size (256 KiB) whatever a flood of replays brings.
+const LOOKUP_CHUNK: usize = 400;
+
+const SEALED: &str = "epoch_id IN (SELECT epoch_id FROM sealtrail.epochs)";
+
+/// Which of the events `(event id, first item id)` have their id sealed: in an
+/// event row whose epoch has its row. A replay carries the original's first item,
+/// so it is found on the sort key (a granule or two per item); only ids not found
+/// that way (another event under the same id) go through the id index. Values are
+/// bound, never spliced into the SQL.
 pub async fn sealed_among(
     client: &clickhouse::Client,
-    ids: &[&str],
+    events: &[(&str, &str)],
 ) -> clickhouse::error::Result<HashSet<String>> {
-    // Only ids that passed the gate get here, and those are UUIDs; anything else
-    // is left out rather than spliced into SQL.
-    let list: Vec<String> = ids
-        .iter()
-        .filter(|id| crate::event::is_uuid(id))
-        .map(|id| format!("'{id}'"))
-        .collect();
-    if list.is_empty() {
-        return Ok(Default::default());
+    let mut sealed = HashSet::new();
+    for chunk in events.chunks(LOOKUP_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+        let items: Vec<&str> = chunk.iter().map(|(_, item)| *item).collect();
+        let found: Vec<String> = client
+            .query(&format!(
+                "SELECT DISTINCT event_id FROM sealtrail.scan_events \
+                 PREWHERE item_id IN (SELECT arrayJoin(?)) \
+                 WHERE event_id IN (SELECT arrayJoin(?)) AND {SEALED}"
+            ))
+            .bind(&items)
+            .bind(&ids)
+            .fetch_all()
+            .await?;
+        sealed.extend(found);
+        let rest: Vec<&str> = ids.into_iter().filter(|id| !sealed.contains(*id)).collect();
+        if rest.is_empty() {
+            continue;
+        }
+        let found: Vec<String> = client
+            .query(&format!(
+                "SELECT DISTINCT event_id FROM sealtrail.scan_events \
+                 PREWHERE item_id IN (SELECT item_id FROM sealtrail.events_by_id \
+                                      WHERE event_id IN (SELECT arrayJoin(?))) \
+                 WHERE event_id IN (SELECT arrayJoin(?)) AND {SEALED}"
+            ))
+            .bind(&rest)
+            .bind(&rest)
+            .fetch_all()
+            .await?;
+        sealed.extend(found);
     }
-    let list = list.join(",");
-    let rows: Vec<String> = client
-        .query(&format!(
-            "SELECT DISTINCT event_id FROM sealtrail.scan_events \
-             PREWHERE item_id IN (SELECT item_id FROM sealtrail.events_by_id WHERE event_id IN ({list})) \
-             WHERE event_id IN ({list}) AND epoch_id IN (SELECT epoch_id FROM sealtrail.epochs)"
-        ))
-        .fetch_all()
-        .await?;
-    Ok(rows.into_iter().collect())
+    Ok(sealed)
 }

@@ -123,13 +123,13 @@ impl Gatekeeper {
         metrics: &Metrics,
     ) -> HashSet<String> {
         let mut sealed = HashSet::new();
-        let mut ask: Vec<&str> = Vec::new();
+        let mut ask: Vec<(&str, &str)> = Vec::new();
         for a in &admission.admitted {
             let id = a.event.event_id.as_str();
             if self.seen.sealed_recently(id) {
                 sealed.insert(id.to_string());
             } else if self.seen.may_contain(id) {
-                ask.push(id);
+                ask.push((id, a.event.key()));
             }
         }
         if !ask.is_empty() {
