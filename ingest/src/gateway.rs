@@ -74,8 +74,14 @@ pub struct ServeArgs {
     /// (14.4 bits each); past it, more ids are looked up in ClickHouse.
     #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 50_000_000)]
     pub seen_capacity: u64,
-    /// How often the ids sealed since the last read are added to the filter.
-    #[arg(long, env = "SEALTRAIL_INGEST_SEEN_REFRESH_MS", default_value_t = 2000)]
+    /// How often the ids sealed since the last read are added to the filter (each
+    /// read scans the sealing times of the month's rows: not too often; a replay
+    /// the gateway misses is still refused by the sealer).
+    #[arg(
+        long,
+        env = "SEALTRAIL_INGEST_SEEN_REFRESH_MS",
+        default_value_t = 10_000
+    )]
     pub seen_refresh_ms: u64,
     #[command(flatten)]
     pub bounds: TimeBounds,
