@@ -35,6 +35,7 @@ pub fn gate(keys: &KeyHistory, threads: usize) -> Gate<'_> {
         now_ms: NOW_MS,
         bounds: TimeBounds::default(),
         threads,
+        partitions: Some(12),
     }
 }
 
@@ -67,7 +68,7 @@ pub fn records(n: usize) -> Vec<Record> {
             let mut e = e;
             schemas::signature::sign(&mut e, &keys[(i % DEVICES) as usize]);
             Record {
-                partition: (i % 12) as i32,
+                partition: schemas::partition::partition_for(e.key().as_bytes(), 12) as i32,
                 offset: (i / 12) as i64,
                 timestamp_ms: 0,
                 value: avro::encode_single_object(&e),

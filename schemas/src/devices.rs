@@ -94,7 +94,8 @@ impl KeyHistory {
             });
         }
         for changes in self.devices.values_mut() {
-            changes.sort_by_key(|c| c.since_us);
+            // On a tie the revocation wins, whatever order the rows came in.
+            changes.sort_by_key(|c| (c.since_us, !c.revoked));
             changes.dedup_by_key(|c| c.since_us);
         }
     }
@@ -105,6 +106,12 @@ impl KeyHistory {
             return KeyAt::Unknown;
         };
         let at_us = u64::try_from(at_ms).unwrap_or(0).saturating_mul(1000);
+        // Revocation is final: a row appended after it re-activates nothing.
+        if let Some(r) = changes.iter().find(|c| c.revoked && c.since_us <= at_us) {
+            return KeyAt::Revoked {
+                at_ms: (r.since_us / 1000) as i64,
+            };
+        }
         let Some(c) = changes.iter().rev().find(|c| c.since_us <= at_us) else {
             return KeyAt::NotYetRegistered;
         };
@@ -149,6 +156,10 @@ impl KeyHistory {
             .collect();
         out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         out
+    }
+
+    fn change_count(&self) -> usize {
+        self.devices.values().map(Vec::len).sum()
     }
 
     pub fn knows(&self, device_id: &str) -> bool {
@@ -197,9 +208,21 @@ fn now() -> (u32, u64) {
 const SELECT_ROWS: &str =
     "SELECT device_id, public_key, status, changed_at, version FROM sealtrail.devices";
 
+/// Rows dated further ahead than this are not believed (yet): a row from the
+/// future would otherwise hide every row written after it from `refresh`.
+const MAX_CLOCK_AHEAD_US: u64 = 300_000_000;
+
+/// A refresh reads again this far before the newest row it has, for rows that
+/// became visible late (another writer's slower clock).
+const REFRESH_MARGIN_US: u64 = 60_000_000;
+
 /// Every device's key history.
 pub async fn history(client: &clickhouse::Client) -> Result<KeyHistory, RegistryError> {
-    let rows: Vec<DeviceRow> = client.query(SELECT_ROWS).fetch_all().await?;
+    let rows: Vec<DeviceRow> = client
+        .query(&format!("{SELECT_ROWS} WHERE version <= ?"))
+        .bind(now().1 + MAX_CLOCK_AHEAD_US)
+        .fetch_all()
+        .await?;
     Ok(KeyHistory::from_rows(rows))
 }
 
@@ -210,15 +233,14 @@ pub async fn refresh(
     history: &mut KeyHistory,
 ) -> Result<usize, RegistryError> {
     let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE version > ?"))
-        .bind(history.latest_version)
+        .query(&format!("{SELECT_ROWS} WHERE version > ? AND version <= ?"))
+        .bind(history.latest_version.saturating_sub(REFRESH_MARGIN_US))
+        .bind(now().1 + MAX_CLOCK_AHEAD_US)
         .fetch_all()
         .await?;
-    let n = rows.len();
-    if n > 0 {
-        history.extend(rows);
-    }
-    Ok(n)
+    let before = history.change_count();
+    history.extend(rows);
+    Ok(history.change_count() - before)
 }
 
 /// Every device, current state, sorted by id.
@@ -375,6 +397,20 @@ mod tests {
         let d = &h.current()[0];
         assert!(d.revoked);
         assert_eq!(d.keys, 2);
+    }
+
+    #[test]
+    fn revocation_is_final_and_wins_a_tie() {
+        let mut h = KeyHistory::default();
+        h.record("d", &key(1), false, 1_000);
+        h.record("d", &key(1), true, 2_000);
+        h.record("d", &key(3), false, 3_000); // appended by someone with write access
+        assert_eq!(h.key_at("d", 3_500), KeyAt::Revoked { at_ms: 2_000 });
+        let mut tie = KeyHistory::default();
+        tie.record("e", &key(1), false, 1_000);
+        tie.record("e", &key(4), false, 2_000);
+        tie.record("e", &key(1), true, 2_000);
+        assert_eq!(tie.key_at("e", 2_500), KeyAt::Revoked { at_ms: 2_000 });
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum Refusal {
     BadSignature(SignatureError),
     #[error("event_id {0} is already sealed")]
     Duplicate(String),
+    #[error(
+        "the record is in partition {found}; its key (the first item id) belongs in {expected}"
+    )]
+    WrongPartition { expected: u32, found: i32 },
     #[error("checking this record failed inside the sealer (a bug, logged); refused rather than sealed unchecked")]
     Internal,
 }
@@ -78,6 +82,7 @@ impl Refusal {
             Refusal::NoValidKey { .. } => "revoked_device",
             Refusal::BadSignature(_) => "bad_signature",
             Refusal::Duplicate(_) => "duplicate",
+            Refusal::WrongPartition { .. } => "wrong_partition",
             Refusal::Internal => "internal_error",
         }
     }
@@ -90,6 +95,7 @@ impl Refusal {
             Refusal::UnknownDevice(_) | Refusal::NoValidKey { .. } => Some("device_id"),
             Refusal::BadSignature(_) => Some("signature"),
             Refusal::Duplicate(_) => Some("event_id"),
+            Refusal::WrongPartition { .. } => Some("item_ids"),
             Refusal::Undecodable(_) | Refusal::Internal => None,
         }
     }

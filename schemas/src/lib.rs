@@ -12,6 +12,7 @@ pub mod gate;
 pub mod json;
 pub mod kafka;
 pub mod migrations;
+pub mod partition;
 pub mod sealed_ids;
 pub mod seen;
 pub mod signature;

@@ -61,13 +61,6 @@ async fn load_ids(
 /// max_query_size (256 KiB) whatever a flood of replays brings.
 const LOOKUP_CHUNK: usize = 400;
 
-const SEALED: &str = "epoch_id IN (SELECT epoch_id FROM sealtrail.epochs)";
-
-/// Which of the events `(event id, first item id)` have their id sealed: in an
-/// event row whose epoch has its row. A replay carries the original's first item,
-/// so it is found on the sort key (a granule or two per item); only ids not found
-/// that way (another event under the same id) go through the id index. Values are
-/// bound, never spliced into the SQL.
 pub async fn sealed_among(
     client: &clickhouse::Client,
     events: &[(&str, &str)],
@@ -76,33 +69,52 @@ pub async fn sealed_among(
     for chunk in events.chunks(LOOKUP_CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
         let items: Vec<&str> = chunk.iter().map(|(_, item)| *item).collect();
-        let found: Vec<String> = client
-            .query(&format!(
-                "SELECT DISTINCT event_id FROM sealtrail.scan_events \
+        let mut rows: Vec<(String, u64)> = client
+            .query(
+                "SELECT DISTINCT event_id, epoch_id FROM sealtrail.scan_events \
                  PREWHERE item_id IN (SELECT arrayJoin(?)) \
-                 WHERE event_id IN (SELECT arrayJoin(?)) AND {SEALED}"
-            ))
+                 WHERE event_id IN (SELECT arrayJoin(?))",
+            )
             .bind(&items)
             .bind(&ids)
             .fetch_all()
             .await?;
-        sealed.extend(found);
-        let rest: Vec<&str> = ids.into_iter().filter(|id| !sealed.contains(*id)).collect();
-        if rest.is_empty() {
+        let found: HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+        let rest: Vec<&str> = ids.into_iter().filter(|id| !found.contains(id)).collect();
+        if !rest.is_empty() {
+            let more: Vec<(String, u64)> = client
+                .query(
+                    "SELECT DISTINCT event_id, epoch_id FROM sealtrail.scan_events \
+                     PREWHERE item_id IN (SELECT item_id FROM sealtrail.events_by_id \
+                                          WHERE event_id IN (SELECT arrayJoin(?))) \
+                     WHERE event_id IN (SELECT arrayJoin(?))",
+                )
+                .bind(&rest)
+                .bind(&rest)
+                .fetch_all()
+                .await?;
+            rows.extend(more);
+        }
+        if rows.is_empty() {
             continue;
         }
-        let found: Vec<String> = client
-            .query(&format!(
-                "SELECT DISTINCT event_id FROM sealtrail.scan_events \
-                 PREWHERE item_id IN (SELECT item_id FROM sealtrail.events_by_id \
-                                      WHERE event_id IN (SELECT arrayJoin(?))) \
-                 WHERE event_id IN (SELECT arrayJoin(?)) AND {SEALED}"
-            ))
-            .bind(&rest)
-            .bind(&rest)
-            .fetch_all()
-            .await?;
-        sealed.extend(found);
+        // A row counts only when its epoch has its row: looked up by key, not
+        // by reading every epoch.
+        let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        let written: HashSet<u64> = client
+            .query("SELECT DISTINCT epoch_id FROM sealtrail.epochs WHERE epoch_id IN (SELECT arrayJoin(?))")
+            .bind(&epochs)
+            .fetch_all::<u64>()
+            .await?
+            .into_iter()
+            .collect();
+        sealed.extend(
+            rows.into_iter()
+                .filter(|(_, e)| written.contains(e))
+                .map(|(id, _)| id),
+        );
     }
     Ok(sealed)
 }

@@ -53,6 +53,10 @@ pub struct Gate<'a> {
     pub bounds: TimeBounds,
     /// Threads the decoding and signature checks are spread over.
     pub threads: usize,
+    /// Partitions of the topic, when known: a record must sit in the partition
+    /// its key (first item id) maps to, so every replay of it meets the one
+    /// sealer that owns that partition (`schemas::partition`).
+    pub partitions: Option<u32>,
 }
 
 /// An admitted record: its event and where its datum (the leaf bytes) starts.
@@ -105,11 +109,16 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
         std::thread::scope(|s| {
             let handles: Vec<_> = records
                 .chunks(per_thread)
-                .map(|chunk| s.spawn(move || check_chunk(chunk, gate)))
+                .map(|chunk| (chunk.len(), s.spawn(move || check_chunk(chunk, gate))))
                 .collect();
+            // A thread that died refuses its whole chunk: outcomes stay aligned
+            // with their records, and nothing unchecked passes.
             handles
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
+                .flat_map(|(n, h)| {
+                    h.join()
+                        .unwrap_or_else(|_| (0..n).map(|_| Err(Refusal::Internal)).collect())
+                })
                 .collect()
         })
     };
@@ -190,6 +199,15 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
 fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
     let (event, datum) = avro::decode_canonical(&r.value)?;
     gate::check_fields(&event, gate.now_ms, gate.bounds)?;
+    if let Some(n) = gate.partitions {
+        let expected = schemas::partition::partition_for(event.key().as_bytes(), n);
+        if i64::from(expected) != i64::from(r.partition) {
+            return Err(Refusal::WrongPartition {
+                expected,
+                found: r.partition,
+            });
+        }
+    }
     gate::key_for(&event, gate.keys, gate.now_ms)?;
     if event.signature.is_empty() {
         return Err(Refusal::BadSignature(signature::SignatureError::Missing));
@@ -465,6 +483,7 @@ mod tests {
             now_ms: NOW,
             bounds: TimeBounds::default(),
             threads: 2,
+            partitions: None,
         }
     }
 
@@ -736,6 +755,30 @@ mod tests {
         }
         let ids: HashSet<&str> = sealed.rows.iter().map(|r| r.event_id.as_str()).collect();
         assert_eq!(ids.len(), 999);
+    }
+
+    #[test]
+    fn a_record_outside_its_keys_partition_is_refused() {
+        let keys = keys();
+        let e = event(1);
+        let home = schemas::partition::partition_for(e.key().as_bytes(), 12) as i32;
+        let elsewhere = (home + 1) % 12;
+        let gate = Gate {
+            partitions: Some(12),
+            ..gate(&keys)
+        };
+        let value = avro::encode_single_object(&e);
+        let sealed = seal(
+            1,
+            0,
+            1000,
+            vec![record(home, 0, value.clone()), record(elsewhere, 0, value)],
+            0,
+            &gate,
+        );
+        assert_eq!(sealed.rows.len(), 1);
+        assert_eq!(sealed.rows[0].kafka_partition as i32, home);
+        assert_eq!(reasons(&sealed), vec![(0, "wrong_partition")]);
     }
 
     #[test]

@@ -82,12 +82,17 @@ impl Gatekeeper {
         self.refresh().await;
         let keys = self.keys.clone();
         let (bounds, threads) = (self.args.bounds, self.args.verify_threads);
+        let partitions = match self.shared.partitions.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        };
         let admission = tokio::task::spawn_blocking(move || {
             let gate = Gate {
                 keys: &keys,
                 now_ms,
                 bounds,
                 threads,
+                partitions,
             };
             epoch::admit(records, &gate)
         })

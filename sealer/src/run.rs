@@ -124,6 +124,9 @@ pub(crate) struct Shared {
     /// Bumped on every assignment: the sealing task then reads the ids other
     /// sealers sealed meanwhile.
     pub(crate) assignments: std::sync::atomic::AtomicU64,
+    /// Partitions of the topic (0 until read): the gate refuses a record outside
+    /// the partition its key maps to.
+    pub(crate) partitions: std::sync::atomic::AtomicU32,
     stop: AtomicBool,
     /// Last offset consumed per partition: which partitions this sealer reads.
     positions: Mutex<HashMap<i32, i64>>,
@@ -364,6 +367,13 @@ fn consume_loop(
             open.retain(|r| !revoked.contains(&r.partition));
         }
         if shared.reassigned.swap(false, Ordering::SeqCst) && !args.bench_unsealed {
+            match consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10)) {
+                Ok(m) => {
+                    let n = m.topics().first().map_or(0, |t| t.partitions().len());
+                    shared.partitions.store(n as u32, Ordering::SeqCst);
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the topic's partition count"),
+            }
             sealed = loop {
                 match rt.block_on(store::sealed_offsets(clickhouse)) {
                     Ok(s) => break s,
@@ -622,47 +632,140 @@ where
     }
 }
 
-/// Sends every rejected record to the dead-letter topic, with the reason and its
-/// origin in headers, and waits until Kafka has them.
-async fn dead_letter(dlq: &FutureProducer, topic: &str, sealed: &SealedEpoch, metrics: &Metrics) {
-    for r in &sealed.rejected {
-        let (partition, offset, error, reason) = (
-            r.record.partition.to_string(),
-            r.record.offset.to_string(),
-            r.refusal.to_string(),
-            r.refusal.reason(),
-        );
-        loop {
-            let headers = OwnedHeaders::new()
+/// Longest error sentence put in a dead letter's header: refusals may quote the
+/// bad value, which an attacker chooses.
+const MAX_ERROR_HEADER: usize = 256;
+
+/// One dead letter: the record as it came, or, when Kafka will not take it
+/// (too large with its headers), only its length and SHA-256.
+fn dead_letter_record<'a>(
+    topic: &'a str,
+    r: &'a epoch::Rejected,
+    error: &'a str,
+    position: &'a (String, String),
+    digest: Option<&'a (String, String)>,
+) -> FutureRecord<'a, (), [u8]> {
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "sealtrail-reason",
+            value: Some(r.refusal.reason()),
+        })
+        .insert(Header {
+            key: "sealtrail-error",
+            value: Some(error),
+        })
+        .insert(Header {
+            key: "sealtrail-source-partition",
+            value: Some(&position.0),
+        })
+        .insert(Header {
+            key: "sealtrail-source-offset",
+            value: Some(&position.1),
+        });
+    let payload: &[u8] = match digest {
+        None => &r.record.value,
+        Some((bytes, sha256)) => {
+            headers = headers
                 .insert(Header {
-                    key: "sealtrail-reason",
-                    value: Some(reason),
+                    key: "sealtrail-value-bytes",
+                    value: Some(bytes),
                 })
                 .insert(Header {
-                    key: "sealtrail-error",
-                    value: Some(&error),
-                })
-                .insert(Header {
-                    key: "sealtrail-source-partition",
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: "sealtrail-source-offset",
-                    value: Some(&offset),
+                    key: "sealtrail-value-sha256",
+                    value: Some(sha256),
                 });
-            let record = FutureRecord::<(), _>::to(topic)
-                .payload(&r.record.value)
-                .headers(headers);
-            match dlq.send(record, Duration::from_secs(10)).await {
-                Ok(_) => break,
-                Err((e, _)) => {
-                    tracing::warn!(error = %e, "dead-lettering a record; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            &[]
+        }
+    };
+    FutureRecord::to(topic).payload(payload).headers(headers)
+}
+
+/// Sends every rejected record of an epoch to the dead-letter topic, all in
+/// flight at once, with the reason and its origin in headers, and waits until
+/// Kafka has them all. Only what Kafka could not take yet is sent again; a record
+/// Kafka refuses for its size goes as its digest, so no record can stop sealing.
+async fn dead_letter(dlq: &FutureProducer, topic: &str, sealed: &SealedEpoch, metrics: &Metrics) {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use sha2::{Digest, Sha256};
+
+    let letters: Vec<(String, (String, String))> = sealed
+        .rejected
+        .iter()
+        .map(|r| {
+            let mut error = r.refusal.to_string();
+            if error.len() > MAX_ERROR_HEADER {
+                let mut cut = MAX_ERROR_HEADER;
+                while !error.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                error.truncate(cut);
+                error.push('…');
+            }
+            let position = (r.record.partition.to_string(), r.record.offset.to_string());
+            (error, position)
+        })
+        .collect();
+    if !sealed.rejected.is_empty() {
+        let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &sealed.rejected {
+            *by_reason.entry(r.refusal.reason()).or_default() += 1;
+        }
+        tracing::warn!(
+            epoch = sealed.epoch_id,
+            ?by_reason,
+            "records refused; sending them to the dead-letter topic"
+        );
+    }
+    let mut digests: Vec<Option<(String, String)>> = vec![None; letters.len()];
+    let mut todo: Vec<usize> = (0..letters.len()).collect();
+    while !todo.is_empty() {
+        let mut deliveries = Vec::with_capacity(todo.len());
+        for &i in &todo {
+            let r = &sealed.rejected[i];
+            let record =
+                dead_letter_record(topic, r, &letters[i].0, &letters[i].1, digests[i].as_ref());
+            deliveries.push((i, dlq.send_result(record).map_err(|(e, _)| e)));
+        }
+        let mut again = Vec::new();
+        let mut last_error = None;
+        for (i, delivery) in deliveries {
+            let outcome = match delivery {
+                Ok(d) => match d.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {
+                    let r = &sealed.rejected[i];
+                    metrics.dlq.with_label_values(&[r.refusal.reason()]).inc();
+                    // One line per record only at debug: whoever can produce
+                    // records could otherwise flood the log.
+                    tracing::debug!(partition = %letters[i].1.0, offset = %letters[i].1.1, reason = r.refusal.reason(), error = %letters[i].0, "record sent to the dead-letter topic");
+                }
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge))
+                    if digests[i].is_none() =>
+                {
+                    let value = &sealed.rejected[i].record.value;
+                    digests[i] =
+                        Some((value.len().to_string(), hex::encode(Sha256::digest(value))));
+                    again.push(i);
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    again.push(i);
                 }
             }
         }
-        metrics.dlq.with_label_values(&[reason]).inc();
-        tracing::warn!(partition = %partition, offset = %offset, reason, error = %error, "record sent to the dead-letter topic");
+        if let Some(e) = last_error.take() {
+            tracing::warn!(error = %e, waiting = again.len(), "dead-lettering records; retrying");
+        }
+        if !again.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        todo = again;
     }
 }
 

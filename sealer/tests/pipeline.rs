@@ -216,6 +216,8 @@ fn unsigned_event(run: u64, n: u64) -> ScanEvent {
 fn producer() -> ThreadedProducer<DefaultProducerContext> {
     kafka("scanner")
         .set("bootstrap.servers", "127.0.0.1:9092")
+        // Java's partitioner, as the gateway uses: the sealer checks the partition.
+        .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -605,14 +607,33 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
         .collect();
 
     let sealer = Sealer::start("hostile", 19464, None);
-    let key = |i: usize| format!("urn:epc:id:sgtin:0614141.0000001.{i}");
-    let mut records: Vec<(String, Vec<u8>)> = vec![(key(0), avro::encode_single_object(&replayed))];
+    // Each record keyed as producers key it (its first item), so each reaches the
+    // check it is meant for; what does not decode gets any key.
+    let key_of = |i: usize, v: &[u8]| {
+        avro::decode_single_object(v).map_or(format!("urn:epc:id:sgtin:0614141.000001.{i}"), |e| {
+            e.key().to_string()
+        })
+    };
+    let mut records: Vec<(String, Vec<u8>)> = vec![(
+        replayed.key().to_string(),
+        avro::encode_single_object(&replayed),
+    )];
     records.extend(
         attacks
             .iter()
             .enumerate()
-            .map(|(i, (_, v))| (key(i), v.clone())),
+            .map(|(i, (_, v))| (key_of(i, v), v.clone())),
     );
+    // A genuine event, produced under another item's key: it lands in a partition
+    // whose owner would not remember it, so it is refused.
+    let misplaced = event(run, 6);
+    let home = schemas::partition::partition_for(misplaced.key().as_bytes(), 12);
+    let wrong_key = (0..)
+        .map(|i| format!("urn:epc:id:sgtin:0614141.000002.{i}"))
+        .find(|k| schemas::partition::partition_for(k.as_bytes(), 12) != home)
+        .unwrap();
+    let misplaced = avro::encode_single_object(&misplaced);
+    records.push((wrong_key, misplaced.clone()));
     records.extend(
         ordinary
             .iter()
@@ -645,6 +666,12 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
             "a {reason} record is dead-lettered once, with its reason"
         );
     }
+    let misplaced_reasons: Vec<&String> = letters
+        .iter()
+        .filter(|(p, _)| *p == misplaced)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(misplaced_reasons, vec!["wrong_partition"]);
     let replay = avro::encode_single_object(&replayed);
     let replay_reasons: Vec<&String> = letters
         .iter()

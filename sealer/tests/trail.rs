@@ -150,6 +150,8 @@ fn journey(run_id: u64, device: &str, key: &SigningKey) -> (String, Vec<ScanEven
 
 fn produce(events: &[ScanEvent]) {
     let p: ThreadedProducer<DefaultProducerContext> = kafka("scanner")
+        // Java's partitioner, as the gateway uses: the sealer checks the partition.
+        .set("partitioner", "murmur2_random")
         .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.idempotence", "true")
         .set("acks", "all")
