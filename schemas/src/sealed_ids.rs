@@ -104,7 +104,7 @@ pub async fn sealed_among(
         epochs.sort_unstable();
         epochs.dedup();
         let written: HashSet<u64> = client
-            .query("SELECT DISTINCT epoch_id FROM sealtrail.epochs WHERE epoch_id IN (SELECT arrayJoin(?))")
+            .query("SELECT DISTINCT epoch_id FROM sealtrail.epochs WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?)))")
             .bind(&epochs)
             .fetch_all::<u64>()
             .await?
