@@ -401,8 +401,12 @@ fn an_epoch_a_dead_group_member_left_pending_is_committed_by_the_survivor() {
     std::thread::sleep(Duration::from_secs(3));
     // a dies right after writing its first epoch row, before committing the root.
     let a = Sealer::start(&format!("orphan-a-{run}"), 19464, Some("before-ledger:1"));
-    produce(20_000, 10_000);
-    let (status, stderr) = a.wait(Duration::from_secs(60));
+    // Records keep coming until a has sealed an epoch of its own, however late
+    // the group hands it partitions (a fixed burst could all go to b first).
+    let (stop, producing) = produce_until(10_000);
+    let (status, stderr) = a.wait(Duration::from_secs(90));
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(6), "the fault did not fire\n{stderr}");
     // Only b is left to commit that epoch.
