@@ -46,7 +46,7 @@ pub fn records(n: usize) -> Vec<Record> {
     (0..n as u64)
         .map(|i| {
             let e = ScanEvent {
-                event_id: format!("{:08x}-1d2c-4b3a-8f00-{:012x}", i * 7919, i),
+                event_id: format!("{:08x}-1d2c-4b3a-8f00-{:012x}", (i * 7919) as u32, i),
                 event_time: 1_795_600_800_000 + i as i64 * 37,
                 event_timezone_offset: "+08:00".into(),
                 action: Action::Observe,
