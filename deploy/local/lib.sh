@@ -70,7 +70,7 @@ kafka_java() {
 }
 
 # Readiness probes: each asks the service a real question.
-# Debian's kcat (librdkafka 1.x) fails SCRAM against this broker: Kafka's own
+# Debian's kcat (librdkafka 2.0.2) fails SCRAM against this broker: Kafka's own
 # tools ask instead, authenticated as admin.
 probe_kafka() {
   kafka_java org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server 127.0.0.1:9092 \

@@ -14,19 +14,13 @@ use serde_json::{json, Value};
 
 const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
 
-fn state() -> std::path::PathBuf {
-    std::env::var_os("SEALTRAIL_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local"))
-        })
-}
-
 /// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
 /// writes the credentials).
 fn kafka(user: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+    for (k, v) in schemas::kafka::local(&schemas::kafka::checkout_state_dir(), user)
+        .expect("local Kafka credentials")
+    {
         c.set(k, v);
     }
     c
@@ -46,7 +40,7 @@ impl Drop for Gateway {
 
 fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
     let child = Command::new(INGEST)
-        .env("SEALTRAIL_STATE_DIR", state())
+        .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(if extra.contains(&"--device-refresh-ms") {
             &[][..]

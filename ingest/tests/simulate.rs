@@ -13,19 +13,13 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
 
-fn state() -> std::path::PathBuf {
-    std::env::var_os("SEALTRAIL_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local"))
-        })
-}
-
 /// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
 /// writes the credentials).
 fn kafka(user: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+    for (k, v) in schemas::kafka::local(&schemas::kafka::checkout_state_dir(), user)
+        .expect("local Kafka credentials")
+    {
         c.set(k, v);
     }
     c
@@ -51,7 +45,7 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
         .unwrap();
     let before = end_offsets(&consumer);
     let out = Command::new(INGEST)
-        .env("SEALTRAIL_STATE_DIR", state())
+        .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
         .args([
             "simulate", "--events", "100000", "--seed", "1", "--items", "2000",
         ])
@@ -132,7 +126,7 @@ fn the_same_seed_writes_the_same_corpus() {
     let write = |seed: &str, name: &str| {
         let path = dir.join(format!("{name}-{}.corpus", std::process::id()));
         let out = Command::new(INGEST)
-            .env("SEALTRAIL_STATE_DIR", state())
+            .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
             .args([
                 "simulate",
                 "--events",
@@ -162,7 +156,7 @@ fn the_same_seed_writes_the_same_corpus() {
 #[test]
 fn simulate_refuses_to_run_without_a_limit() {
     let out = Command::new(INGEST)
-        .env("SEALTRAIL_STATE_DIR", state())
+        .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
         .args(["simulate"])
         .output()
         .unwrap();

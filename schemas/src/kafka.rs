@@ -56,6 +56,15 @@ pub fn local_password_file(state: &Path, user: &str) -> PathBuf {
     state.join("kafka/users").join(format!("{user}.password"))
 }
 
+/// The state folder of this checkout's local stack: `$SEALTRAIL_STATE_DIR`, else
+/// `.local` at the repository root. For the test harness and tools run from any
+/// folder of the checkout; the binaries use `state_dir`.
+pub fn checkout_state_dir() -> PathBuf {
+    std::env::var_os("SEALTRAIL_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local")))
+}
+
 /// The settings of `user` of the local stack whose state folder is `state`
 /// (`deploy/local`): what the test harness and local tools authenticate with.
 pub fn local(state: &Path, user: &str) -> Result<Vec<(&'static str, String)>, KafkaAuthError> {

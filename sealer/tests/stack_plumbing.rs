@@ -16,19 +16,13 @@ const KAFKA: &str = "127.0.0.1:9092";
 const CLICKHOUSE: &str = "http://127.0.0.1:8123";
 const ANVIL: &str = "http://127.0.0.1:8545";
 
-fn state() -> std::path::PathBuf {
-    std::env::var_os("SEALTRAIL_STATE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local"))
-        })
-}
-
 /// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
 /// writes the credentials).
 fn kafka(user: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
+    for (k, v) in schemas::kafka::local(&schemas::kafka::checkout_state_dir(), user)
+        .expect("local Kafka credentials")
+    {
         c.set(k, v);
     }
     c
