@@ -490,7 +490,7 @@ async fn refuse_sealed(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejectio
         .collect();
     let sealed = match tokio::time::timeout(
         SEALED_LOOKUP_WAIT,
-        sealed_ids::sealed_among(&g.clickhouse, &ids),
+        sealed_ids::sealed_among(&g.clickhouse, &ids, sealed_ids::Counting::NotVoid),
     )
     .await
     {

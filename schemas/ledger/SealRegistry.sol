@@ -6,6 +6,12 @@ pragma solidity 0.8.37;
 /// never change. Committing the same (epoch, root, leafCount) again is a no-op, so a
 /// sealer that crashed after committing may safely commit again; a different root
 /// for a committed epoch is refused.
+/// @notice It is also the fence between sealers: each Kafka partition has a lease
+/// holder, the claim a sealer made when it was given the partition, and an epoch
+/// commits only if every partition it covers is still leased to the claim it was
+/// sealed under. A sealer that lost its partitions (paused past its session, say)
+/// and wakes finds its later epochs refused, so no two committed epochs cover the
+/// same offsets.
 contract SealRegistry {
     struct Seal {
         bytes32 root;
@@ -17,13 +23,19 @@ contract SealRegistry {
     address public immutable owner;
     mapping(address => bool) public isSealer;
     mapping(uint64 => Seal) private seals;
+    /// @notice The claim each Kafka partition is leased to (zero: never claimed).
+    mapping(uint16 => bytes16) public leaseOf;
 
     event Sealed(uint64 indexed epochId, bytes32 root, uint64 leafCount);
     event SealerAuthorized(address sealer, bool allowed);
+    event Claimed(bytes16 indexed holder, uint16[] partitions);
 
     error NotSealer(address caller);
     error EmptyRoot(uint64 epochId);
     error RootMismatch(uint64 epochId, bytes32 committed, bytes32 offered);
+    error NoHolder();
+    error NoPartitions(uint64 epochId);
+    error Fenced(uint64 epochId, uint16 partition, bytes16 leasedTo, bytes16 offered);
 
     constructor() {
         owner = msg.sender;
@@ -36,14 +48,36 @@ contract SealRegistry {
         emit SealerAuthorized(sealer, allowed);
     }
 
+    /// @notice Leases `partitions` to `holder`, a claim id fresh for each assignment.
+    /// Epochs sealed under an earlier claim of these partitions can no longer commit.
+    function claim(uint16[] calldata partitions, bytes16 holder) external {
+        if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
+        if (holder == bytes16(0)) revert NoHolder();
+        for (uint256 i = 0; i < partitions.length; i++) {
+            leaseOf[partitions[i]] = holder;
+        }
+        emit Claimed(holder, partitions);
+    }
+
     /// @notice Commits an epoch's root; idempotent for the same root and count.
-    function commit(uint64 epochId, bytes32 root, uint64 leafCount) external {
+    /// `partitions` are those the epoch has records of, sealed under `holder`.
+    function commit(uint64 epochId, bytes32 root, uint64 leafCount, uint16[] calldata partitions, bytes16 holder)
+        external
+    {
         if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
         if (root == bytes32(0)) revert EmptyRoot(epochId);
         Seal storage s = seals[epochId];
         if (s.root != bytes32(0)) {
+            // Before the lease: a sealer that committed, then lost its partitions
+            // before recording it, may always learn the commit stands.
             if (s.root == root && s.leafCount == leafCount) return;
             revert RootMismatch(epochId, s.root, root);
+        }
+        if (holder == bytes16(0)) revert NoHolder();
+        if (partitions.length == 0) revert NoPartitions(epochId);
+        for (uint256 i = 0; i < partitions.length; i++) {
+            bytes16 leased = leaseOf[partitions[i]];
+            if (leased != holder) revert Fenced(epochId, partitions[i], leased, holder);
         }
         seals[epochId] = Seal(root, leafCount, uint64(block.number));
         emit Sealed(epochId, root, leafCount);

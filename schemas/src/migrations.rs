@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "004_events_by_id"),
     migration!(5, "005_device_key_history"),
     migration!(6, "006_partition_by_sealing_month"),
+    migration!(7, "007_epoch_leases"),
 ];
 
 /// Where the applied versions are recorded.

@@ -61,10 +61,34 @@ async fn load_ids(
 /// max_query_size (256 KiB) whatever a flood of replays brings.
 const LOOKUP_CHUNK: usize = 400;
 
+/// Which epochs count as sealing an id (see ARCHITECTURE.md, zombie fencing).
+#[derive(Debug, Clone, Copy)]
+pub enum Counting<'a> {
+    /// Every epoch not void: a reader's or the gateway's view.
+    NotVoid,
+    /// Anchored epochs, and pending ones sealed under this claim: the sealer
+    /// owning the partitions under it. A pending epoch under another claim was
+    /// written by a sealer that lost its partitions; it can only become void,
+    /// and its records are this sealer's to seal.
+    AnchoredOr(&'a [u8; 16]),
+}
+
 pub async fn sealed_among(
     client: &clickhouse::Client,
     events: &[(&str, &str)],
+    counting: Counting<'_>,
 ) -> clickhouse::error::Result<HashSet<String>> {
+    let (status, lease) = match counting {
+        Counting::NotVoid => ("status != 'void'", String::new()),
+        Counting::AnchoredOr(lease) => (
+            "(status = 'anchored' OR (status = 'pending' AND hex(lease) = ?))",
+            hex_upper(lease),
+        ),
+    };
+    let epochs_query = format!(
+        "SELECT epoch_id FROM sealtrail.epochs FINAL \
+         WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) AND {status}"
+    );
     let mut sealed = HashSet::new();
     for chunk in events.chunks(LOOKUP_CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
@@ -98,18 +122,16 @@ pub async fn sealed_among(
         if rows.is_empty() {
             continue;
         }
-        // A row counts only when its epoch has its row: looked up by key, not
-        // by reading every epoch.
+        // A row counts only when its epoch has its row, and the epoch counts
+        // as `counting` says: looked up by key, not by reading every epoch.
         let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
         epochs.sort_unstable();
         epochs.dedup();
-        let written: HashSet<u64> = client
-            .query("SELECT DISTINCT epoch_id FROM sealtrail.epochs WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?)))")
-            .bind(&epochs)
-            .fetch_all::<u64>()
-            .await?
-            .into_iter()
-            .collect();
+        let mut query = client.query(&epochs_query).bind(&epochs);
+        if matches!(counting, Counting::AnchoredOr(_)) {
+            query = query.bind(&lease);
+        }
+        let written: HashSet<u64> = query.fetch_all::<u64>().await?.into_iter().collect();
         sealed.extend(
             rows.into_iter()
                 .filter(|(_, e)| written.contains(e))
@@ -117,4 +139,8 @@ pub async fn sealed_among(
         );
     }
     Ok(sealed)
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }

@@ -99,6 +99,13 @@ impl SeenIds {
         }
     }
 
+    /// Forgets the exact sets: after an assignment, an epoch of this sealer's
+    /// may have been fenced (void) and its ids must be sealable again; the
+    /// filter still says "maybe" and ClickHouse decides.
+    pub fn forget_recent(&mut self) {
+        self.recent.clear();
+    }
+
     pub fn len(&self) -> u64 {
         self.count.load(Relaxed)
     }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::ledger::Ledger;
 use crate::proof::{leaf_hash, verify, EpochTree, Hash};
-use crate::store::{EpochRow, ANCHORED};
+use crate::store::{EpochRow, ANCHORED, VOID};
 
 #[derive(Args, Debug, Clone)]
 pub struct AuditArgs {
@@ -52,11 +52,16 @@ pub async fn run<L: Ledger>(
     ledger: &L,
 ) -> anyhow::Result<bool> {
     let mut problems: Vec<String> = Vec::new();
-    let epochs: Vec<EpochRow> = clickhouse
+    let all: Vec<EpochRow> = clickhouse
         .query("SELECT ?fields FROM sealtrail.epochs FINAL ORDER BY epoch_id")
         .fetch_all()
         .await
         .context("reading sealtrail.epochs")?;
+    // A void epoch was fenced by the ledger (its sealer had lost its partitions):
+    // not sealed, so it takes no part in the offsets, the rows or the ids below,
+    // and the one thing to check is that the ledger indeed has no root for it.
+    let (void, epochs): (Vec<EpochRow>, Vec<EpochRow>) =
+        all.into_iter().partition(|e| e.status == VOID);
 
     // 1. Sealed offsets: contiguous per partition, no overlaps, no gaps.
     let mut ranges: BTreeMap<u16, Vec<(u64, u64, u64)>> = BTreeMap::new();
@@ -141,7 +146,8 @@ pub async fn run<L: Ledger>(
         .with_setting("max_bytes_before_external_sort", "500000000")
         .fetch::<Leaf>()
         .context("reading sealtrail.scan_events")?;
-    let (mut events, mut orphans) = (0u64, 0u64);
+    let (mut events, mut orphans, mut void_rows) = (0u64, 0u64, 0u64);
+    let void_ids: std::collections::HashSet<u64> = void.iter().map(|e| e.epoch_id).collect();
     let mut seen: HashMap<u64, Vec<Hash>> = HashMap::new();
     let mut current: Option<(u64, Vec<Hash>, Option<String>)> = None;
     let mut finish = |cur: Option<(u64, Vec<Hash>, Option<String>)>, problems: &mut Vec<String>| {
@@ -158,7 +164,11 @@ pub async fn run<L: Ledger>(
         .context("reading sealtrail.scan_events")?
     {
         let Some(e) = committed.get(&l.epoch_id) else {
-            orphans += 1;
+            if void_ids.contains(&l.epoch_id) {
+                void_rows += 1;
+            } else {
+                orphans += 1;
+            }
             continue;
         };
         events += 1;
@@ -224,7 +234,7 @@ pub async fn run<L: Ledger>(
     let dup: Vec<(u16, u64, u64)> = clickhouse
         .query(
             "SELECT kafka_partition, kafka_offset, count() AS c FROM sealtrail.scan_events \
-             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs) \
+             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs FINAL WHERE status != 'void') \
              GROUP BY kafka_partition, kafka_offset HAVING c > 1 LIMIT 10",
         )
         .fetch_all()
@@ -236,7 +246,7 @@ pub async fn run<L: Ledger>(
     let twice: Vec<(String, u64)> = clickhouse
         .query(
             "SELECT event_id, count() AS c FROM sealtrail.scan_events \
-             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs) \
+             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs FINAL WHERE status != 'void') \
              GROUP BY event_id HAVING c > 1 LIMIT 10",
         )
         .fetch_all()
@@ -270,6 +280,16 @@ pub async fn run<L: Ledger>(
             Err(err) => anyhow::bail!("reading the ledger: {err}"),
         }
     }
+    for e in &void {
+        match ledger.seal_of(e.epoch_id).await {
+            Ok(None) => {}
+            Ok(Some(_)) => problems.push(format!(
+                "epoch {}: marked void but its root is on the ledger",
+                e.epoch_id
+            )),
+            Err(err) => anyhow::bail!("reading the ledger: {err}"),
+        }
+    }
     if args.complete {
         if backlog > 0 {
             problems.push(format!("{backlog} records on the topic are not sealed yet"));
@@ -286,6 +306,12 @@ pub async fn run<L: Ledger>(
         epochs.iter().map(|e| u64::from(e.dlq_count)).sum::<u64>()
     );
     println!("ledger     {anchored} epochs anchored, {pending} pending");
+    if !void.is_empty() {
+        println!(
+            "void       {} epochs fenced by the ledger ({void_rows} rows): sealed by a sealer after it lost its partitions; not part of any trail",
+            void.len()
+        );
+    }
     if orphans > 0 {
         println!("note       {orphans} event rows belong to no epoch (an epoch interrupted before its epoch row); they are not part of any trail");
     }

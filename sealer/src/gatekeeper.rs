@@ -13,6 +13,7 @@ use schemas::sealed_ids;
 use schemas::seen::SeenIds;
 
 use crate::epoch::{self, Admission, Gate, Record};
+use crate::ledger::Lease;
 use crate::metrics::Metrics;
 use crate::run::{RunArgs, Shared};
 
@@ -76,6 +77,7 @@ impl Gatekeeper {
         &mut self,
         records: Vec<Record>,
         now_ms: i64,
+        lease: Lease,
         metrics: &Metrics,
     ) -> Admission {
         let started = Instant::now();
@@ -105,7 +107,7 @@ impl Gatekeeper {
                 std::process::abort();
             }
         };
-        let sealed = self.sealed_already(&admission, metrics).await;
+        let sealed = self.sealed_already(&admission, &lease, metrics).await;
         if !sealed.is_empty() {
             tracing::warn!(
                 duplicates = sealed.len(),
@@ -125,6 +127,7 @@ impl Gatekeeper {
     async fn sealed_already(
         &mut self,
         admission: &Admission,
+        lease: &Lease,
         metrics: &Metrics,
     ) -> HashSet<String> {
         let mut sealed = HashSet::new();
@@ -141,7 +144,7 @@ impl Gatekeeper {
             metrics.seen_lookups.inc_by(ask.len() as u64);
             let clickhouse = self.clickhouse.clone();
             let found = retry("looking up event ids already sealed", || {
-                sealed_ids::sealed_among(&clickhouse, &ask)
+                sealed_ids::sealed_among(&clickhouse, &ask, sealed_ids::Counting::AnchoredOr(lease))
             })
             .await;
             sealed.extend(found);
@@ -184,6 +187,7 @@ impl Gatekeeper {
                 }
             };
             tracing::info!(ids = fresh, "ids sealed since the last assignment read");
+            self.seen.forget_recent();
             self.assignments_seen = assignments;
             self.ids_read_at = read_at;
         }

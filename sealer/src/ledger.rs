@@ -2,6 +2,8 @@
 //! can be added; the EVM one (the `SealRegistry` contract in `schemas/ledger/`,
 //! spoken to with alloy) ships. Commits are idempotent: the same (epoch, root)
 //! again is a no-op on the contract, so retrying after a crash is always safe.
+//! The ledger also fences sealers: a sealer claims the partitions it is given,
+//! and an epoch commits only under the claim still current for its partitions.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,8 +38,15 @@ pub struct OnLedger {
     pub block: u64,
 }
 
+/// A claim on partitions, fresh for each assignment (zero is refused).
+pub type Lease = [u8; 16];
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The epoch was sealed under a claim no longer current for one of its
+    /// partitions: another sealer owns it now. The epoch is void, never sealed.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The ledger cannot be reached or did not answer: try again later.
     #[error("ledger unavailable: {0}")]
     Unavailable(String),
@@ -47,11 +56,20 @@ pub enum LedgerError {
 }
 
 pub trait Ledger: Send + Sync + 'static {
+    /// Leases `partitions` to `lease`: epochs sealed under earlier claims of
+    /// them can no longer commit.
+    fn claim(
+        &self,
+        partitions: &[u16],
+        lease: Lease,
+    ) -> impl Future<Output = Result<Anchor, LedgerError>> + Send;
     fn commit(
         &self,
         epoch_id: u64,
         root: Hash,
         leaf_count: u64,
+        partitions: &[u16],
+        lease: Lease,
     ) -> impl Future<Output = Result<Anchor, LedgerError>> + Send;
     fn seal_of(
         &self,
@@ -220,43 +238,69 @@ impl EvmLedger {
         Ok(receipt.map(|r| (r.block_number.unwrap_or_default(), r.status())))
     }
 
-    /// Whether a contract exists at the address (a fresh anvil forgets it).
-    pub async fn has_code(&self) -> Result<bool, LedgerError> {
+    /// Whether the contract at the address runs the SealRegistry this sealer
+    /// was built with; None if there is no contract there (a fresh anvil).
+    pub async fn runs_this_registry(&self) -> Result<Option<bool>, LedgerError> {
         let code = self
             .provider
             .get_code_at(self.contract)
             .await
             .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-        Ok(!code.is_empty())
+        if code.is_empty() {
+            return Ok(None);
+        }
+        // The runtime code holds the owner (an immutable), so it differs from
+        // the artifact's: ask for what this version added, the partition leases.
+        let registry = SealRegistry::new(self.contract, &self.provider);
+        Ok(Some(registry.leaseOf(0).call().await.is_ok()))
     }
 }
 
-fn classify(e: impl std::fmt::Display) -> LedgerError {
-    let text = e.to_string();
-    if text.contains("revert") || text.contains("RootMismatch") || text.contains("NotSealer") {
-        LedgerError::Refused(text)
-    } else {
-        LedgerError::Unavailable(text)
+/// What a refused or failed transaction means, from the contract's own error
+/// when the node returns one (never from the message's wording).
+fn classify(e: alloy::transports::TransportError) -> LedgerError {
+    use SealRegistry::SealRegistryErrors as E;
+    let decoded = e
+        .as_error_resp()
+        .and_then(|r| r.as_decoded_interface_error::<E>());
+    match decoded {
+        Some(E::Fenced(f)) => LedgerError::Fenced(format!(
+            "epoch {} covers partition {}, leased to claim {} since, not to {}",
+            f.epochId, f.partition, f.leasedTo, f.offered
+        )),
+        Some(E::RootMismatch(m)) => LedgerError::Refused(format!(
+            "epoch {} has root {} committed, not {}",
+            m.epochId, m.committed, m.offered
+        )),
+        Some(E::NotSealer(n)) => {
+            LedgerError::Refused(format!("{} is not authorized to seal", n.caller))
+        }
+        Some(E::EmptyRoot(_)) => LedgerError::Refused("an empty root".into()),
+        Some(E::NoHolder(_)) => LedgerError::Refused("a claim of zero".into()),
+        Some(E::NoPartitions(p)) => {
+            LedgerError::Refused(format!("epoch {} names no partition", p.epochId))
+        }
+        None if e.as_error_resp().and_then(|r| r.as_revert_data()).is_some() => {
+            LedgerError::Refused(e.to_string())
+        }
+        None => LedgerError::Unavailable(e.to_string()),
     }
 }
 
-impl Ledger for EvmLedger {
-    async fn commit(
-        &self,
-        epoch_id: u64,
-        root: Hash,
-        leaf_count: u64,
-    ) -> Result<Anchor, LedgerError> {
+impl EvmLedger {
+    /// Sends one call to the registry with a nonce we pick ourselves: anvil
+    /// restarted from a state dump can count fewer transactions than the nonce
+    /// it then demands ("nonce too low"), and a cached nonce can run ahead of a
+    /// chain that lost its last blocks. Step past the first, fall back to the
+    /// chain's count for the second.
+    async fn send(&self, input: Vec<u8>) -> Result<Anchor, LedgerError> {
+        use alloy::network::{Ethereum, Network, TransactionBuilder};
+        type TransactionRequest = <Ethereum as Network>::TransactionRequest;
         let Some(from) = self.from else {
             return Err(LedgerError::Refused(
-                "a reading ledger connection cannot commit".into(),
+                "a reading ledger connection cannot send transactions".into(),
             ));
         };
-        let registry = SealRegistry::new(self.contract, &self.provider);
-        // We pick the nonce ourselves: anvil restarted from a state dump can count
-        // fewer transactions than the nonce it then demands ("nonce too low"), and a
-        // cached nonce can run ahead of a chain that lost its last blocks. Step past
-        // the first, fall back to the chain's count for the second.
         for _ in 0..64 {
             let counted = self
                 .provider
@@ -269,12 +313,12 @@ impl Ledger for EvmLedger {
                 .lock()
                 .expect("lock")
                 .map_or(counted, |n| n.max(counted));
-            let sent = registry
-                .commit(epoch_id, FixedBytes::from(root), leaf_count)
-                .nonce(nonce)
-                .send()
-                .await;
-            let pending = match sent {
+            let tx = TransactionRequest::default()
+                .with_from(from)
+                .with_to(self.contract)
+                .with_input(input.clone())
+                .with_nonce(nonce);
+            let pending = match self.provider.send_transaction(tx).await {
                 Ok(p) => p,
                 Err(e) if e.to_string().contains("nonce too low") => {
                     *self.next_nonce.lock().expect("lock") = Some(nonce + 1);
@@ -305,10 +349,44 @@ impl Ledger for EvmLedger {
             "the chain keeps answering 'nonce too low'".into(),
         ))
     }
+}
+
+impl Ledger for EvmLedger {
+    async fn claim(&self, partitions: &[u16], lease: Lease) -> Result<Anchor, LedgerError> {
+        use alloy::sol_types::SolCall;
+        let call = SealRegistry::claimCall {
+            partitions: partitions.to_vec(),
+            holder: FixedBytes::from(lease),
+        };
+        self.send(call.abi_encode()).await
+    }
+
+    async fn commit(
+        &self,
+        epoch_id: u64,
+        root: Hash,
+        leaf_count: u64,
+        partitions: &[u16],
+        lease: Lease,
+    ) -> Result<Anchor, LedgerError> {
+        use alloy::sol_types::SolCall;
+        let call = SealRegistry::commitCall {
+            epochId: epoch_id,
+            root: FixedBytes::from(root),
+            leafCount: leaf_count,
+            partitions: partitions.to_vec(),
+            holder: FixedBytes::from(lease),
+        };
+        self.send(call.abi_encode()).await
+    }
 
     async fn seal_of(&self, epoch_id: u64) -> Result<Option<OnLedger>, LedgerError> {
         let registry = SealRegistry::new(self.contract, &self.provider);
-        let seal = registry.sealOf(epoch_id).call().await.map_err(classify)?;
+        let seal = registry
+            .sealOf(epoch_id)
+            .call()
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         if seal.root == FixedBytes::ZERO {
             return Ok(None);
         }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod gatekeeper;
+mod lease;
 mod ledger;
 mod metrics;
 mod migrate;
@@ -97,12 +98,23 @@ async fn main() -> anyhow::Result<()> {
 async fn deploy(args: &ledger::LedgerArgs, force: bool) -> anyhow::Result<()> {
     if !force {
         if let Ok(existing) = args.connect() {
-            if existing.has_code().await.unwrap_or(false) {
-                println!(
-                    "SealRegistry already deployed at {} (use --force for a new one)",
+            match existing.runs_this_registry().await {
+                Ok(Some(true)) => {
+                    println!(
+                        "SealRegistry already deployed at {} (use --force for a new one)",
+                        existing.address()
+                    );
+                    return Ok(());
+                }
+                // Roots anchored there verify only against it: replacing it is
+                // the operator's decision, never a side effect.
+                Ok(Some(false)) => anyhow::bail!(
+                    "the contract at {} is not this sealer's SealRegistry (an older version?): \
+                     `sealer ledger deploy --force` deploys a new one, and epochs anchored on \
+                     the old one then verify only against the old address",
                     existing.address()
-                );
-                return Ok(());
+                ),
+                Ok(None) | Err(_) => {}
             }
         }
     }

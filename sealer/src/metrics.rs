@@ -14,6 +14,8 @@ pub struct Metrics {
     pub epochs_sealed: IntCounter,
     pub epochs_anchored: IntCounter,
     pub ledger_refused: IntCounter,
+    pub epochs_void: IntCounter,
+    pub ledger_claims: IntCounter,
     pub epoch_size: Histogram,
     pub seal_duration: Histogram,
     pub clickhouse_write: Histogram,
@@ -76,6 +78,16 @@ impl Metrics {
                 "Commits the ledger refused (a different root already committed)",
             )
             .expect("metric"),
+            epochs_void: IntCounter::new(
+                "sealtrail_sealer_void_epochs_total",
+                "Epochs the ledger fenced: sealed under a claim another sealer has replaced",
+            )
+            .expect("metric"),
+            ledger_claims: IntCounter::new(
+                "sealtrail_sealer_ledger_claims_total",
+                "Partition claims made on the ledger (one per assignment)",
+            )
+            .expect("metric"),
             epoch_size: Histogram::with_opts(
                 HistogramOpts::new("sealtrail_sealer_epoch_events", "Events per sealed epoch")
                     .buckets(prometheus::exponential_buckets(1.0, 4.0, 11).expect("buckets")),
@@ -117,6 +129,8 @@ impl Metrics {
             &m.epochs_sealed,
             &m.epochs_anchored,
             &m.ledger_refused,
+            &m.epochs_void,
+            &m.ledger_claims,
         ] {
             m.registry.register(Box::new(c.clone())).expect("register");
         }

@@ -11,6 +11,8 @@
 //!
 //! Restarts resume from the sealed offsets in `sealtrail.epochs`, not from Kafka's
 //! committed offsets: records at or below them are skipped (see ARCHITECTURE.md).
+//! Before that, the consumer thread takes newly assigned partitions over on the
+//! ledger (lease.rs), so an epoch of a sealer that lost them can never commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -30,9 +32,10 @@ use schemas::gate::TimeBounds;
 
 use crate::epoch::{self, Record, SealedEpoch};
 use crate::gatekeeper::Gatekeeper;
-use crate::ledger::{Ledger, LedgerError};
+use crate::lease::{self, Settled};
+use crate::ledger::{Lease, Ledger, LedgerError};
 use crate::metrics::Metrics;
-use crate::store::{self, EpochRow, ANCHORED};
+use crate::store::{self, EpochRow};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -121,6 +124,8 @@ pub(crate) struct Shared {
     drained: Condvar,
     revoked: Mutex<Vec<i32>>,
     reassigned: AtomicBool,
+    /// The partitions of the last assignment.
+    assigned: Mutex<Vec<i32>>,
     /// Bumped on every assignment: the sealing task then reads the ids other
     /// sealers sealed meanwhile.
     pub(crate) assignments: std::sync::atomic::AtomicU64,
@@ -180,6 +185,7 @@ impl ConsumerContext for Rebalancing {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?partitions, "partitions assigned");
+            *self.0.assigned.lock().expect("lock") = partitions;
             self.0.reassigned.store(true, Ordering::SeqCst);
             self.0.assignments.fetch_add(1, Ordering::SeqCst);
         }
@@ -191,6 +197,8 @@ struct Window {
     records: Vec<Record>,
     start_ms: i64,
     end_ms: i64,
+    /// The ledger claim its records were read under.
+    lease: Lease,
 }
 
 fn now_ms() -> i64 {
@@ -276,6 +284,7 @@ pub async fn run<L: Ledger>(
 
     let (window_tx, window_rx) = mpsc::channel::<Window>(1);
     let (anchor_tx, anchor_rx) = mpsc::unbounded_channel::<EpochRow>();
+    let ledger = Arc::new(ledger);
     let consume = {
         let (consumer, shared, metrics, args) = (
             consumer.clone(),
@@ -284,6 +293,7 @@ pub async fn run<L: Ledger>(
             args.clone(),
         );
         let (clickhouse, rt) = (clickhouse.clone(), tokio::runtime::Handle::current());
+        let ledger = ledger.clone();
         std::thread::Builder::new()
             .name("consume".into())
             .spawn(move || {
@@ -293,6 +303,7 @@ pub async fn run<L: Ledger>(
                     &metrics,
                     &args,
                     &clickhouse,
+                    &*ledger,
                     &rt,
                     window_tx,
                 )
@@ -312,7 +323,7 @@ pub async fn run<L: Ledger>(
         })
     } else {
         tokio::spawn(anchor_loop(
-            ledger,
+            ledger.clone(),
             clickhouse.clone(),
             metrics.clone(),
             anchor_rx,
@@ -341,18 +352,21 @@ pub async fn run<L: Ledger>(
     Ok(())
 }
 
-fn consume_loop(
+#[allow(clippy::too_many_arguments)]
+fn consume_loop<L: Ledger>(
     consumer: &BaseConsumer<Rebalancing>,
     shared: &Shared,
     metrics: &Metrics,
     args: &RunArgs,
     clickhouse: &clickhouse::Client,
+    ledger: &L,
     rt: &tokio::runtime::Handle,
     windows: mpsc::Sender<Window>,
 ) -> anyhow::Result<()> {
     let mut open: Vec<Record> = Vec::new();
     let mut start_ms = now_ms();
     let mut sealed: HashMap<i32, i64> = HashMap::new();
+    let mut lease: Lease = [0; 16];
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
         let message = if stopping {
@@ -373,6 +387,26 @@ fn consume_loop(
                     shared.partitions.store(n as u32, Ordering::SeqCst);
                 }
                 Err(e) => tracing::warn!(error = %e, "reading the topic's partition count"),
+            }
+            let assigned: Vec<u16> = shared
+                .assigned
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter_map(|p| u16::try_from(*p).ok())
+                .collect();
+            if !assigned.is_empty() {
+                let stopping = || shared.stop.load(Ordering::SeqCst);
+                match rt.block_on(lease::take_over(
+                    ledger, clickhouse, metrics, &assigned, &stopping,
+                )) {
+                    Some(l) => lease = l,
+                    None => return Ok(()),
+                }
+                // Records read before the claim are read again after the
+                // sealed offsets below; none may be sealed under the new claim
+                // without them (the eager protocol revoked them anyway).
+                open.clear();
             }
             sealed = loop {
                 match rt.block_on(store::sealed_offsets(clickhouse)) {
@@ -427,6 +461,7 @@ fn consume_loop(
                     records: std::mem::take(&mut open),
                     start_ms,
                     end_ms: now,
+                    lease,
                 };
                 if windows.blocking_send(window).is_err() {
                     anyhow::bail!("the sealing task stopped");
@@ -453,7 +488,7 @@ async fn seal_loop(
     anchor: mpsc::UnboundedSender<EpochRow>,
 ) {
     // Sealing (CPU) runs one epoch ahead of writing (ClickHouse), so the two overlap.
-    let (sealed_tx, mut sealed_rx) = mpsc::channel::<SealedEpoch>(1);
+    let (sealed_tx, mut sealed_rx) = mpsc::channel::<(SealedEpoch, Lease)>(1);
     let sealing = async move {
         let mut gatekeeper = if args.bench_unsealed {
             None
@@ -472,6 +507,7 @@ async fn seal_loop(
             let id = epoch::epoch_id(window.end_ms, lowest).max(last_epoch + 1);
             last_epoch = id;
             let sealed_at = (window.end_ms / 1000) as u32;
+            let lease = window.lease;
             let sealed = match gatekeeper.as_mut() {
                 None => {
                     let (start, end) = (window.start_ms, window.end_ms);
@@ -481,7 +517,7 @@ async fn seal_loop(
                     .await
                 }
                 Some(g) => {
-                    let admission = g.admit(window.records, window.end_ms, metrics).await;
+                    let admission = g.admit(window.records, window.end_ms, lease, metrics).await;
                     let (start, end) = (window.start_ms, window.end_ms);
                     tokio::task::spawn_blocking(move || {
                         epoch::seal_admitted(id, start, end, admission, sealed_at)
@@ -501,15 +537,15 @@ async fn seal_loop(
             metrics
                 .seal_duration
                 .observe(started.elapsed().as_secs_f64());
-            if sealed_tx.send(sealed).await.is_err() {
+            if sealed_tx.send((sealed, lease)).await.is_err() {
                 return;
             }
         }
     };
     let writing = async {
-        while let Some(sealed) = sealed_rx.recv().await {
+        while let Some((sealed, lease)) = sealed_rx.recv().await {
             write_sealed(
-                args, instance, clickhouse, consumer, dlq, shared, metrics, &anchor, sealed,
+                args, instance, clickhouse, consumer, dlq, shared, metrics, &anchor, sealed, lease,
             )
             .await;
         }
@@ -529,6 +565,7 @@ async fn write_sealed(
     metrics: &Metrics,
     anchor: &mpsc::UnboundedSender<EpochRow>,
     sealed: SealedEpoch,
+    lease: Lease,
 ) {
     let id = sealed.epoch_id;
     if args.bench_unsealed {
@@ -538,7 +575,7 @@ async fn write_sealed(
     let write_started = Instant::now();
     write_events(clickhouse, &sealed).await;
     fault("events-written");
-    let row = EpochRow::pending(&sealed, instance, now_ms() as u64);
+    let row = EpochRow::pending(&sealed, instance, lease, now_ms() as u64);
     retry("writing the epoch row", || {
         store::insert_epoch(clickhouse, &row)
     })
@@ -619,7 +656,7 @@ async fn write_events(clickhouse: &clickhouse::Client, sealed: &SealedEpoch) {
     }
 }
 
-async fn retry<F, Fut>(what: &str, mut f: F)
+pub(crate) async fn retry<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = clickhouse::error::Result<()>>,
@@ -772,7 +809,7 @@ async fn dead_letter(dlq: &FutureProducer, topic: &str, sealed: &SealedEpoch, me
 /// Commits roots in epoch order; a ledger outage leaves epochs pending (sealing
 /// goes on) and they are committed, oldest first, once it answers again.
 async fn anchor_loop<L: Ledger>(
-    ledger: L,
+    ledger: Arc<L>,
     clickhouse: clickhouse::Client,
     metrics: Arc<Metrics>,
     mut incoming: mpsc::UnboundedReceiver<EpochRow>,
@@ -837,24 +874,10 @@ async fn anchor_loop<L: Ledger>(
         }
         let (&id, row) = pending.first_key_value().expect("not empty");
         fault("before-ledger");
-        let started = Instant::now();
-        match ledger.commit(id, row.root, u64::from(row.leaf_count)).await {
-            Ok(anchor) => {
-                metrics
-                    .ledger_commit
-                    .observe(started.elapsed().as_secs_f64());
-                let mut done = row.clone();
-                done.status = ANCHORED;
-                done.ledger_tx = anchor.tx;
-                done.ledger_block = anchor.block;
-                done.version = now_ms() as u64;
-                done.anchored_ms = done.version as i64;
-                retry("recording an anchored epoch", || {
-                    store::insert_epoch(&clickhouse, &done)
-                })
-                .await;
+        match lease::settle(&*ledger, &clickhouse, &metrics, row).await {
+            // settle() records a fenced epoch as void and returns Ok(Void).
+            Ok(Settled::Anchored) | Ok(Settled::Void) | Err(LedgerError::Fenced(_)) => {
                 pending.remove(&id);
-                metrics.epochs_anchored.inc();
                 backoff = Duration::from_millis(250);
             }
             Err(LedgerError::Refused(why)) => {

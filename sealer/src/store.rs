@@ -11,6 +11,9 @@ use crate::epoch::{EventRow, SealedEpoch};
 
 pub const PENDING: i8 = 1;
 pub const ANCHORED: i8 = 2;
+/// Refused by the ledger because its partitions were claimed by another sealer
+/// since: not sealed, its records are sealed again by the partition's owner.
+pub const VOID: i8 = 3;
 
 /// One row of `sealtrail.epochs`, in column order.
 #[derive(Row, Serialize, Deserialize, Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct EpochRow {
     pub range_partitions: Vec<u16>,
     pub range_first_offsets: Vec<u64>,
     pub range_last_offsets: Vec<u64>,
+    /// The ledger claim the epoch was sealed under (zeros before leases).
+    pub lease: [u8; 16],
     pub ledger_tx: String,
     pub ledger_block: u64,
     pub status: i8,
@@ -38,7 +43,12 @@ pub struct EpochRow {
 }
 
 impl EpochRow {
-    pub fn pending(sealed: &SealedEpoch, instance: &str, version: u64) -> EpochRow {
+    pub fn pending(
+        sealed: &SealedEpoch,
+        instance: &str,
+        lease: [u8; 16],
+        version: u64,
+    ) -> EpochRow {
         EpochRow {
             epoch_id: sealed.epoch_id,
             instance: instance.to_string(),
@@ -52,6 +62,7 @@ impl EpochRow {
             range_partitions: sealed.ranges.iter().map(|r| r.partition as u16).collect(),
             range_first_offsets: sealed.ranges.iter().map(|r| r.first as u64).collect(),
             range_last_offsets: sealed.ranges.iter().map(|r| r.last as u64).collect(),
+            lease,
             ledger_tx: String::new(),
             ledger_block: 0,
             status: PENDING,
@@ -115,13 +126,17 @@ pub async fn insert_epoch(
     insert.end().await
 }
 
-/// The last sealed offset of every partition any sealer has sealed.
+/// The last offset of every partition that an anchored epoch covers. Only
+/// anchored ones count: a new owner settles every pending epoch of its
+/// partitions (anchored or void) before it reads this, and an epoch written
+/// after its claim can only become void, so it must not move the resume point.
 pub async fn sealed_offsets(
     client: &clickhouse::Client,
 ) -> clickhouse::error::Result<HashMap<i32, i64>> {
     let rows: Vec<(u16, u64)> = client
         .query(
-            "SELECT p, max(o) FROM sealtrail.epochs \
+            "SELECT p, max(o) FROM (SELECT range_partitions, range_last_offsets \
+             FROM sealtrail.epochs FINAL WHERE status = 'anchored') \
              ARRAY JOIN range_partitions AS p, range_last_offsets AS o GROUP BY p",
         )
         .fetch_all()
@@ -140,6 +155,21 @@ pub async fn pending_epochs(
         .query(
             "SELECT ?fields FROM sealtrail.epochs FINAL WHERE status = 'pending' ORDER BY epoch_id",
         )
+        .fetch_all()
+        .await
+}
+
+/// Epochs pending in ClickHouse with records of any of `partitions`, oldest first.
+pub async fn pending_epochs_of(
+    client: &clickhouse::Client,
+    partitions: &[u16],
+) -> clickhouse::error::Result<Vec<EpochRow>> {
+    client
+        .query(
+            "SELECT ?fields FROM sealtrail.epochs FINAL \
+             WHERE status = 'pending' AND hasAny(range_partitions, ?) ORDER BY epoch_id",
+        )
+        .bind(partitions)
         .fetch_all()
         .await
 }

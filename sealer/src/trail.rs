@@ -2,8 +2,9 @@
 //! against the device registry and the ledger. `sealer verify`, `sealer trail`
 //! and the trail API (serve.rs) all go through `Verifier`.
 //!
-//! Only rows whose epoch has a row in `sealtrail.epochs` are read: rows of an
-//! interrupted epoch were sealed again under another epoch (ARCHITECTURE.md).
+//! Only rows whose epoch has a row in `sealtrail.epochs`, not void, are read:
+//! rows of an interrupted epoch, or of one the ledger fenced, were sealed again
+//! under another epoch (ARCHITECTURE.md).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ ANY INNER JOIN
     SELECT epoch_id, argMax(root, version) AS epoch_root, argMax(leaf_count, version) AS epoch_size,
            argMax(status, version) AS epoch_status, argMax(ledger_tx, version) AS ledger_tx,
            argMax(ledger_block, version) AS ledger_block
-    FROM sealtrail.epochs GROUP BY epoch_id
+    FROM sealtrail.epochs GROUP BY epoch_id HAVING epoch_status != 'void'
 ) USING epoch_id";
 
 /// One event by id: events_by_id gives its item, and the item's rows are few.

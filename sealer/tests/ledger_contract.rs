@@ -1,7 +1,8 @@
 //! The SealRegistry contract on the local anvil: the committed artifact is what the
 //! source compiles to, a root is committed once, the same root again is a no-op,
-//! another root for a committed epoch reverts, and only sealers may commit.
-//! Uses its own dev accounts (#2, #3) and a fresh deployment, so it does not
+//! another root for a committed epoch reverts, only sealers may commit or claim,
+//! and an epoch sealed under a claim since replaced is refused (zombie fencing).
+//! Uses its own dev accounts (#2 to #4) and fresh deployments, so it does not
 //! disturb the sealer's contract or nonces.
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use alloy::signers::local::PrivateKeySigner;
 
 alloy::sol!(
     #[sol(rpc)]
+    #[derive(Debug)]
     SealRegistry,
     "../schemas/ledger/SealRegistry.json"
 );
@@ -21,6 +23,9 @@ alloy::sol!(
 // anvil's deterministic dev accounts #2 and #3 (mnemonic "test test ... junk").
 const KEY_2: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 const KEY_3: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+// #4 deploys the fencing test's registry: tests run at once, and one account's
+// nonces cannot serve two of them.
+const KEY_4: &str = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -63,8 +68,18 @@ async fn a_root_is_committed_once_and_never_replaced() {
         "a fresh registry knows no epoch"
     );
 
+    let lease = FixedBytes::from([0x11; 16]);
+    let parts = vec![0u16, 1];
+    registry
+        .claim(parts.clone(), lease)
+        .send()
+        .await
+        .expect("claim")
+        .get_receipt()
+        .await
+        .expect("receipt");
     let first = registry
-        .commit(epoch, root_a, 3)
+        .commit(epoch, root_a, 3, parts.clone(), lease)
         .send()
         .await
         .expect("commit")
@@ -86,7 +101,7 @@ async fn a_root_is_committed_once_and_never_replaced() {
 
     // The same (epoch, root, count) again: succeeds, changes nothing, emits nothing.
     let again = registry
-        .commit(epoch, root_a, 3)
+        .commit(epoch, root_a, 3, parts.clone(), lease)
         .send()
         .await
         .expect("commit again")
@@ -103,7 +118,11 @@ async fn a_root_is_committed_once_and_never_replaced() {
     assert_eq!(seal.blockNumber, first.block_number.expect("block"));
 
     // Another root for the committed epoch reverts, and the first root stays.
-    let err = match registry.commit(epoch, root_b, 3).call().await {
+    let err = match registry
+        .commit(epoch, root_b, 3, parts.clone(), lease)
+        .call()
+        .await
+    {
         Ok(_) => panic!("a different root for a committed epoch was accepted"),
         Err(e) => e.to_string(),
     };
@@ -112,10 +131,126 @@ async fn a_root_is_committed_once_and_never_replaced() {
 
     // An account the owner did not authorize may not commit.
     let stranger = SealRegistry::new(*registry.address(), provider(KEY_3));
-    let refused = stranger.commit(8, root_b, 1).call().await;
+    let refused = stranger
+        .commit(8, root_b, 1, parts.clone(), lease)
+        .call()
+        .await;
     assert!(refused.is_err(), "an unauthorized account committed a root");
+    let refused = stranger
+        .claim(parts.clone(), FixedBytes::from([0x33; 16]))
+        .call()
+        .await;
+    assert!(
+        refused.is_err(),
+        "an unauthorized account claimed partitions"
+    );
     assert_eq!(
         registry.rootOf(8).call().await.expect("rootOf"),
         FixedBytes::ZERO
     );
+}
+
+fn decoded(e: alloy::contract::Error) -> SealRegistry::SealRegistryErrors {
+    e.as_decoded_interface_error::<SealRegistry::SealRegistryErrors>()
+        .unwrap_or_else(|| panic!("not a SealRegistry error: {e}"))
+}
+
+async fn mined(
+    call: alloy::contract::Result<
+        alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+    >,
+) {
+    let receipt = call.expect("send").get_receipt().await.expect("receipt");
+    assert!(receipt.status());
+}
+
+#[tokio::test]
+async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
+    let registry = SealRegistry::deploy(provider(KEY_4)).await.expect("deploy");
+    let (zombie, owner) = (FixedBytes::from([0xa1; 16]), FixedBytes::from([0xb2; 16]));
+    let root = |b: u8| FixedBytes::from([b; 32]);
+
+    mined(registry.claim(vec![0, 1, 2], zombie).send().await).await;
+    mined(
+        registry
+            .commit(10, root(1), 5, vec![0, 1], zombie)
+            .send()
+            .await,
+    )
+    .await;
+    // Another sealer is given partition 1 and claims it.
+    mined(registry.claim(vec![1], owner).send().await).await;
+    assert_eq!(registry.leaseOf(1).call().await.expect("leaseOf"), owner);
+    assert_eq!(registry.leaseOf(2).call().await.expect("leaseOf"), zombie);
+
+    // The old holder's next epoch covers partition 1: refused, naming it.
+    let err = registry
+        .commit(11, root(2), 5, vec![2, 1], zombie)
+        .call()
+        .await
+        .expect_err("an epoch under a replaced claim committed");
+    match decoded(err) {
+        SealRegistry::SealRegistryErrors::Fenced(f) => {
+            assert_eq!((f.epochId, f.partition), (11, 1));
+            assert_eq!((f.leasedTo, f.offered), (owner, zombie));
+        }
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    // Its partitions it still holds alone: accepted.
+    mined(
+        registry
+            .commit(12, root(3), 2, vec![2], zombie)
+            .send()
+            .await,
+    )
+    .await;
+    // The new owner commits under its claim.
+    mined(registry.commit(13, root(4), 7, vec![1], owner).send().await).await;
+    assert_eq!(
+        registry.rootOf(11).call().await.expect("rootOf"),
+        FixedBytes::ZERO
+    );
+    assert_eq!(registry.rootOf(13).call().await.expect("rootOf"), root(4));
+    // An epoch committed before the claim changed may be committed again (a
+    // sealer learning its commit stands): a no-op, whoever holds the lease now.
+    mined(
+        registry
+            .commit(10, root(1), 5, vec![0, 1], zombie)
+            .send()
+            .await,
+    )
+    .await;
+
+    // No claim of zero, and no commit without partitions.
+    let zero = FixedBytes::ZERO;
+    assert!(matches!(
+        decoded(
+            registry
+                .claim(vec![3], zero)
+                .call()
+                .await
+                .expect_err("zero claim")
+        ),
+        SealRegistry::SealRegistryErrors::NoHolder(_)
+    ));
+    assert!(matches!(
+        decoded(
+            registry
+                .commit(14, root(5), 1, vec![3], zero)
+                .call()
+                .await
+                .expect_err("zero lease")
+        ),
+        SealRegistry::SealRegistryErrors::NoHolder(_)
+    ));
+    assert!(matches!(
+        decoded(
+            registry
+                .commit(15, root(6), 1, vec![], owner)
+                .call()
+                .await
+                .expect_err("no partitions")
+        ),
+        SealRegistry::SealRegistryErrors::NoPartitions(_)
+    ));
 }

@@ -78,9 +78,10 @@ CREATE TABLE IF NOT EXISTS sealtrail.epochs_local ON CLUSTER sealtrail
     range_partitions Array(UInt16),
     range_first_offsets Array(UInt64),
     range_last_offsets Array(UInt64),
+    lease FixedString(16),
     ledger_tx String,
     ledger_block UInt64,
-    status Enum8('pending' = 1, 'anchored' = 2),
+    status Enum8('pending' = 1, 'anchored' = 2, 'void' = 3),
     version UInt64,
     written_ms Int64,
     anchored_ms Int64

@@ -1,0 +1,194 @@
+//! Zombie fencing: a sealer given partitions claims them on the ledger before it
+//! seals any of their records, and an epoch commits only under the claim still
+//! current for every partition it covers (the `SealRegistry` checks it). A sealer
+//! paused past its session that wakes with an epoch in hand finds it refused:
+//! the epoch is void and its records belong to the new owner.
+//!
+//! Taking partitions over, in this order (the argument is in ARCHITECTURE.md):
+//! 1. commit what earlier owners left pending, under their claims (the claim is
+//!    still theirs, so a pending epoch of a sealer that died is not lost);
+//! 2. claim the partitions;
+//! 3. settle what was written between 1 and 2: committed just before the claim
+//!    (anchored) or refused since (void);
+//! 4. resume after the offsets of anchored epochs only.
+
+use std::time::Duration;
+
+use crate::ledger::{Lease, Ledger, LedgerError};
+use crate::metrics::Metrics;
+use crate::store::{self, EpochRow, ANCHORED, VOID};
+
+/// A claim id for one assignment: random, so no two claims are equal.
+pub fn fresh() -> Lease {
+    let mut lease = [0u8; 16];
+    // The OS's generator failing leaves no safe way to go on.
+    getrandom::fill(&mut lease).expect("the OS random number generator");
+    lease
+}
+
+pub fn hex(lease: &Lease) -> String {
+    lease.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a pending epoch ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled {
+    Anchored,
+    /// Fenced: sealed under a claim its partitions no longer have.
+    Void,
+}
+
+/// Commits a pending epoch and records how it ended. `Refused` (another root
+/// committed for the epoch) and `Unavailable` are the caller's to handle.
+pub async fn settle<L: Ledger>(
+    ledger: &L,
+    clickhouse: &clickhouse::Client,
+    metrics: &Metrics,
+    row: &EpochRow,
+) -> Result<Settled, LedgerError> {
+    let started = std::time::Instant::now();
+    let committed = ledger
+        .commit(
+            row.epoch_id,
+            row.root,
+            u64::from(row.leaf_count),
+            &row.range_partitions,
+            row.lease,
+        )
+        .await;
+    let mut done = row.clone();
+    done.version = now_ms() as u64;
+    let settled = match committed {
+        Ok(anchor) => {
+            metrics
+                .ledger_commit
+                .observe(started.elapsed().as_secs_f64());
+            done.status = ANCHORED;
+            done.ledger_tx = anchor.tx;
+            done.ledger_block = anchor.block;
+            done.anchored_ms = done.version as i64;
+            metrics.epochs_anchored.inc();
+            Settled::Anchored
+        }
+        Err(LedgerError::Fenced(why)) => {
+            tracing::warn!(
+                epoch = row.epoch_id,
+                instance = %row.instance,
+                %why,
+                "epoch fenced: its partitions were claimed by another sealer; void, its records are sealed again by their owner"
+            );
+            done.status = VOID;
+            metrics.epochs_void.inc();
+            Settled::Void
+        }
+        Err(e) => return Err(e),
+    };
+    crate::run::retry("recording how an epoch was settled", || {
+        store::insert_epoch(clickhouse, &done)
+    })
+    .await;
+    Ok(settled)
+}
+
+/// Takes `partitions` over (steps 1 to 3 above) and returns the claim to seal
+/// them under; None if `stopping` turned true while the ledger was away.
+pub async fn take_over<L: Ledger>(
+    ledger: &L,
+    clickhouse: &clickhouse::Client,
+    metrics: &Metrics,
+    partitions: &[u16],
+    stopping: &(dyn Fn() -> bool + Sync),
+) -> Option<Lease> {
+    settle_pending(ledger, clickhouse, metrics, partitions, None, stopping).await?;
+    let lease = fresh();
+    let mut backoff = Backoff::new();
+    loop {
+        match ledger.claim(partitions, lease).await {
+            Ok(anchor) => {
+                metrics.ledger_claims.inc();
+                tracing::info!(lease = %hex(&lease), ?partitions, block = anchor.block, "partitions claimed on the ledger");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming partitions on the ledger; sealing them waits");
+                if stopping() {
+                    return None;
+                }
+                backoff.wait().await;
+            }
+        }
+    }
+    settle_pending(
+        ledger,
+        clickhouse,
+        metrics,
+        partitions,
+        Some(&lease),
+        stopping,
+    )
+    .await?;
+    Some(lease)
+}
+
+/// Settles every epoch pending on `partitions` except those under `ours`.
+async fn settle_pending<L: Ledger>(
+    ledger: &L,
+    clickhouse: &clickhouse::Client,
+    metrics: &Metrics,
+    partitions: &[u16],
+    ours: Option<&Lease>,
+    stopping: &(dyn Fn() -> bool + Sync),
+) -> Option<()> {
+    let mut backoff = Backoff::new();
+    let rows = loop {
+        match store::pending_epochs_of(clickhouse, partitions).await {
+            Ok(rows) => break rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading pending epochs; retrying");
+                if stopping() {
+                    return None;
+                }
+                backoff.wait().await;
+            }
+        }
+    };
+    for row in rows.iter().filter(|r| Some(&r.lease) != ours) {
+        loop {
+            match settle(ledger, clickhouse, metrics, row).await {
+                Ok(_) => break,
+                Err(LedgerError::Refused(why)) => {
+                    metrics.ledger_refused.inc();
+                    tracing::error!(epoch = row.epoch_id, %why, "the ledger refused this epoch's root; leaving it pending for audit");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(epoch = row.epoch_id, error = %e, "settling an epoch left pending; retrying");
+                    if stopping() {
+                        return None;
+                    }
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(250))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
