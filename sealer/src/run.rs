@@ -126,6 +126,11 @@ pub(crate) struct Shared {
     reassigned: AtomicBool,
     /// The partitions of the last assignment.
     assigned: Mutex<Vec<i32>>,
+    /// The ledger claim this sealer seals its partitions under.
+    lease: Mutex<Lease>,
+    /// Set when that claim was replaced under us: leave the group and join it
+    /// again, which takes the partitions over afresh.
+    retake: AtomicBool,
     /// Bumped on every assignment: the sealing task then reads the ids other
     /// sealers sealed meanwhile.
     pub(crate) assignments: std::sync::atomic::AtomicU64,
@@ -326,6 +331,8 @@ pub async fn run<L: Ledger>(
             ledger.clone(),
             clickhouse.clone(),
             metrics.clone(),
+            (consumer.clone(), args.topic.clone()),
+            shared.clone(),
             anchor_rx,
         ))
     };
@@ -375,6 +382,16 @@ fn consume_loop<L: Ledger>(
             consumer.poll(Duration::from_millis(20))
         };
 
+        if shared.retake.swap(false, Ordering::SeqCst) {
+            // Leaving and joining revokes and assigns again: the assignment
+            // claims anew, and Kafka fetches from the offsets committed for
+            // anchored epochs, at or before the fenced records.
+            consumer.unsubscribe();
+            consumer
+                .subscribe(&[&args.topic])
+                .context("subscribing again")?;
+            open.clear();
+        }
         let revoked: Vec<i32> = std::mem::take(&mut *shared.revoked.lock().expect("lock"));
         if !revoked.is_empty() {
             // Not sealed here: the new owner reads them again from the sealed offsets.
@@ -400,7 +417,10 @@ fn consume_loop<L: Ledger>(
                 match rt.block_on(lease::take_over(
                     ledger, clickhouse, metrics, &assigned, &stopping,
                 )) {
-                    Some(l) => lease = l,
+                    Some(l) => {
+                        lease = l;
+                        *shared.lease.lock().expect("lock") = l;
+                    }
                     None => return Ok(()),
                 }
                 // Records read before the claim are read again after the
@@ -585,15 +605,7 @@ async fn write_sealed(
         .observe(write_started.elapsed().as_secs_f64());
     fault("epoch-written");
 
-    // Kafka's committed offsets only spare a restart some re-reading; the
-    // sealed offsets in ClickHouse are what decides.
-    let mut tpl = TopicPartitionList::new();
-    for r in &sealed.ranges {
-        let _ = tpl.add_partition_offset(&args.topic, r.partition, Offset::Offset(r.last + 1));
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::debug!(error = %e, "committing offsets to Kafka");
-    }
+    // Kafka's offsets are committed once the epoch is anchored (anchor_loop).
     shared.sealed_through(&sealed.ranges);
     shared.finished_one();
 
@@ -812,6 +824,8 @@ async fn anchor_loop<L: Ledger>(
     ledger: Arc<L>,
     clickhouse: clickhouse::Client,
     metrics: Arc<Metrics>,
+    kafka: (Arc<BaseConsumer<Rebalancing>>, String),
+    shared: Arc<Shared>,
     mut incoming: mpsc::UnboundedReceiver<EpochRow>,
 ) {
     let mut pending: BTreeMap<u64, EpochRow> = BTreeMap::new();
@@ -875,8 +889,25 @@ async fn anchor_loop<L: Ledger>(
         let (&id, row) = pending.first_key_value().expect("not empty");
         fault("before-ledger");
         match lease::settle(&*ledger, &clickhouse, &metrics, row).await {
+            Ok(Settled::Anchored) => {
+                commit_offsets(&kafka.0, &kafka.1, row);
+                pending.remove(&id);
+                backoff = Duration::from_millis(250);
+            }
             // settle() records a fenced epoch as void and returns Ok(Void).
-            Ok(Settled::Anchored) | Ok(Settled::Void) | Err(LedgerError::Fenced(_)) => {
+            Ok(Settled::Void) | Err(LedgerError::Fenced(_)) => {
+                if row.lease == *shared.lease.lock().expect("lock") {
+                    // Our own claim was replaced while the group still gives us
+                    // the partitions (a sealer that claimed with a stale
+                    // assignment). Every epoch of ours would be fenced from now
+                    // on: take the partitions over again, from the anchored
+                    // offsets, so the void epochs' records are sealed again.
+                    tracing::warn!(
+                        epoch = id,
+                        "our claim on the ledger was replaced; taking our partitions over again"
+                    );
+                    shared.retake.store(true, Ordering::SeqCst);
+                }
                 pending.remove(&id);
                 backoff = Duration::from_millis(250);
             }
@@ -898,6 +929,20 @@ async fn anchor_loop<L: Ledger>(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Commits an anchored epoch's offsets to Kafka. Only a hint that spares a new
+/// owner some re-reading (the anchored offsets in ClickHouse decide), committed
+/// only once anchored so that it never runs past records a fenced epoch held:
+/// a new assignment then fetches them again.
+fn commit_offsets(consumer: &BaseConsumer<Rebalancing>, topic: &str, row: &EpochRow) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, last) in row.range_partitions.iter().zip(&row.range_last_offsets) {
+        let _ = tpl.add_partition_offset(topic, i32::from(*p), Offset::Offset(*last as i64 + 1));
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "committing offsets to Kafka");
     }
 }
 

@@ -483,6 +483,92 @@ fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
     b.stop();
 }
 
+alloy::sol!(
+    #[sol(rpc)]
+    SealRegistry,
+    "../schemas/ledger/SealRegistry.json"
+);
+
+/// Claims `partitions` on the local stack's SealRegistry with a claim of no
+/// sealer's, as a sealer holding a stale assignment would.
+fn steal_claim(partitions: Vec<u16>) {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::ProviderBuilder;
+    let key = std::fs::read_to_string(state().join("ledger/key")).unwrap();
+    let contract = std::fs::read_to_string(state().join("ledger/contract")).unwrap();
+    let signer: alloy::signers::local::PrivateKeySigner = key.trim().parse().unwrap();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http("http://127.0.0.1:8545".parse().unwrap());
+    let registry = SealRegistry::new(contract.trim().parse().unwrap(), provider);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // The sealer sends from the same account: a nonce it took first is retried.
+        for _ in 0..40 {
+            let sent = registry
+                .claim(partitions.clone(), [0x5a; 16].into())
+                .send()
+                .await;
+            if let Ok(pending) = sent {
+                if pending.get_receipt().await.is_ok_and(|r| r.status()) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not claim partitions on the ledger");
+    });
+}
+
+/// A sealer whose claim is replaced while the group still gives it the
+/// partitions (another sealer claimed them with a stale assignment) sees its
+/// next epochs fenced, takes its partitions over again and seals their records
+/// again: nothing is lost, nothing sealed twice.
+#[test]
+fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
+    let _guard = lock();
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    let sealer = Sealer::start("claim-taken", 19464, None);
+    let (stop, producing) = produce_until(5_000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sealer
+        .metric("sealtrail_sealer_anchored_epochs_total")
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sealer never anchored an epoch"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    steal_claim((0..12).collect());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sealer
+        .metric("sealtrail_sealer_ledger_claims_total")
+        .unwrap_or(0.0)
+        < 2.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sealer never claimed its partitions again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
+    let void = sealer
+        .metric("sealtrail_sealer_void_epochs_total")
+        .unwrap_or(0.0);
+    assert!(
+        void >= 1.0,
+        "no epoch was fenced after the claim was taken: {void}"
+    );
+    assert_sealed_exactly_once(Duration::from_secs(120));
+    sealer.stop();
+}
+
 #[test]
 fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
     let _guard = lock();
