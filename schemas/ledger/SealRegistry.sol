@@ -25,6 +25,8 @@ contract SealRegistry {
     mapping(uint64 => Seal) private seals;
     /// @notice The claim each Kafka partition is leased to (zero: never claimed).
     mapping(uint16 => bytes16) public leaseOf;
+    /// @notice Claims ever made: a claim id is never current again once replaced.
+    mapping(bytes16 => bool) public claimed;
 
     event Sealed(uint64 indexed epochId, bytes32 root, uint64 leafCount);
     event SealerAuthorized(address sealer, bool allowed);
@@ -36,6 +38,7 @@ contract SealRegistry {
     error NoHolder();
     error NoPartitions(uint64 epochId);
     error Fenced(uint64 epochId, uint16 partition, bytes16 leasedTo, bytes16 offered);
+    error ClaimReused(bytes16 holder);
 
     constructor() {
         owner = msg.sender;
@@ -50,9 +53,18 @@ contract SealRegistry {
 
     /// @notice Leases `partitions` to `holder`, a claim id fresh for each assignment.
     /// Epochs sealed under an earlier claim of these partitions can no longer commit.
+    /// A claim id is used once: the same call again is a no-op (a retry), but an id
+    /// used before cannot take partitions back, so a fenced epoch stays fenced.
     function claim(uint16[] calldata partitions, bytes16 holder) external {
         if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
         if (holder == bytes16(0)) revert NoHolder();
+        if (claimed[holder]) {
+            for (uint256 i = 0; i < partitions.length; i++) {
+                if (leaseOf[partitions[i]] != holder) revert ClaimReused(holder);
+            }
+            return;
+        }
+        claimed[holder] = true;
         for (uint256 i = 0; i < partitions.length; i++) {
             leaseOf[partitions[i]] = holder;
         }
@@ -67,18 +79,17 @@ contract SealRegistry {
         if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
         if (root == bytes32(0)) revert EmptyRoot(epochId);
         Seal storage s = seals[epochId];
-        if (s.root != bytes32(0)) {
-            // Before the lease: a sealer that committed, then lost its partitions
-            // before recording it, may always learn the commit stands.
-            if (s.root == root && s.leafCount == leafCount) return;
-            revert RootMismatch(epochId, s.root, root);
-        }
+        // Before the lease: a sealer that committed, then lost its partitions
+        // before recording it, may always learn the commit stands.
+        if (s.root != bytes32(0) && s.root == root && s.leafCount == leafCount) return;
         if (holder == bytes16(0)) revert NoHolder();
         if (partitions.length == 0) revert NoPartitions(epochId);
+        // Before the root: a fenced epoch is fenced, whatever its id collides with.
         for (uint256 i = 0; i < partitions.length; i++) {
             bytes16 leased = leaseOf[partitions[i]];
             if (leased != holder) revert Fenced(epochId, partitions[i], leased, holder);
         }
+        if (s.root != bytes32(0)) revert RootMismatch(epochId, s.root, root);
         seals[epochId] = Seal(root, leafCount, uint64(block.number));
         emit Sealed(epochId, root, leafCount);
     }

@@ -85,9 +85,11 @@ pub async fn sealed_among(
             hex_upper(lease),
         ),
     };
+    // argMax, not FINAL: ClickHouse 18.16 moves WHERE before FINAL.
     let epochs_query = format!(
-        "SELECT epoch_id FROM sealtrail.epochs FINAL \
-         WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) AND {status}"
+        "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
+         argMax(lease, version) AS lease FROM sealtrail.epochs \
+         WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
     );
     let mut sealed = HashSet::new();
     for chunk in events.chunks(LOOKUP_CHUNK) {

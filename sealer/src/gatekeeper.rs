@@ -27,6 +27,8 @@ pub struct Gatekeeper {
     assignments_seen: u64,
     /// When ids sealed by others were last read (Unix seconds).
     ids_read_at: u32,
+    /// The claim of the last window admitted.
+    lease: Option<Lease>,
 }
 
 /// How long a registry refresh may hold up an epoch before the last one is used.
@@ -69,6 +71,7 @@ impl Gatekeeper {
             assignments_seen: shared.assignments.load(Ordering::SeqCst),
             shared,
             ids_read_at: read_at,
+            lease: None,
         }
     }
 
@@ -82,6 +85,13 @@ impl Gatekeeper {
     ) -> Admission {
         let started = Instant::now();
         self.refresh().await;
+        if self.lease != Some(lease) {
+            // A new claim: an epoch of ours under the last one may be fenced
+            // (void), and its ids must be sealable again. The filter still
+            // says "maybe" for them and ClickHouse decides.
+            self.seen.forget_recent();
+            self.lease = Some(lease);
+        }
         let keys = self.keys.clone();
         let (bounds, threads) = (self.args.bounds, self.args.verify_threads);
         let partitions = match self.shared.partitions.load(Ordering::SeqCst) {
@@ -187,7 +197,6 @@ impl Gatekeeper {
                 }
             };
             tracing::info!(ids = fresh, "ids sealed since the last assignment read");
-            self.seen.forget_recent();
             self.assignments_seen = assignments;
             self.ids_read_at = read_at;
         }

@@ -57,7 +57,9 @@ pub async fn settle<L: Ledger>(
         )
         .await;
     let mut done = row.clone();
-    done.version = now_ms() as u64;
+    // Above the row it settles whatever the clocks of the sealers that wrote
+    // them say: a lower version would leave the epoch pending in FINAL.
+    done.version = (now_ms() as u64).max(row.version + 1);
     let settled = match committed {
         Ok(anchor) => {
             metrics

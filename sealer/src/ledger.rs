@@ -250,9 +250,11 @@ impl EvmLedger {
             return Ok(None);
         }
         // The runtime code holds the owner (an immutable), so it differs from
-        // the artifact's: ask for what this version added, the partition leases.
+        // the artifact's: ask for what this version added, claims used once.
         let registry = SealRegistry::new(self.contract, &self.provider);
-        Ok(Some(registry.leaseOf(0).call().await.is_ok()))
+        Ok(Some(
+            registry.claimed(FixedBytes::ZERO).call().await.is_ok(),
+        ))
     }
 }
 
@@ -277,6 +279,9 @@ fn classify(e: alloy::transports::TransportError) -> LedgerError {
         }
         Some(E::EmptyRoot(_)) => LedgerError::Refused("an empty root".into()),
         Some(E::NoHolder(_)) => LedgerError::Refused("a claim of zero".into()),
+        Some(E::ClaimReused(c)) => {
+            LedgerError::Refused(format!("claim {} was used before", c.holder))
+        }
         Some(E::NoPartitions(p)) => {
             LedgerError::Refused(format!("epoch {} names no partition", p.epochId))
         }
@@ -318,7 +323,7 @@ impl EvmLedger {
                 .with_to(self.contract)
                 .with_input(input.clone())
                 .with_nonce(nonce);
-            let pending = match self.provider.send_transaction(tx).await {
+            let pending = match self.provider.send_transaction(tx.clone()).await {
                 Ok(p) => p,
                 Err(e) if e.to_string().contains("nonce too low") => {
                     *self.next_nonce.lock().expect("lock") = Some(nonce + 1);
@@ -335,10 +340,16 @@ impl EvmLedger {
                 LedgerError::Unavailable(e.to_string())
             })?;
             if !receipt.status() {
-                return Err(LedgerError::Refused(format!(
-                    "transaction {} reverted",
-                    receipt.transaction_hash
-                )));
+                // It passed estimation and reverted when mined: something changed
+                // in between (another sealer's claim, say). Asking again names
+                // the contract's error, so a fenced epoch is told from a refused one.
+                return Err(match self.provider.call(tx).await {
+                    Err(e) => classify(e),
+                    Ok(_) => LedgerError::Unavailable(format!(
+                        "transaction {} reverted, and the same call succeeds now",
+                        receipt.transaction_hash
+                    )),
+                });
             }
             return Ok(Anchor {
                 tx: receipt.transaction_hash.to_string(),

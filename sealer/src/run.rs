@@ -128,9 +128,9 @@ pub(crate) struct Shared {
     assigned: Mutex<Vec<i32>>,
     /// The ledger claim this sealer seals its partitions under.
     lease: Mutex<Lease>,
-    /// Set when that claim was replaced under us: leave the group and join it
-    /// again, which takes the partitions over afresh.
-    retake: AtomicBool,
+    /// The claim found replaced under us: leave the group and join it again,
+    /// which takes the partitions over afresh (once per claim).
+    retake: Mutex<Option<Lease>>,
     /// Bumped on every assignment: the sealing task then reads the ids other
     /// sealers sealed meanwhile.
     pub(crate) assignments: std::sync::atomic::AtomicU64,
@@ -382,7 +382,8 @@ fn consume_loop<L: Ledger>(
             consumer.poll(Duration::from_millis(20))
         };
 
-        if shared.retake.swap(false, Ordering::SeqCst) {
+        let replaced = shared.retake.lock().expect("lock").take();
+        if replaced == Some(lease) {
             // Leaving and joining revokes and assigns again: the assignment
             // claims anew, and Kafka fetches from the offsets committed for
             // anchored epochs, at or before the fenced records.
@@ -391,6 +392,9 @@ fn consume_loop<L: Ledger>(
                 .subscribe(&[&args.topic])
                 .context("subscribing again")?;
             open.clear();
+            // No claim until the group assigns again (and no second rejoin
+            // for the same replaced claim meanwhile).
+            lease = [0; 16];
         }
         let revoked: Vec<i32> = std::mem::take(&mut *shared.revoked.lock().expect("lock"));
         if !revoked.is_empty() {
@@ -906,7 +910,7 @@ async fn anchor_loop<L: Ledger>(
                         epoch = id,
                         "our claim on the ledger was replaced; taking our partitions over again"
                     );
-                    shared.retake.store(true, Ordering::SeqCst);
+                    *shared.retake.lock().expect("lock") = Some(row.lease);
                 }
                 pending.remove(&id);
                 backoff = Duration::from_millis(250);

@@ -135,9 +135,10 @@ pub async fn sealed_offsets(
 ) -> clickhouse::error::Result<HashMap<i32, i64>> {
     let rows: Vec<(u16, u64)> = client
         .query(
-            "SELECT p, max(o) FROM (SELECT range_partitions, range_last_offsets \
-             FROM sealtrail.epochs FINAL WHERE status = 'anchored') \
-             ARRAY JOIN range_partitions AS p, range_last_offsets AS o GROUP BY p",
+            "SELECT p, max(o) FROM (SELECT argMax(range_partitions, version) AS ps, \
+             argMax(range_last_offsets, version) AS os FROM sealtrail.epochs GROUP BY epoch_id \
+             HAVING argMax(status, version) = 'anchored') \
+             ARRAY JOIN ps AS p, os AS o GROUP BY p",
         )
         .fetch_all()
         .await?;
@@ -147,6 +148,9 @@ pub async fn sealed_offsets(
         .collect())
 }
 
+// Reads of an epoch's state filter after FINAL: ClickHouse 18.16 moves WHERE
+// conditions to PREWHERE, before FINAL, and would see superseded versions.
+
 /// Epochs in ClickHouse whose root is not yet on the ledger, oldest first.
 pub async fn pending_epochs(
     client: &clickhouse::Client,
@@ -155,6 +159,7 @@ pub async fn pending_epochs(
         .query(
             "SELECT ?fields FROM sealtrail.epochs FINAL WHERE status = 'pending' ORDER BY epoch_id",
         )
+        .with_setting("optimize_move_to_prewhere", "0")
         .fetch_all()
         .await
 }
@@ -169,6 +174,7 @@ pub async fn pending_epochs_of(
             "SELECT ?fields FROM sealtrail.epochs FINAL \
              WHERE status = 'pending' AND hasAny(range_partitions, ?) ORDER BY epoch_id",
         )
+        .with_setting("optimize_move_to_prewhere", "0")
         .bind(partitions)
         .fetch_all()
         .await

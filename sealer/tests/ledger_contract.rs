@@ -221,6 +221,21 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     )
     .await;
 
+    // A claim id is used once: the zombie's cannot take partition 1 back (its
+    // fenced epoch stays fenced), though repeating a claim it holds is a no-op.
+    assert!(matches!(
+        decoded(
+            registry
+                .claim(vec![1], zombie)
+                .call()
+                .await
+                .expect_err("reused claim")
+        ),
+        SealRegistry::SealRegistryErrors::ClaimReused(_)
+    ));
+    mined(registry.claim(vec![2], zombie).send().await).await;
+    assert_eq!(registry.leaseOf(1).call().await.expect("leaseOf"), owner);
+
     // No claim of zero, and no commit without partitions.
     let zero = FixedBytes::ZERO;
     assert!(matches!(

@@ -295,7 +295,8 @@ fn assert_sealed_exactly_once(within: Duration) {
     loop {
         let topic = on_topic();
         let row = clickhouse(
-            "SELECT sum(leaf_count + dlq_count), countIf(status = 'pending') FROM sealtrail.epochs FINAL WHERE status != 'void' FORMAT TSV",
+            "SELECT sum(n), countIf(s = 'pending') FROM (SELECT argMax(leaf_count + dlq_count, version) AS n, \
+             argMax(status, version) AS s FROM sealtrail.epochs GROUP BY epoch_id) WHERE s != 'void' FORMAT TSV",
         );
         let mut cols = row.split('\t').map(|c| c.parse::<i64>().unwrap_or(-1));
         let (sealed, pending) = (cols.next().unwrap_or(-1), cols.next().unwrap_or(-1));
@@ -473,7 +474,8 @@ fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
     );
     assert_sealed_exactly_once(Duration::from_secs(120));
     let recorded = clickhouse(&format!(
-        "SELECT count() FROM sealtrail.epochs FINAL WHERE status = 'void' AND instance = '{zombie}'"
+        "SELECT count() FROM (SELECT argMax(status, version) AS s FROM sealtrail.epochs \
+         WHERE instance = '{zombie}' GROUP BY epoch_id) WHERE s = 'void'"
     ));
     assert!(
         recorded.parse::<u32>().unwrap_or(0) >= 1,
@@ -859,7 +861,8 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
         .collect();
     let sealed = clickhouse(&format!(
         "SELECT count() FROM sealtrail.scan_events WHERE event_id IN ({}) \
-         AND epoch_id IN (SELECT epoch_id FROM sealtrail.epochs FINAL WHERE status != 'void')",
+         AND epoch_id IN (SELECT epoch_id FROM sealtrail.epochs GROUP BY epoch_id \
+                          HAVING argMax(status, version) != 'void')",
         ids.join(",")
     ));
     assert_eq!(
