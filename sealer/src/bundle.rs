@@ -98,6 +98,8 @@ impl Bundle {
             epoch_root: d.root,
             device_key: Some(d.device_key),
             ledger,
+            // A bundle carries the payload alone: nothing beside it to compare.
+            columns: None,
         }
     }
 }

@@ -115,6 +115,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/", get(index))
         .route("/items/{id}", get(item_page))
+        // The page decodes each step's record itself, with the published schema.
+        .route("/scan_event.avsc", get(schema))
         .route("/v1/items/{id}/trail", get(item_trail))
         .route("/v1/events/{id}/proof", get(event_proof))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -195,6 +197,14 @@ async fn item_page() -> Response {
     html(ITEM_HTML)
 }
 
+async fn schema() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        schemas::avro::SCHEMA_JSON,
+    )
+        .into_response()
+}
+
 impl Api {
     fn observe(&self, route: &str, started: Instant, r: &Response) {
         self.requests
@@ -208,18 +218,25 @@ impl Api {
     async fn step_json(&self, row: &StepRow) -> anyhow::Result<Value> {
         let verdict = self.verifier.lock().await.check(row).await?;
         let seal = self.verifier.lock().await.ledger_seal(row.epoch_id).await?;
+        // Every field shown is the signed payload's (null if it does not
+        // decode), never the store's columns: only the payload is proven.
+        let e = verdict.event.as_ref();
+        let device_public_key = match e {
+            Some(e) => self.device_key_hex(&e.device_id, row.epoch_id).await?,
+            None => None,
+        };
         Ok(json!({
             "event_id": row.event_id,
-            "event_time": schemas::time::format_rfc3339(row.event_time_ms, &row.event_timezone_offset),
-            "event_time_ms": row.event_time_ms,
-            "biz_step": row.biz_step,
-            "disposition": row.disposition,
-            "read_point": row.read_point,
-            "biz_location": row.biz_location,
-            "country": row.country,
-            "device_id": row.device_id,
-            "device_public_key": self.device_key_hex(&row.device_id, row.epoch_id).await?,
-            "temperature_c": row.temperature_c,
+            "event_time": e.map(|e| schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset)),
+            "event_time_ms": e.map(|e| e.event_time),
+            "biz_step": e.map(|e| e.biz_step.as_str()),
+            "disposition": e.map(|e| e.disposition.as_str()),
+            "read_point": e.map(|e| e.read_point.as_str()),
+            "biz_location": e.map(|e| e.biz_location.as_str()),
+            "country": e.map(|e| e.country.as_str()),
+            "device_id": e.map(|e| e.device_id.as_str()),
+            "device_public_key": device_public_key,
+            "temperature_c": e.and_then(|e| e.temperature_c),
             "payload": hex::encode(&row.payload),
             "leaf_hash": hex::encode(row.leaf_hash),
             "leaf_index": row.leaf_index,

@@ -22,19 +22,27 @@ use sealer::verify::{self, Check, Evidence, Failure, KeyRetired, LedgerSeal, Ver
 use crate::ledger::{EvmLedger, Ledger, LedgerArgs};
 use crate::store::ANCHORED;
 
-/// One sealed event with its epoch, as every reader needs it.
+/// One sealed event with its epoch, as every reader needs it. The columns
+/// beside the payload are only compared with it (`columns`), never shown.
 #[derive(Row, Deserialize, Debug, Clone)]
 pub struct StepRow {
     pub event_id: String,
+    pub item_id: String,
+    pub item_ids: Vec<String>,
+    pub event_time: u32,
     pub event_time_ms: i64,
     pub event_timezone_offset: String,
+    pub action: String,
     pub biz_step: String,
     pub disposition: String,
     pub read_point: String,
     pub biz_location: String,
     pub country: String,
-    pub device_id: String,
+    pub biz_transaction_types: Vec<String>,
+    pub biz_transaction_ids: Vec<String>,
     pub temperature_c: Option<f32>,
+    pub relative_humidity_pct: Option<f32>,
+    pub device_id: String,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub leaf_hash: Hash,
@@ -48,9 +56,44 @@ pub struct StepRow {
     pub ledger_block: u64,
 }
 
+impl StepRow {
+    /// The columns, for comparison with the payload.
+    pub fn columns(&self) -> verify::Columns<'_> {
+        verify::Columns {
+            item_id: &self.item_id,
+            item_ids: &self.item_ids,
+            event_time: self.event_time,
+            event_time_ms: self.event_time_ms,
+            event_timezone_offset: &self.event_timezone_offset,
+            action: &self.action,
+            biz_step: &self.biz_step,
+            disposition: &self.disposition,
+            read_point: &self.read_point,
+            biz_location: &self.biz_location,
+            country: &self.country,
+            biz_transaction_types: &self.biz_transaction_types,
+            biz_transaction_ids: &self.biz_transaction_ids,
+            temperature_c: self.temperature_c,
+            relative_humidity_pct: self.relative_humidity_pct,
+            device_id: &self.device_id,
+        }
+    }
+
+    /// The device the payload names (the column's only if it does not decode,
+    /// and then the payload check fails anyway).
+    pub fn signer(&self) -> String {
+        schemas::avro::decode_datum(&self.payload)
+            .map(|e| e.device_id)
+            .unwrap_or_else(|_| self.device_id.clone())
+    }
+}
+
 const STEP_QUERY: &str = "\
-SELECT event_id, event_time_ms, event_timezone_offset, biz_step, disposition,
-       read_point, biz_location, country, device_id, temperature_c, payload, leaf_hash,
+SELECT event_id, item_id, item_ids, event_time, event_time_ms, event_timezone_offset,
+       toString(action) AS action, toString(biz_step) AS biz_step,
+       toString(disposition) AS disposition, read_point, biz_location, country,
+       arrayMap(t -> toString(t), biz_transaction_types) AS biz_transaction_types,
+       biz_transaction_ids, temperature_c, relative_humidity_pct, device_id, payload, leaf_hash,
        epoch_id, leaf_index, proof, epoch_root, epoch_size, epoch_status, ledger_tx, ledger_block
 FROM sealtrail.scan_events
 ANY INNER JOIN
@@ -206,11 +249,12 @@ impl Verifier {
     }
 
     pub async fn check(&mut self, row: &StepRow) -> anyhow::Result<Verdict> {
-        let device_key = self.device_key(&row.device_id, row.epoch_id).await?;
+        // The signer is the device the payload names, not the column's.
+        let device_id = row.signer();
+        let device_key = self.device_key(&device_id, row.epoch_id).await?;
         let ledger = self.ledger_seal(row.epoch_id).await?;
-        let key_retired = device_key.and_then(|_| {
-            KeyRetired::after(&self.devices, &row.device_id, sealed_at_ms(row.epoch_id))
-        });
+        let key_retired = device_key
+            .and_then(|_| KeyRetired::after(&self.devices, &device_id, sealed_at_ms(row.epoch_id)));
         let mut verdict = verify::check(&Evidence {
             event_id: &row.event_id,
             payload: &row.payload,
@@ -222,6 +266,7 @@ impl Verifier {
             epoch_root: row.epoch_root,
             device_key,
             ledger,
+            columns: Some(row.columns()),
         });
         verdict.key_retired = key_retired;
         Ok(verdict)
@@ -244,7 +289,7 @@ impl Verifier {
             }
         };
         let key = self
-            .device_key(&row.device_id, row.epoch_id)
+            .device_key(&row.signer(), row.epoch_id)
             .await?
             .unwrap_or([0; 32]);
         Ok(Some(Bundle {
@@ -257,7 +302,7 @@ impl Verifier {
             proof: row.proof.iter().map(hex::encode).collect(),
             root: hex::encode(row.epoch_root),
             epoch_id: row.epoch_id,
-            device_id: row.device_id.clone(),
+            device_id: row.signer(),
             device_public_key: hex::encode(key),
             chain_id,
             contract: self.ledger.address().to_string(),
@@ -470,14 +515,21 @@ pub async fn trail_command(
             }
         };
         epochs.insert(row.epoch_id);
-        println!(
-            "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
-            schemas::time::format_rfc3339(row.event_time_ms, &row.event_timezone_offset),
-            row.biz_step,
-            row.biz_location,
-            row.country,
-            row.device_id,
-        );
+        // What the device signed, never the store's columns.
+        match &verdict.event {
+            Some(e) => println!(
+                "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
+                schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset),
+                e.biz_step.as_str(),
+                e.biz_location,
+                e.country,
+                e.device_id,
+            ),
+            None => println!(
+                "{:<29}  event {} (its payload does not decode) {mark}",
+                "-", row.event_id
+            ),
+        }
     }
     println!(
         "{verified} of {} steps verified against the ledger ({} epochs, contract {})",

@@ -5,7 +5,12 @@
 //!
 //! Order: the payload is the leaf (its hash is the stored one and it decodes to
 //! the event asked for), the device signed it, the proof leads from the leaf to
-//! the epoch's root, and that root is the one on the ledger.
+//! the epoch's root, that root is the one on the ledger, and the columns the store
+//! keeps beside the payload (for analysts' SQL) say what the payload says.
+//!
+//! Readers show the decoded payload, never the columns: only the payload is
+//! covered by the signature and the proof. A column altered in the store, or a
+//! row copied under another item, is flagged (`ColumnsAltered`), not shown.
 //!
 //! A key revoked or replaced after the epoch was sealed still verifies what it
 //! signed before; the verdict says so beside the step (`KeyRetired`).
@@ -24,6 +29,7 @@ pub enum Failure {
     BadProof,
     RootDiffersFromLedger,
     NotAnchored,
+    ColumnsAltered,
 }
 
 impl Failure {
@@ -37,6 +43,7 @@ impl Failure {
             Failure::BadProof => 6,
             Failure::RootDiffersFromLedger => 7,
             Failure::NotAnchored => 8,
+            Failure::ColumnsAltered => 9,
         }
     }
 
@@ -49,6 +56,7 @@ impl Failure {
             Failure::BadProof => "bad_proof",
             Failure::RootDiffersFromLedger => "root_differs_from_ledger",
             Failure::NotAnchored => "not_anchored",
+            Failure::ColumnsAltered => "columns_altered",
         }
     }
 
@@ -60,6 +68,7 @@ impl Failure {
             Failure::BadProof => "bad proof",
             Failure::RootDiffersFromLedger => "root differs from the ledger",
             Failure::NotAnchored => "not yet anchored",
+            Failure::ColumnsAltered => "the store's columns differ from the signed payload",
         }
     }
 }
@@ -92,6 +101,81 @@ pub struct Evidence<'a> {
     pub device_key: Option<[u8; 32]>,
     /// None when the ledger has no root for the epoch.
     pub ledger: Option<LedgerSeal>,
+    /// The store's columns beside the payload; None for a bundle (it has none).
+    pub columns: Option<Columns<'a>>,
+}
+
+/// The columns `sealtrail.scan_events` keeps beside the payload, for analysts'
+/// SQL. Anyone who can write to the store can change them; the proof covers
+/// only the payload, so they are compared with it and never shown.
+#[derive(Debug, Clone, Default)]
+pub struct Columns<'a> {
+    /// The item the row is filed under: the payload must list it.
+    pub item_id: &'a str,
+    pub item_ids: &'a [String],
+    /// Seconds since the Unix epoch.
+    pub event_time: u32,
+    pub event_time_ms: i64,
+    pub event_timezone_offset: &'a str,
+    pub action: &'a str,
+    pub biz_step: &'a str,
+    pub disposition: &'a str,
+    pub read_point: &'a str,
+    pub biz_location: &'a str,
+    pub country: &'a str,
+    pub biz_transaction_types: &'a [String],
+    pub biz_transaction_ids: &'a [String],
+    pub temperature_c: Option<f32>,
+    pub relative_humidity_pct: Option<f32>,
+    pub device_id: &'a str,
+}
+
+/// The columns that do not say what the payload says, by name.
+pub fn altered_columns(c: &Columns, e: &ScanEvent) -> Vec<&'static str> {
+    let same_f32 = |a: Option<f32>, b: Option<f32>| a.map(f32::to_bits) == b.map(f32::to_bits);
+    let seconds = e.event_time.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32;
+    let types: Vec<&str> = e.biz_transactions.iter().map(|t| t.kind.as_str()).collect();
+    let ids: Vec<&str> = e.biz_transactions.iter().map(|t| t.id.as_str()).collect();
+    [
+        ("item_id", e.item_ids.iter().any(|i| i == c.item_id)),
+        ("item_ids", c.item_ids == e.item_ids.as_slice()),
+        ("event_time", c.event_time == seconds),
+        ("event_time_ms", c.event_time_ms == e.event_time),
+        (
+            "event_timezone_offset",
+            c.event_timezone_offset == e.event_timezone_offset,
+        ),
+        ("action", c.action == e.action.as_str()),
+        ("biz_step", c.biz_step == e.biz_step.as_str()),
+        ("disposition", c.disposition == e.disposition.as_str()),
+        ("read_point", c.read_point == e.read_point),
+        ("biz_location", c.biz_location == e.biz_location),
+        ("country", c.country == e.country),
+        (
+            "biz_transaction_types",
+            c.biz_transaction_types
+                .iter()
+                .map(String::as_str)
+                .eq(types.iter().copied()),
+        ),
+        (
+            "biz_transaction_ids",
+            c.biz_transaction_ids
+                .iter()
+                .map(String::as_str)
+                .eq(ids.iter().copied()),
+        ),
+        ("temperature_c", same_f32(c.temperature_c, e.temperature_c)),
+        (
+            "relative_humidity_pct",
+            same_f32(c.relative_humidity_pct, e.relative_humidity_pct),
+        ),
+        ("device_id", c.device_id == e.device_id),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// The device key a step was checked with, valid when its epoch was sealed,
@@ -313,6 +397,28 @@ pub fn check(e: &Evidence) -> Verdict {
         Some(_) if !ledger_ok => fail(Failure::RootDiffersFromLedger, &mut failure),
         Some(_) => {}
     }
+
+    // 5. The store's columns say what the payload says.
+    if let (Some(c), Some(ev)) = (&e.columns, &event) {
+        let altered = altered_columns(c, ev);
+        if !altered.is_empty() {
+            fail(Failure::ColumnsAltered, &mut failure);
+        }
+        checks.push(Check {
+            name: "columns",
+            ok: altered.is_empty(),
+            detail: if altered.is_empty() {
+                "the store's columns match the signed payload".into()
+            } else if altered == ["item_id"] {
+                format!(
+                    "item_id: filed under item {}, which the signed payload does not list",
+                    c.item_id
+                )
+            } else {
+                format!("differ from the signed payload: {}", altered.join(", "))
+            },
+        });
+    }
     Verdict {
         checks,
         failure,
@@ -386,6 +492,7 @@ mod tests {
                 block: 10,
                 confirmations: 3,
             }),
+            columns: None,
         }
     }
 
@@ -531,11 +638,121 @@ mod tests {
             BadProof,
             RootDiffersFromLedger,
             NotAnchored,
+            ColumnsAltered,
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|f| f.exit_code()).collect();
         let reasons: std::collections::HashSet<_> = all.iter().map(|f| f.reason()).collect();
         assert_eq!(codes.len(), all.len());
         assert_eq!(reasons.len(), all.len());
         assert!(all.iter().all(|f| f.exit_code() > 2));
+    }
+
+    /// The columns the sealer writes for an event, owned.
+    struct Owned {
+        item_ids: Vec<String>,
+        types: Vec<String>,
+        ids: Vec<String>,
+        e: ScanEvent,
+    }
+
+    impl Owned {
+        fn of(payload: &[u8]) -> Owned {
+            let e = avro::decode_datum(payload).unwrap();
+            Owned {
+                item_ids: e.item_ids.clone(),
+                types: e
+                    .biz_transactions
+                    .iter()
+                    .map(|t| t.kind.as_str().to_string())
+                    .collect(),
+                ids: e.biz_transactions.iter().map(|t| t.id.clone()).collect(),
+                e,
+            }
+        }
+
+        fn columns(&self) -> Columns<'_> {
+            Columns {
+                item_id: &self.e.item_ids[0],
+                item_ids: &self.item_ids,
+                event_time: (self.e.event_time / 1000) as u32,
+                event_time_ms: self.e.event_time,
+                event_timezone_offset: &self.e.event_timezone_offset,
+                action: self.e.action.as_str(),
+                biz_step: self.e.biz_step.as_str(),
+                disposition: self.e.disposition.as_str(),
+                read_point: &self.e.read_point,
+                biz_location: &self.e.biz_location,
+                country: &self.e.country,
+                biz_transaction_types: &self.types,
+                biz_transaction_ids: &self.ids,
+                temperature_c: self.e.temperature_c,
+                relative_humidity_pct: self.e.relative_humidity_pct,
+                device_id: &self.e.device_id,
+            }
+        }
+    }
+
+    #[test]
+    fn each_altered_column_is_named_and_fails_the_step() {
+        let f = fixture();
+        let owned = Owned::of(&f.payloads[2]);
+        let proof = f.tree.proof(2);
+        let mut ev = evidence(&f, 2, &proof);
+        ev.event_id = "00000000-0000-4000-8000-000000000002";
+        ev.columns = Some(owned.columns());
+        let v = check(&ev);
+        assert_eq!(v.failure, None, "{:?}", v.checks);
+        assert!(v.checks.iter().any(|c| c.name == "columns" && c.ok));
+
+        let other_items = vec!["urn:epc:id:sgtin:0614141.107346.9".to_string()];
+        type Alter = Box<dyn Fn(&mut Columns)>;
+        let alterations: Vec<(&str, Alter)> = vec![
+            (
+                "item_id",
+                Box::new(|c| c.item_id = "urn:epc:id:sgtin:0614141.107346.9"),
+            ),
+            ("event_time_ms", Box::new(|c| c.event_time_ms += 1)),
+            ("event_time", Box::new(|c| c.event_time += 1)),
+            (
+                "event_timezone_offset",
+                Box::new(|c| c.event_timezone_offset = "+01:00"),
+            ),
+            ("biz_step", Box::new(|c| c.biz_step = "shipping")),
+            ("disposition", Box::new(|c| c.disposition = "damaged")),
+            (
+                "read_point",
+                Box::new(|c| c.read_point = "urn:epc:id:sgln:0.0.0"),
+            ),
+            (
+                "biz_location",
+                Box::new(|c| c.biz_location = "urn:epc:id:sgln:0.0.0"),
+            ),
+            ("country", Box::new(|c| c.country = "FR")),
+            ("temperature_c", Box::new(|c| c.temperature_c = Some(4.0))),
+            ("device_id", Box::new(|c| c.device_id = "dock-2")),
+        ];
+        for (name, alter) in alterations {
+            let mut c = owned.columns();
+            alter(&mut c);
+            assert_eq!(altered_columns(&c, &owned.e), vec![name]);
+            ev.columns = Some(c);
+            let v = check(&ev);
+            assert_eq!(v.failure, Some(Failure::ColumnsAltered), "{name}");
+            let shown = v.checks.iter().find(|c| c.name == "columns").unwrap();
+            assert!(
+                !shown.ok && shown.detail.contains(name.trim_end_matches("_ms")),
+                "{name}: {}",
+                shown.detail
+            );
+        }
+        let mut c = owned.columns();
+        c.item_ids = &other_items;
+        assert_eq!(altered_columns(&c, &owned.e), vec!["item_ids"]);
+        // A proof failure comes first: the columns only matter for a sound leaf.
+        let mut c = owned.columns();
+        c.country = "FR";
+        ev.columns = Some(c);
+        ev.leaf_index = 3;
+        assert_eq!(check(&ev).failure, Some(Failure::BadProof));
     }
 }

@@ -307,6 +307,15 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         hex::encode(key.verifying_key().to_bytes())
     ));
     let (item, events) = journey(run_id, &device, &key);
+    // A genuine event of another item, to be filed under this one (1b).
+    let stranger = {
+        let (_, others) = journey(run_id + 1, &device, &key);
+        let mut e = others[9].clone();
+        e.event_time = events[9].event_time + 60_000;
+        e.signature.clear();
+        signature::sign(&mut e, &key);
+        e
+    };
 
     // Seal in three groups, so the steps span separate epochs.
     {
@@ -327,6 +336,8 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
             produce(group);
             wait_anchored(group);
         }
+        produce(std::slice::from_ref(&stranger));
+        wait_anchored(std::slice::from_ref(&stranger));
     }
     let epoch_of = |i: usize| {
         clickhouse(&format!(
@@ -452,6 +463,140 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         check_bundle(&forged).status.code(),
         Some(0),
         "another root in a bundle"
+    );
+
+    // 1b. The store's columns changed, and another item's genuine event filed
+    // under this item: every reader shows what was signed and flags exactly
+    // those steps; the audit names each column.
+    let mut columns_restore = Restore(Vec::new());
+    let changes = [
+        (0, "country = 'XX'"),
+        (2, "biz_location = 'urn:epc:id:sgln:0000000.elsewhere.0'"),
+        (3, "event_time = event_time + 3600"),
+        (4, "biz_step = 'storing'"),
+        (6, "device_id = 'another-device'"),
+    ];
+    for (i, set) in changes {
+        let id = &events[i].event_id;
+        let column = set.split(' ').next().unwrap();
+        let back = if column == "event_time" {
+            "event_time = event_time - 3600".to_string()
+        } else {
+            let original = clickhouse(&format!(
+                "SELECT toString({column}) FROM sealtrail.scan_events WHERE event_id = '{id}'"
+            ));
+            format!("{column} = '{original}'")
+        };
+        columns_restore.0.push(format!(
+            "ALTER TABLE sealtrail.scan_events UPDATE {back} WHERE event_id = '{id}'"
+        ));
+        mutate(&format!(
+            "ALTER TABLE sealtrail.scan_events UPDATE {set} WHERE event_id = '{id}'"
+        ));
+    }
+    let columns = clickhouse(
+        "SELECT arrayStringConcat(groupArray(name), ',') FROM system.columns \
+         WHERE database = 'sealtrail' AND table = 'scan_events' AND default_kind = ''",
+    );
+    let select: Vec<String> = columns
+        .split(',')
+        .map(|c| match c {
+            "item_id" => format!("'{item}'"),
+            c => c.to_string(),
+        })
+        .collect();
+    clickhouse(&format!(
+        "INSERT INTO sealtrail.scan_events ({columns}) SELECT {} FROM sealtrail.scan_events \
+         WHERE event_id = '{}' AND item_id != '{item}'",
+        select.join(","),
+        stranger.event_id
+    ));
+    columns_restore.0.insert(
+        0,
+        format!(
+            "ALTER TABLE sealtrail.scan_events DELETE WHERE event_id = '{}' AND item_id = '{item}'",
+            stranger.event_id
+        ),
+    );
+    let flagged = [0usize, 2, 3, 4, 6];
+    for (i, e) in events.iter().enumerate() {
+        let want = if flagged.contains(&i) { 9 } else { 0 };
+        assert_eq!(verify_code(&e.event_id), want, "verify of step {i}");
+    }
+    let trail = run(&["trail", &item]);
+    let text = String::from_utf8_lossy(&trail.stdout).to_string();
+    assert_eq!(trail.status.code(), Some(9), "{text}");
+    let lines: Vec<&str> = text.lines().skip(1).take(11).collect();
+    let marked: Vec<usize> = (0..11).filter(|&i| lines[i].contains('✗')).collect();
+    assert_eq!(marked, vec![0, 2, 3, 4, 6, 10], "{text}");
+    assert!(
+        lines[0].contains(" VN ") && !text.contains(" XX ") && !text.contains("another-device"),
+        "the trail shows what was signed, not the columns: {text}"
+    );
+    let (status, body, _) = api(&format!("/v1/items/{}/trail", enc(&item)));
+    assert_eq!(status, 200, "{body}");
+    let steps = body["steps"].as_array().unwrap();
+    let failed: Vec<(String, String)> = steps
+        .iter()
+        .filter(|s| s["verified"] != true)
+        .map(|s| {
+            (
+                s["event_id"].as_str().unwrap().to_string(),
+                s["failure"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(String, String)> = flagged
+        .iter()
+        .map(|&i| (events[i].event_id.clone(), "columns_altered".to_string()))
+        .collect();
+    expected.push((stranger.event_id.clone(), "columns_altered".into()));
+    assert_eq!(failed, expected, "{body}");
+    let shown = |i: usize, field: &str| {
+        steps
+            .iter()
+            .find(|s| s["event_id"] == events[i].event_id.as_str())
+            .unwrap()[field]
+            .clone()
+    };
+    assert_eq!(shown(0, "country"), "VN");
+    assert_eq!(shown(4, "biz_step"), "arriving");
+    assert_eq!(shown(6, "device_id"), device.as_str());
+    let p = page(&item);
+    let on_page: Vec<String> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "fail")
+        .map(|s| s["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut want: Vec<String> = flagged
+        .iter()
+        .map(|&i| events[i].event_id.clone())
+        .collect();
+    want.push(stranger.event_id.clone());
+    assert_eq!(on_page, want, "{p}");
+    let audit = run(&["audit"]);
+    let report = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert_ne!(audit.status.code(), Some(0), "{report}");
+    for column in [
+        "country",
+        "biz_location",
+        "event_time",
+        "biz_step",
+        "device_id",
+        "item_id",
+    ] {
+        assert!(
+            report.contains(&format!(": {column} differ from its payload")),
+            "the audit names {column}: {report}"
+        );
+    }
+    drop(columns_restore);
+    assert_eq!(
+        failed_in_api(&item, &events),
+        vec![],
+        "restored rows verify again"
     );
 
     // 2. One payload byte altered: the page marks that one step, and only it.
