@@ -88,7 +88,11 @@ pub struct LedgerArgs {
         global = true
     )]
     pub ledger_rpc: String,
+    /// The chain the ledger must be (its chain id): a verifier refuses another.
+    #[arg(long, env = "SEALTRAIL_LEDGER_CHAIN_ID", global = true)]
+    pub ledger_chain_id: Option<u64>,
     /// SealRegistry address; when not given, read from --ledger-contract-file.
+    /// The only contract a verifier trusts: a bundle naming another is refused.
     #[arg(long, env = "SEALTRAIL_LEDGER_CONTRACT", global = true)]
     pub ledger_contract: Option<String>,
     /// File holding the SealRegistry address (written by `sealer ledger deploy`).

@@ -410,19 +410,33 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
     let b: Bundle = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a proof bundle", path.display()))?;
     let decoded = b.decode()?;
-    let contract = b.contract.parse().map_err(|_| bundle::BundleError {
-        field: "contract".into(),
-        problem: format!("'{}' is not an address", b.contract),
-    })?;
-    let chain = ledger.reader_at(contract)?;
+    let named: alloy::primitives::Address =
+        b.contract.parse().map_err(|_| bundle::BundleError {
+            field: "contract".into(),
+            problem: format!("'{}' is not an address", b.contract),
+        })?;
+    // The anchors come from this verifier's configuration, never from the
+    // bundle: anyone can deploy a SealRegistry and commit their own roots.
+    let trusted = ledger.contract_address().context(
+        "which SealRegistry to trust: give --ledger-contract (or SEALTRAIL_LEDGER_CONTRACT, or the contract file)",
+    )?;
+    let chain = ledger.reader_at(trusted)?;
     let chain_id = chain.chain_id().await.context("reading the chain id")?;
-    if chain_id != b.chain_id {
-        anyhow::bail!(
-            "the bundle is for chain {}, but {} is chain {chain_id}: point --ledger-rpc at chain {}",
-            b.chain_id,
-            ledger.ledger_rpc,
-            b.chain_id
+    if let Some(want) = ledger.ledger_chain_id {
+        if chain_id != want {
+            anyhow::bail!(
+                "--ledger-rpc {} is chain {chain_id}, not the trusted chain {want}",
+                ledger.ledger_rpc
+            );
+        }
+    }
+    if named != trusted || b.chain_id != chain_id {
+        println!(
+            "✗ anchor     the bundle names SealRegistry {} on chain {}; this verifier trusts {trusted} on chain {chain_id}",
+            b.contract, b.chain_id
         );
+        println!("FAILED: {}", Failure::UntrustedAnchor.message());
+        return Ok(Failure::UntrustedAnchor.exit_code());
     }
     println!(
         "  bundle     event {} in epoch {}, chain {chain_id}, SealRegistry {}",

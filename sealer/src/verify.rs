@@ -30,6 +30,8 @@ pub enum Failure {
     RootDiffersFromLedger,
     NotAnchored,
     ColumnsAltered,
+    /// A bundle names a chain or contract this verifier was not configured to trust.
+    UntrustedAnchor,
 }
 
 impl Failure {
@@ -44,6 +46,7 @@ impl Failure {
             Failure::RootDiffersFromLedger => 7,
             Failure::NotAnchored => 8,
             Failure::ColumnsAltered => 9,
+            Failure::UntrustedAnchor => 10,
         }
     }
 
@@ -57,6 +60,7 @@ impl Failure {
             Failure::RootDiffersFromLedger => "root_differs_from_ledger",
             Failure::NotAnchored => "not_anchored",
             Failure::ColumnsAltered => "columns_altered",
+            Failure::UntrustedAnchor => "untrusted_anchor",
         }
     }
 
@@ -69,6 +73,7 @@ impl Failure {
             Failure::RootDiffersFromLedger => "root differs from the ledger",
             Failure::NotAnchored => "not yet anchored",
             Failure::ColumnsAltered => "the store's columns differ from the signed payload",
+            Failure::UntrustedAnchor => "the bundle names a ledger this verifier does not trust",
         }
     }
 }
@@ -639,6 +644,7 @@ mod tests {
             RootDiffersFromLedger,
             NotAnchored,
             ColumnsAltered,
+            UntrustedAnchor,
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|f| f.exit_code()).collect();
         let reasons: std::collections::HashSet<_> = all.iter().map(|f| f.reason()).collect();

@@ -388,6 +388,29 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         (status, body["reason"].as_str()),
         (404, Some("unknown_item"))
     );
+    // Every answer, page or API, carries the security headers; the page's CSP
+    // allows only its own inline script by hash (the page checks above ran
+    // under it, so it does not block them).
+    for path in [
+        "/",
+        &format!("/items/{}", enc(&item)),
+        "/v1/events/nope/proof",
+        "/healthz",
+    ] {
+        let (_, _, head) = api(path);
+        for h in [
+            "content-security-policy: default-src 'none'; script-src 'sha256-",
+            "frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+            "x-frame-options: deny",
+        ] {
+            assert!(
+                head.to_lowercase().contains(&h.to_lowercase()),
+                "{path} lacks {h}: {head}"
+            );
+        }
+    }
     let (status, body, _) = api("/v1/events/nope/proof");
     assert_eq!(
         (status, body["reason"].as_str()),
@@ -441,6 +464,24 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    // A bundle naming another contract, or another chain, is refused by its own
+    // code: a verifier trusts only the anchors it is configured with.
+    let mut foreign = bundle.clone();
+    foreign["contract"] = Value::String("0x000000000000000000000000000000000000dEaD".into());
+    let out = check_bundle(&foreign);
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut foreign = bundle.clone();
+    foreign["chain_id"] = Value::from(1u64);
+    assert_eq!(
+        check_bundle(&foreign).status.code(),
+        Some(10),
+        "a bundle for another chain"
     );
     let mut forged = bundle.clone();
     let payload = forged["payload"].as_str().unwrap().to_string();
