@@ -43,8 +43,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_clickhouse_password: String,
-    /// Ledger JSON-RPC URL the page's browser reads roots from itself
-    /// (default: --ledger-rpc).
+    /// Ledger JSON-RPC URL the page's browser reads roots from itself. Without
+    /// it the page says it could not check the ledger: the private --ledger-rpc
+    /// is never published.
     #[arg(long, env = "SEALTRAIL_PUBLIC_LEDGER_RPC")]
     pub public_ledger_rpc: Option<String>,
     /// Longest a request may take, in milliseconds.
@@ -57,7 +58,7 @@ struct Api {
     verifier: Mutex<Verifier>,
     chain_id: u64,
     contract: String,
-    public_rpc: String,
+    public_rpc: Option<String>,
     timeout: Duration,
     registry: Registry,
     requests: IntCounterVec,
@@ -101,7 +102,12 @@ pub async fn serve(
     let public_rpc = args
         .public_ledger_rpc
         .clone()
-        .unwrap_or_else(|| ledger.ledger_rpc.clone());
+        .filter(|url| !url.trim().is_empty());
+    if public_rpc.is_none() {
+        tracing::warn!(
+            "no --public-ledger-rpc: item pages cannot check the ledger themselves and say so"
+        );
+    }
     let api = Arc::new(Api {
         verifier: Mutex::new(Verifier::new(client.clone(), reader)),
         client,
@@ -130,7 +136,7 @@ pub async fn serve(
             )
         })
         .layer(axum::middleware::map_response_with_state(
-            Arc::new(security_headers(&public_rpc)),
+            Arc::new(security_headers(public_rpc.as_deref())),
             add_security_headers,
         ))
         .with_state(api);
@@ -147,7 +153,7 @@ pub async fn serve(
 /// Headers every answer carries. The pages' only script and style are their own
 /// inline blocks, allowed by hash; the page may talk to this server and to the
 /// chain's public RPC, nothing else; no framing, no referrer, no sniffing.
-fn security_headers(public_rpc: &str) -> Vec<(header::HeaderName, HeaderValue)> {
+fn security_headers(public_rpc: Option<&str>) -> Vec<(header::HeaderName, HeaderValue)> {
     use base64::Engine;
     let hashes = |tag: &str| -> String {
         [INDEX_HTML, ITEM_HTML]
@@ -166,8 +172,7 @@ fn security_headers(public_rpc: &str) -> Vec<(header::HeaderName, HeaderValue)> 
             .join(" ")
     };
     let rpc_origin = public_rpc
-        .parse::<axum::http::Uri>()
-        .ok()
+        .and_then(|rpc| rpc.parse::<axum::http::Uri>().ok())
         .and_then(|u| Some(format!("{}://{}", u.scheme_str()?, u.authority()?)))
         .unwrap_or_default();
     let csp = format!(

@@ -226,9 +226,13 @@ fn enc(s: &str) -> String {
 
 /// The page's verdict per step, from a real headless Chromium.
 fn page(item: &str) -> Value {
+    page_at(API_PORT, item)
+}
+
+fn page_at(port: u16, item: &str) -> Value {
     let out = Command::new("node")
         .arg(root().join("sealer/tests/page/check.js"))
-        .arg(format!("http://127.0.0.1:{API_PORT}/items/{}", enc(item)))
+        .arg(format!("http://127.0.0.1:{port}/items/{}", enc(item)))
         .env("NODE_PATH", state().join("npm/node_modules"))
         .output()
         .expect("node (deploy/local/test installs playwright-core and chromium)");
@@ -349,10 +353,16 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert_eq!(epoch_of(7), epoch_of(9));
 
     let _api = Killed(
-        sealer(&["serve", "--listen", &format!("127.0.0.1:{API_PORT}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+        sealer(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{API_PORT}"),
+            "--public-ledger-rpc",
+            "http://127.0.0.1:8545",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while api("/healthz").0 != 200 {
@@ -376,6 +386,49 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert!(text.contains("10 of 10 steps verified"), "{text}");
     assert_eq!(failed_in_api(&item, &events), vec![]);
     assert_eq!(failed_on_page(&page(&item), &events), Vec::<usize>::new());
+    // With the chain out of its reach the page says so for every step and never
+    // falls back to the server's root.
+    {
+        let port = API_PORT + 10;
+        let _blind = Killed(
+            sealer(&[
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--public-ledger-rpc",
+                "http://127.0.0.1:1",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "second sealer serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let p = page_at(port, &item);
+        let steps = p["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), events.len(), "{p}");
+        assert!(
+            steps.iter().all(|s| s["state"] == "fail"
+                && s["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("not checked on the ledger")),
+            "{p}"
+        );
+        assert!(
+            p["summary"]
+                .as_str()
+                .unwrap()
+                .contains("10 not checked on the ledger"),
+            "{p}"
+        );
+    }
     assert_eq!(
         run(&["trail", "urn:epc:id:sgtin:0000000.000000.0"])
             .status
