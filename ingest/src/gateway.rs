@@ -87,6 +87,8 @@ pub struct ServeArgs {
     pub bounds: TimeBounds,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub http: web::Limits,
 }
 
 struct Metrics {
@@ -252,9 +254,7 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, topic = %args.kafka.topic, "gateway serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::shutdown_signal())
-        .await?;
+    web::serve(listener, app, args.http, crate::shutdown_signal()).await;
     tracing::info!("draining: waiting for Kafka to acknowledge what is in flight");
     gateway
         .producer

@@ -694,3 +694,61 @@ async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
     }
     panic!("no batch timed out while Kafka acknowledged it: {tried:?}");
 }
+
+/// How long the server took to close a connection on which `sent` was written
+/// and nothing more; None if it was still open after 10 s.
+fn closed_after(port: u16, sent: &[u8]) -> Option<(Duration, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    s.write_all(sent).unwrap();
+    let mut answer = Vec::new();
+    match s.read_to_end(&mut answer) {
+        Ok(_) => Some((started.elapsed(), String::from_utf8_lossy(&answer).into())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some((started.elapsed(), String::new()))
+        }
+        Err(_) => None,
+    }
+}
+
+/// A client that never finishes its headers, or trickles its body, is cut off
+/// by the deadlines instead of holding a connection forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off() {
+    let gw = start_gateway(
+        18087,
+        &[
+            "--header-timeout-ms",
+            "1000",
+            "--http-request-timeout-ms",
+            "2000",
+        ],
+    );
+    let port = 18087;
+    let (took, _) = tokio::task::spawn_blocking(move || {
+        closed_after(port, b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+    })
+    .await
+    .unwrap()
+    .expect("a connection with unfinished headers stays open");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
+    let (took, answer) = tokio::task::spawn_blocking(move || {
+        closed_after(
+            port,
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[",
+        )
+    })
+    .await
+    .unwrap()
+    .expect("a connection whose body never arrives stays open");
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && took < Duration::from_secs(5),
+        "after {took:?}: {answer}"
+    );
+    drop(gw);
+}

@@ -51,6 +51,8 @@ pub struct ServeArgs {
     /// Longest a request may take, in milliseconds.
     #[arg(long, env = "SEALTRAIL_API_TIMEOUT_MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub http: web::Limits,
 }
 
 struct Api {
@@ -144,9 +146,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, chain_id, "trail API and item pages serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::shutdown_signal())
-        .await?;
+    web::serve(listener, app, args.http, crate::shutdown_signal()).await;
     Ok(())
 }
 

@@ -359,6 +359,8 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
             &format!("127.0.0.1:{API_PORT}"),
             "--public-ledger-rpc",
             "http://127.0.0.1:8545",
+            "--header-timeout-ms",
+            "1500",
         ])
         .stdout(Stdio::null())
         .spawn()
@@ -368,6 +370,22 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     while api("/healthz").0 != 200 {
         assert!(Instant::now() < deadline, "sealer serve did not start");
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A client that never finishes its headers is cut off at the deadline.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", API_PORT)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let closed = s.read_to_end(&mut Vec::new()).is_ok();
+        let took = started.elapsed();
+        assert!(
+            closed && took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
+            "closed: {closed}, after {took:?}"
+        );
     }
 
     // 1. Untouched: every reader passes every step.
