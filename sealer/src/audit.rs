@@ -66,24 +66,7 @@ struct Leaf {
 
 impl Leaf {
     fn columns(&self) -> Columns<'_> {
-        Columns {
-            item_id: &self.item_id,
-            item_ids: &self.item_ids,
-            event_time: self.event_time,
-            event_time_ms: self.event_time_ms,
-            event_timezone_offset: &self.event_timezone_offset,
-            action: &self.action,
-            biz_step: &self.biz_step,
-            disposition: &self.disposition,
-            read_point: &self.read_point,
-            biz_location: &self.biz_location,
-            country: &self.country,
-            biz_transaction_types: &self.biz_transaction_types,
-            biz_transaction_ids: &self.biz_transaction_ids,
-            temperature_c: self.temperature_c,
-            relative_humidity_pct: self.relative_humidity_pct,
-            device_id: &self.device_id,
-        }
+        sealer::columns_of!(self)
     }
 }
 

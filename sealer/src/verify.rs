@@ -135,6 +135,32 @@ pub struct Columns<'a> {
     pub device_id: &'a str,
 }
 
+/// The `Columns` of a row read with the table's column names as field names
+/// (readers and the audit read different rows of the same columns).
+#[macro_export]
+macro_rules! columns_of {
+    ($row:expr) => {
+        $crate::verify::Columns {
+            item_id: &$row.item_id,
+            item_ids: &$row.item_ids,
+            event_time: $row.event_time,
+            event_time_ms: $row.event_time_ms,
+            event_timezone_offset: &$row.event_timezone_offset,
+            action: &$row.action,
+            biz_step: &$row.biz_step,
+            disposition: &$row.disposition,
+            read_point: &$row.read_point,
+            biz_location: &$row.biz_location,
+            country: &$row.country,
+            biz_transaction_types: &$row.biz_transaction_types,
+            biz_transaction_ids: &$row.biz_transaction_ids,
+            temperature_c: $row.temperature_c,
+            relative_humidity_pct: $row.relative_humidity_pct,
+            device_id: &$row.device_id,
+        }
+    };
+}
+
 /// The columns that do not say what the payload says, by name.
 pub fn altered_columns(c: &Columns, e: &ScanEvent) -> Vec<&'static str> {
     let same_f32 = |a: Option<f32>, b: Option<f32>| a.map(f32::to_bits) == b.map(f32::to_bits);
