@@ -503,12 +503,18 @@ fn steal_claim(partitions: Vec<u16>) {
         .wallet(EthereumWallet::from(signer))
         .connect_http("http://127.0.0.1:8545".parse().unwrap());
     let registry = SealRegistry::new(contract.trim().parse().unwrap(), provider);
+    // A claim id is used once, ever, on the contract: a fresh one each run.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let lease: [u8; 16] = (nanos ^ (u128::from(std::process::id()) << 64)).to_be_bytes();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // The sealer sends from the same account: a nonce it took first is retried.
         for _ in 0..40 {
             let sent = registry
-                .claim(partitions.clone(), [0x5a; 16].into())
+                .claim(partitions.clone(), lease.into())
                 .send()
                 .await;
             if let Ok(pending) = sent {
