@@ -18,7 +18,6 @@ use clap::Args;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
 use crate::ledger::{LedgerArgs, SealRegistry};
 use crate::store::ANCHORED;
@@ -57,7 +56,7 @@ pub struct ServeArgs {
 
 struct Api {
     client: clickhouse::Client,
-    verifier: Mutex<Verifier>,
+    verifier: Verifier,
     chain_id: u64,
     contract: String,
     public_rpc: Option<String>,
@@ -111,7 +110,7 @@ pub async fn serve(
         );
     }
     let api = Arc::new(Api {
-        verifier: Mutex::new(Verifier::new(client.clone(), reader)),
+        verifier: Verifier::new(client.clone(), reader),
         client,
         chain_id,
         contract,
@@ -279,8 +278,8 @@ impl Api {
     }
 
     async fn step_json(&self, row: &StepRow) -> anyhow::Result<Value> {
-        let verdict = self.verifier.lock().await.check(row).await?;
-        let seal = self.verifier.lock().await.ledger_seal(row.epoch_id).await?;
+        let verdict = self.verifier.check(row).await?;
+        let seal = self.verifier.ledger_seal(row.epoch_id).await?;
         // Every field shown is the signed payload's (null if it does not
         // decode), never the store's columns: only the payload is proven.
         let e = verdict.event.as_ref();
@@ -336,8 +335,6 @@ impl Api {
     ) -> anyhow::Result<Option<String>> {
         Ok(self
             .verifier
-            .lock()
-            .await
             .registered_key(device_id, epoch_id)
             .await?
             .map(hex::encode))
@@ -417,7 +414,7 @@ async fn event_proof(
         let Some(row) = trail::event_row(&api.client, &id).await? else {
             return Ok(None);
         };
-        let bundle = api.verifier.lock().await.bundle(&row).await?;
+        let bundle = api.verifier.bundle(&row).await?;
         anyhow::Ok(Some(bundle))
     };
     let r = match tokio::time::timeout(api.timeout, work).await {

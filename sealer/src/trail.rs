@@ -127,15 +127,23 @@ fn sealed_at_ms(epoch_id: u64) -> i64 {
 
 /// Checks rows against the registry and the ledger. Roots on the ledger never
 /// change once committed, so they are cached; absences and the head are not
-/// (an epoch may be anchored a second later).
+/// (an epoch may be anchored a second later). Shared by every request of the
+/// API: no lock is held across a ClickHouse or ledger call, except the registry's
+/// while it is re-read (every few seconds).
 pub struct Verifier {
     client: clickhouse::Client,
     pub ledger: EvmLedger,
-    devices: schemas::devices::KeyHistory,
-    devices_read: Option<Instant>,
-    anchored: HashMap<u64, (Hash, u64, u64)>,
-    head: Option<(u64, Instant)>,
-    chain_id: Option<u64>,
+    devices: tokio::sync::RwLock<(schemas::devices::KeyHistory, Option<Instant>)>,
+    anchored: std::sync::RwLock<HashMap<u64, (Hash, u64, u64)>>,
+    head: std::sync::Mutex<Option<(u64, Instant)>>,
+    chain_id: std::sync::OnceLock<u64>,
+}
+
+/// Whether the registry read at `read` is too old to answer for a device
+/// (`known`: the registry has heard of it).
+fn stale(read: Option<Instant>, known: bool) -> bool {
+    read.map(|t| t.elapsed())
+        .is_none_or(|a| a > Duration::from_secs(5) || !known && a > Duration::from_millis(250))
 }
 
 impl Verifier {
@@ -144,51 +152,50 @@ impl Verifier {
             client,
             ledger,
             devices: Default::default(),
-            devices_read: None,
-            anchored: HashMap::new(),
-            head: None,
-            chain_id: None,
+            anchored: Default::default(),
+            head: Default::default(),
+            chain_id: Default::default(),
         }
     }
 
     /// The key the device held when `epoch_id` was sealed: a key rotated or
     /// revoked since still verifies what was sealed before.
-    async fn device_key(
-        &mut self,
-        device_id: &str,
-        epoch_id: u64,
-    ) -> anyhow::Result<Option<[u8; 32]>> {
+    async fn device_key(&self, device_id: &str, epoch_id: u64) -> anyhow::Result<Option<[u8; 32]>> {
         // Re-read every few seconds, and sooner for a device not seen yet; rows
         // are only appended, so only the new ones are read.
-        let age = self.devices_read.map(|t| t.elapsed());
-        let known = self.devices.knows(device_id);
-        if age
-            .is_none_or(|a| a > Duration::from_secs(5) || !known && a > Duration::from_millis(250))
-        {
-            schemas::devices::refresh(&self.client, &mut self.devices)
-                .await
-                .context("reading the device registry")?;
-            self.devices_read = Some(Instant::now());
+        let needs_read = {
+            let d = self.devices.read().await;
+            stale(d.1, d.0.knows(device_id))
+        };
+        if needs_read {
+            let mut d = self.devices.write().await;
+            // Another request may have read it while this one waited.
+            if stale(d.1, d.0.knows(device_id)) {
+                schemas::devices::refresh(&self.client, &mut d.0)
+                    .await
+                    .context("reading the device registry")?;
+                d.1 = Some(Instant::now());
+            }
         }
-        Ok(
-            match self.devices.key_at(device_id, sealed_at_ms(epoch_id)) {
-                schemas::devices::KeyAt::Valid(key) => Some(key.to_bytes()),
-                _ => None,
-            },
-        )
+        let d = self.devices.read().await;
+        Ok(match d.0.key_at(device_id, sealed_at_ms(epoch_id)) {
+            schemas::devices::KeyAt::Valid(key) => Some(key.to_bytes()),
+            _ => None,
+        })
     }
 
     /// The registry's public key for a device when an epoch was sealed.
     pub async fn registered_key(
-        &mut self,
+        &self,
         device_id: &str,
         epoch_id: u64,
     ) -> anyhow::Result<Option<[u8; 32]>> {
         self.device_key(device_id, epoch_id).await
     }
 
-    async fn head(&mut self) -> anyhow::Result<u64> {
-        match self.head {
+    async fn head(&self) -> anyhow::Result<u64> {
+        let cached = *self.head.lock().expect("lock");
+        match cached {
             Some((h, at)) if at.elapsed() < Duration::from_secs(1) => Ok(h),
             _ => {
                 let h = self
@@ -196,16 +203,17 @@ impl Verifier {
                     .head()
                     .await
                     .context("reading the ledger's head")?;
-                self.head = Some((h, Instant::now()));
+                *self.head.lock().expect("lock") = Some((h, Instant::now()));
                 Ok(h)
             }
         }
     }
 
     /// What the ledger holds for an epoch (root, leaf count, block), if anything.
-    pub async fn ledger_seal(&mut self, epoch_id: u64) -> anyhow::Result<Option<LedgerSeal>> {
-        let found = match self.anchored.get(&epoch_id) {
-            Some(&s) => Some(s),
+    pub async fn ledger_seal(&self, epoch_id: u64) -> anyhow::Result<Option<LedgerSeal>> {
+        let cached = self.anchored.read().expect("lock").get(&epoch_id).copied();
+        let found = match cached {
+            Some(s) => Some(s),
             None => {
                 let s = self
                     .ledger
@@ -214,7 +222,7 @@ impl Verifier {
                     .with_context(|| format!("reading the root of epoch {epoch_id} on the ledger"))?
                     .map(|s| (s.root, s.leaf_count, s.block));
                 if let Some(s) = s {
-                    self.anchored.insert(epoch_id, s);
+                    self.anchored.write().expect("lock").insert(epoch_id, s);
                 }
                 s
             }
@@ -231,13 +239,19 @@ impl Verifier {
         }))
     }
 
-    pub async fn check(&mut self, row: &StepRow) -> anyhow::Result<Verdict> {
+    pub async fn check(&self, row: &StepRow) -> anyhow::Result<Verdict> {
         // The signer is the device the payload names, not the column's.
         let device_id = row.signer();
         let device_key = self.device_key(&device_id, row.epoch_id).await?;
         let ledger = self.ledger_seal(row.epoch_id).await?;
-        let key_retired = device_key
-            .and_then(|_| KeyRetired::after(&self.devices, &device_id, sealed_at_ms(row.epoch_id)));
+        let key_retired = match device_key {
+            Some(_) => KeyRetired::after(
+                &self.devices.read().await.0,
+                &device_id,
+                sealed_at_ms(row.epoch_id),
+            ),
+            None => None,
+        };
         let mut verdict = verify::check(&Evidence {
             event_id: &row.event_id,
             payload: &row.payload,
@@ -256,19 +270,19 @@ impl Verifier {
     }
 
     /// The proof bundle of a row; None while its epoch is not anchored.
-    pub async fn bundle(&mut self, row: &StepRow) -> anyhow::Result<Option<Bundle>> {
+    pub async fn bundle(&self, row: &StepRow) -> anyhow::Result<Option<Bundle>> {
         if row.epoch_status != ANCHORED || row.ledger_tx.is_empty() {
             return Ok(None);
         }
-        let chain_id = match self.chain_id {
-            Some(id) => id,
+        let chain_id = match self.chain_id.get() {
+            Some(&id) => id,
             None => {
                 let id = self
                     .ledger
                     .chain_id()
                     .await
                     .context("reading the chain id")?;
-                *self.chain_id.insert(id)
+                *self.chain_id.get_or_init(|| id)
             }
         };
         let key = self
@@ -348,7 +362,7 @@ pub async fn verify_command(
 ) -> anyhow::Result<i32> {
     match (&args.event, &args.bundle) {
         (Some(id), out) => {
-            let mut v = Verifier::new(client.clone(), ledger.reader()?);
+            let v = Verifier::new(client.clone(), ledger.reader()?);
             let Some(row) = event_row(client, id).await? else {
                 println!("✗ event      no sealed event with id {id}");
                 println!("FAILED: {}", Failure::UnknownEvent.message());
@@ -425,7 +439,7 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
         "  bundle     event {} in epoch {}, chain {chain_id}, SealRegistry {}",
         b.event_id, b.epoch_id, b.contract
     );
-    let mut v = Verifier::new(clickhouse::Client::default(), chain);
+    let v = Verifier::new(clickhouse::Client::default(), chain);
     let seal = v.ledger_seal(b.epoch_id).await?;
     let mut verdict = verify::check(&b.evidence(&decoded, seal.clone()));
     // The transaction the bundle names must be the one that committed the root.
@@ -492,7 +506,7 @@ pub async fn trail_command(
         println!("no sealed events for item {}", args.item);
         return Ok(Failure::UnknownEvent.exit_code());
     }
-    let mut v = Verifier::new(client.clone(), ledger.reader()?);
+    let v = Verifier::new(client.clone(), ledger.reader()?);
     println!("trail of {}", args.item);
     let (mut verified, mut first_failure) = (0, None);
     let mut epochs = std::collections::BTreeSet::new();

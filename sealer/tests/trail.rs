@@ -404,6 +404,37 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert!(text.contains("10 of 10 steps verified"), "{text}");
     assert_eq!(failed_in_api(&item, &events), vec![]);
     assert_eq!(failed_on_page(&page(&item), &events), Vec::<usize>::new());
+    // 200 trail requests at once all complete; the p99 is printed (the closing
+    // note compares it with the API that served one request at a time).
+    {
+        let url = format!("http://127.0.0.1:{API_PORT}/v1/items/{}/trail", enc(&item));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut took: Vec<Duration> = rt.block_on(async {
+            let client = reqwest::Client::new();
+            let tasks: Vec<_> = (0..200)
+                .map(|_| {
+                    let (client, url) = (client.clone(), url.clone());
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let r = client.get(&url).send().await.expect("request");
+                        assert_eq!(r.status(), 200);
+                        r.bytes().await.expect("body");
+                        started.elapsed()
+                    })
+                })
+                .collect();
+            let mut took = Vec::new();
+            for t in tasks {
+                took.push(t.await.expect("request task"));
+            }
+            took
+        });
+        took.sort();
+        eprintln!(
+            "200 concurrent trail requests: p50 {:?}, p99 {:?}, max {:?}",
+            took[99], took[197], took[199]
+        );
+    }
     // With the chain out of its reach the page says so for every step and never
     // falls back to the server's root.
     {
