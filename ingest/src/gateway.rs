@@ -83,6 +83,17 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub seen_refresh_ms: u64,
+    /// Events per second each device may send on average (its bucket refills
+    /// at this rate); beyond it, 429 with Retry-After.
+    #[arg(
+        long,
+        env = "SEALTRAIL_INGEST_DEVICE_EVENTS_PER_SECOND",
+        default_value_t = 100.0
+    )]
+    pub device_events_per_second: f64,
+    /// Events a device may send at once after a quiet spell (its bucket's size).
+    #[arg(long, env = "SEALTRAIL_INGEST_DEVICE_BURST", default_value_t = 2000.0)]
+    pub device_burst: f64,
     #[command(flatten)]
     pub bounds: TimeBounds,
     #[command(flatten)]
@@ -163,6 +174,7 @@ struct Gateway {
     /// When an unknown device last made us re-read the registry out of turn.
     last_forced_refresh: tokio::sync::Mutex<Instant>,
     in_flight: Semaphore,
+    quota: crate::quota::Quota,
     metrics: Metrics,
 }
 
@@ -227,6 +239,7 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
     tracing::info!(devices = known.len(), "device registry loaded");
     let gateway = Arc::new(Gateway {
         in_flight: Semaphore::new(args.max_in_flight),
+        quota: crate::quota::Quota::new(args.device_events_per_second, args.device_burst),
         devices: RwLock::new(Arc::new(known)),
         seen: OnceLock::new(),
         metrics: Metrics::new(),
@@ -426,6 +439,7 @@ async fn accept(
     let events = parse_batch(&value, g.args.max_batch)?;
     g.reload_for_unknown(&events).await;
     check_devices(g, &events)?;
+    take_quota(g, &events)?;
     refuse_sealed(g, &events).await?;
 
     let n = events.len();
@@ -575,6 +589,28 @@ fn parse_batch(value: &Value, max_batch: usize) -> Result<Vec<ScanEvent>, Reject
 
 /// Every event through the gate, each signature checked on its own: the same
 /// rules the sealer applies to every Kafka record.
+/// Each device's events count against its own bucket (after their signatures
+/// checked out: a forged device id cannot spend another's quota).
+fn take_quota(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+    let mut wanted: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for e in events {
+        *wanted.entry(e.device_id.as_str()).or_default() += 1;
+    }
+    g.quota
+        .take(&wanted, Instant::now())
+        .map_err(|(device, wait)| {
+            Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "device '{device}' sent more than {} events/s (bursts up to {})",
+                    g.args.device_events_per_second, g.args.device_burst
+                ),
+            )
+            .retry_after(wait)
+        })
+}
+
 fn check_devices(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
     let registry = g.devices.read().unwrap_or_else(|e| e.into_inner()).clone();
     let now = now_ms();

@@ -6,6 +6,7 @@ mod device;
 mod gateway;
 mod journey;
 mod producer;
+mod quota;
 mod simulate;
 
 use clap::{Parser, Subcommand};

@@ -618,6 +618,11 @@ async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
             "67108864",
             "--kafka-option",
             "linger.ms=0,batch.num.messages=1,max.in.flight.requests.per.connection=1",
+            // Batches of thousands from one device: no quota in the way.
+            "--device-events-per-second",
+            "1e9",
+            "--device-burst",
+            "1e9",
         ],
     );
     let mut serial = 0u64;
@@ -751,4 +756,66 @@ async fn slow_clients_are_cut_off() {
         "after {took:?}: {answer}"
     );
     drop(gw);
+}
+
+/// A device over its quota gets 429 with Retry-After, naming it, and nothing of
+/// the request reaches Kafka; another device is not held back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_over_its_quota_is_answered_429() {
+    let device = unique("quota").replace('-', "");
+    let other = unique("quota2").replace('-', "");
+    let (key, other_key) = (add_device(&device), add_device(&other));
+    let gw = start_gateway(
+        18088,
+        &["--device-events-per-second", "0.5", "--device-burst", "3"],
+    );
+    let body = |events: Vec<ScanEvent>| {
+        json!(events.iter().map(json::to_json).collect::<Vec<_>>()).to_string()
+    };
+    // The first produce waits for Kafka's metadata and may time out: a third
+    // device takes that, so the two under test start with full buckets.
+    let warm = unique("quota3").replace('-', "");
+    let warm_key = add_device(&warm);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for n in 1.. {
+        let (status, answer, _) = post(&gw.url, body(vec![event(&warm, &warm_key, n)])).await;
+        if status == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never got to Kafka: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first: Vec<ScanEvent> = (1..=3).map(|n| event(&device, &key, n)).collect();
+    let (status, answer, _) = post(&gw.url, body(first)).await;
+    assert_eq!(status, 202, "a burst of 3 passes: {answer}");
+    let before = end_offsets();
+    let over = event(&device, &key, 4);
+    let (status, answer, retry) = post(&gw.url, body(vec![over.clone()])).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (429, Some("rate_limited")),
+        "{answer}"
+    );
+    assert!(
+        answer["problem"].as_str().unwrap_or("").contains(&device),
+        "{answer}"
+    );
+    assert!(
+        retry
+            .as_deref()
+            .and_then(|r| r.parse::<u32>().ok())
+            .is_some_and(|r| r >= 1),
+        "{retry:?}"
+    );
+    let (status, answer, _) = post(&gw.url, body(vec![event(&other, &other_key, 1)])).await;
+    assert_eq!(status, 202, "another device is not held back: {answer}");
+    assert!(
+        !records_since(&before)
+            .iter()
+            .any(|e| e.event_id == over.event_id),
+        "the refused event reached Kafka"
+    );
 }
