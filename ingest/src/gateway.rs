@@ -686,11 +686,13 @@ async fn produce(
                 err,
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
             );
+            // Kafka's own message stays in the log: it names brokers and internals.
+            tracing::warn!(error = %err, "Kafka did not acknowledge a request's events");
             let mut r = Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 if overloaded { "overloaded" } else { "kafka_unavailable" },
                 format!(
-                    "Kafka did not acknowledge every event ({err}); {} of {} were accepted and must not be resent",
+                    "Kafka did not acknowledge every event; {} of {} were accepted and must not be resent",
                     accepted_ids.len(),
                     events.len()
                 ),

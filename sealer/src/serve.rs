@@ -208,7 +208,8 @@ fn error(status: StatusCode, reason: &str, message: String) -> Response {
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        json!({"reason": reason, "error": message}).to_string(),
+        // The gateway's shape: one error shape for both APIs.
+        json!({"error": reason, "problem": message}).to_string(),
     )
         .into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
@@ -361,12 +362,14 @@ async fn item_trail(
     r
 }
 
+/// What failed inside goes to the log, not to the client: addresses, queries
+/// and library messages tell an attacker about the inside.
 fn unavailable(e: anyhow::Error) -> Response {
     tracing::warn!(error = format!("{e:#}"), "answering 503");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        format!("{e:#}"),
+        "the store or the ledger could not be read; try again".into(),
     )
 }
 

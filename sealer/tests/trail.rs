@@ -435,6 +435,45 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
             took[99], took[197], took[199]
         );
     }
+    // A 5xx says what happened, not what failed inside: no address, no query.
+    {
+        let port = API_PORT + 11;
+        let _cut_off = Killed(
+            sealer(&[
+                "--clickhouse-url",
+                "http://127.0.0.1:1",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "third sealer serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                &format!("http://127.0.0.1:{port}/v1/items/{}/trail", enc(&item)),
+            ])
+            .output()
+            .unwrap();
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(body["error"], "unavailable", "{body}");
+        let text = body.to_string();
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("connect") && !text.contains("SELECT"),
+            "internal detail in a 5xx: {text}"
+        );
+    }
     // With the chain out of its reach the page says so for every step and never
     // falls back to the server's root.
     {
@@ -487,7 +526,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert_eq!(verify_code("00000000-0000-4000-8000-000000000000"), 3);
     let (status, body, _) = api("/v1/items/urn%3Aepc%3Aid%3Asgtin%3A0.0.0/trail");
     assert_eq!(
-        (status, body["reason"].as_str()),
+        (status, body["error"].as_str()),
         (404, Some("unknown_item"))
     );
     // Every answer, page or API, carries the security headers; the page's CSP
@@ -515,7 +554,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     }
     let (status, body, _) = api("/v1/events/nope/proof");
     assert_eq!(
-        (status, body["reason"].as_str()),
+        (status, body["error"].as_str()),
         (404, Some("unknown_event"))
     );
 
