@@ -87,6 +87,33 @@ fn mutate(statement: &str) {
     }
 }
 
+/// Another `sealer serve` on `port` (global flags, then serve's), once it listens.
+fn serve_at(port: u16, global: &[&str], serve: &[&str]) -> Killed {
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<&str> = global
+        .iter()
+        .copied()
+        .chain(["serve", "--listen", &listen])
+        .chain(serve.iter().copied())
+        .collect();
+    let child = Killed(
+        sealer(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sealer serve on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -438,27 +465,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     // A 5xx says what happened, not what failed inside: no address, no query.
     {
         let port = API_PORT + 11;
-        let _cut_off = Killed(
-            sealer(&[
-                "--clickhouse-url",
-                "http://127.0.0.1:1",
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "third sealer serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let _cut_off = serve_at(port, &["--clickhouse-url", "http://127.0.0.1:1"], &[]);
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -478,26 +485,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     // falls back to the server's root.
     {
         let port = API_PORT + 10;
-        let _blind = Killed(
-            sealer(&[
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--public-ledger-rpc",
-                "http://127.0.0.1:1",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "second sealer serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let _blind = serve_at(port, &[], &["--public-ledger-rpc", "http://127.0.0.1:1"]);
         let p = page_at(port, &item);
         let steps = p["steps"].as_array().unwrap();
         assert_eq!(steps.len(), events.len(), "{p}");
