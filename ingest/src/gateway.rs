@@ -228,6 +228,14 @@ impl IntoResponse for Rejection {
 }
 
 pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::Result<()> {
+    // NaN, 0 or less would refuse every request (or none): a configuration error.
+    if !(args.device_events_per_second > 0.0 && args.device_burst >= 1.0) {
+        anyhow::bail!(
+            "--device-events-per-second must be above 0 and --device-burst at least 1 (got {} and {})",
+            args.device_events_per_second,
+            args.device_burst
+        );
+    }
     let producer: FutureProducer = args
         .kafka
         .producer_config("gateway")?

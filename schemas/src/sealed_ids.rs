@@ -82,7 +82,8 @@ pub async fn sealed_among(
         Counting::NotVoid => ("status != 'void'", String::new()),
         Counting::AnchoredOr(lease) => (
             "(status = 'anchored' OR (status = 'pending' AND hex(lease) = ?))",
-            hex_upper(lease),
+            // ClickHouse writes hex() in capitals.
+            hex::encode_upper(lease),
         ),
     };
     // argMax, not FINAL: ClickHouse 18.16 moves WHERE before FINAL.
@@ -141,8 +142,4 @@ pub async fn sealed_among(
         );
     }
     Ok(sealed)
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }

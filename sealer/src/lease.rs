@@ -26,10 +26,6 @@ pub fn fresh() -> Lease {
     lease
 }
 
-pub fn hex(lease: &Lease) -> String {
-    lease.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// How a pending epoch ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Settled {
@@ -59,7 +55,7 @@ pub async fn settle<L: Ledger>(
     let mut done = row.clone();
     // Above the row it settles whatever the clocks of the sealers that wrote
     // them say: a lower version would leave the epoch pending in FINAL.
-    done.version = (now_ms() as u64).max(row.version + 1);
+    done.version = (crate::run::now_ms() as u64).max(row.version.saturating_add(1));
     let settled = match committed {
         Ok(anchor) => {
             metrics
@@ -108,7 +104,7 @@ pub async fn take_over<L: Ledger>(
         match ledger.claim(partitions, lease).await {
             Ok(anchor) => {
                 metrics.ledger_claims.inc();
-                tracing::info!(lease = %hex(&lease), ?partitions, block = anchor.block, "partitions claimed on the ledger");
+                tracing::info!(lease = %hex::encode(lease), ?partitions, block = anchor.block, "partitions claimed on the ledger");
                 break;
             }
             Err(e) => {
@@ -187,10 +183,4 @@ impl Backoff {
         tokio::time::sleep(self.0).await;
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
