@@ -12,10 +12,25 @@ pragma solidity 0.8.37;
 /// sealed under. A sealer that lost its partitions (paused past its session, say)
 /// and wakes finds its later epochs refused, so no two committed epochs cover the
 /// same offsets.
+/// @notice And it pins device keys: the sealer commits each state of its device
+/// registry (a Merkle root over every device's key history) before an epoch
+/// checked against it, and the epoch names that root. A key registered later
+/// cannot appear in a state an epoch already names, so a verifier holding only
+/// the ledger knows which key a device held when its event was sealed.
 contract SealRegistry {
     struct Seal {
         bytes32 root;
         uint64 leafCount;
+        uint64 blockNumber;
+        bytes32 keys;
+    }
+
+    /// @notice A committed state of the device registry: the newest registry row
+    /// it holds (its version, microseconds since the Unix epoch) and how many
+    /// devices it has.
+    struct KeySet {
+        uint64 cutoff;
+        uint64 devices;
         uint64 blockNumber;
     }
 
@@ -27,10 +42,12 @@ contract SealRegistry {
     mapping(uint16 => bytes16) public leaseOf;
     /// @notice Claims ever made: a claim id is never current again once replaced.
     mapping(bytes16 => bool) public claimed;
+    mapping(bytes32 => KeySet) private keySets;
 
     event Sealed(uint64 indexed epochId, bytes32 root, uint64 leafCount);
     event SealerAuthorized(address sealer, bool allowed);
     event Claimed(bytes16 indexed holder, uint16[] partitions);
+    event KeysCommitted(bytes32 indexed keys, uint64 cutoff, uint64 devices);
 
     error NotSealer(address caller);
     error EmptyRoot(uint64 epochId);
@@ -39,6 +56,7 @@ contract SealRegistry {
     error NoPartitions(uint64 epochId);
     error Fenced(uint64 epochId, uint16 partition, bytes16 leasedTo, bytes16 offered);
     error ClaimReused(bytes16 holder);
+    error UnknownKeys(uint64 epochId, bytes32 keys);
 
     constructor() {
         owner = msg.sender;
@@ -71,11 +89,32 @@ contract SealRegistry {
         emit Claimed(holder, partitions);
     }
 
+    /// @notice Commits a state of the device registry; a no-op for one already
+    /// committed (its first commit stands). The zero root is the empty registry.
+    function commitKeys(bytes32 keys, uint64 cutoff, uint64 devices) external {
+        if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
+        if (keySets[keys].blockNumber != 0) return;
+        keySets[keys] = KeySet(cutoff, devices, uint64(block.number));
+        emit KeysCommitted(keys, cutoff, devices);
+    }
+
+    /// @notice A committed registry state (zeros if never committed).
+    function keySetOf(bytes32 keys) external view returns (uint64 cutoff, uint64 devices, uint64 blockNumber) {
+        KeySet storage k = keySets[keys];
+        return (k.cutoff, k.devices, k.blockNumber);
+    }
+
     /// @notice Commits an epoch's root; idempotent for the same root and count.
-    /// `partitions` are those the epoch has records of, sealed under `holder`.
-    function commit(uint64 epochId, bytes32 root, uint64 leafCount, uint16[] calldata partitions, bytes16 holder)
-        external
-    {
+    /// `keys` is the registry state its events were checked against, committed
+    /// before; `partitions` are those the epoch has records of, sealed under `holder`.
+    function commit(
+        uint64 epochId,
+        bytes32 root,
+        uint64 leafCount,
+        bytes32 keys,
+        uint16[] calldata partitions,
+        bytes16 holder
+    ) external {
         if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
         if (root == bytes32(0)) revert EmptyRoot(epochId);
         Seal storage s = seals[epochId];
@@ -90,7 +129,8 @@ contract SealRegistry {
             if (leased != holder) revert Fenced(epochId, partitions[i], leased, holder);
         }
         if (s.root != bytes32(0)) revert RootMismatch(epochId, s.root, root);
-        seals[epochId] = Seal(root, leafCount, uint64(block.number));
+        if (keySets[keys].blockNumber == 0) revert UnknownKeys(epochId, keys);
+        seals[epochId] = Seal(root, leafCount, uint64(block.number), keys);
         emit Sealed(epochId, root, leafCount);
     }
 
@@ -99,9 +139,14 @@ contract SealRegistry {
         return seals[epochId].root;
     }
 
-    /// @notice Root, leaf count and the block it was committed in (zeros if none).
-    function sealOf(uint64 epochId) external view returns (bytes32 root, uint64 leafCount, uint64 blockNumber) {
+    /// @notice Root, leaf count, the block it was committed in and the registry
+    /// state it was checked against (zeros if none).
+    function sealOf(uint64 epochId)
+        external
+        view
+        returns (bytes32 root, uint64 leafCount, uint64 blockNumber, bytes32 keys)
+    {
         Seal storage s = seals[epochId];
-        return (s.root, s.leafCount, s.blockNumber);
+        return (s.root, s.leafCount, s.blockNumber, s.keys);
     }
 }

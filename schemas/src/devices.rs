@@ -174,6 +174,75 @@ impl KeyHistory {
         self.devices.is_empty()
     }
 
+    /// The newest registry row read (its version, µs): where a snapshot of
+    /// this history ends.
+    pub fn cutoff(&self) -> u64 {
+        self.latest_version
+    }
+
+    /// The registry as it stood at `cutoff` (rows up to that version), as the
+    /// leaves the ledger pins: one per device, sorted by device id, each the
+    /// device's whole key history (`snapshot_leaf`).
+    pub fn snapshot_leaves(&self, cutoff: u64) -> Vec<(&str, Vec<u8>)> {
+        let mut out: Vec<(&str, Vec<u8>)> = self
+            .devices
+            .iter()
+            .filter_map(|(id, changes)| {
+                let upto: Vec<&Change> = changes.iter().filter(|c| c.since_us <= cutoff).collect();
+                (!upto.is_empty()).then(|| (id.as_str(), snapshot_leaf(id, &upto)))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// One device's key history from its snapshot leaf, refusing any encoding
+    /// but the one `snapshot_leaves` writes (so one history has one leaf).
+    pub fn from_snapshot_leaf(leaf: &[u8]) -> Result<(String, KeyHistory), LeafError> {
+        let bad = |why: &str| LeafError(why.to_string());
+        let rest = leaf
+            .strip_prefix(SNAPSHOT_TAG)
+            .ok_or_else(|| bad("not a device-key leaf (wrong tag)"))?;
+        let (len, rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or_else(|| bad("truncated before the device id"))?;
+        let len = u16::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(bad("truncated in the device id"));
+        }
+        let (id, rest) = rest.split_at(len);
+        let id = std::str::from_utf8(id).map_err(|_| bad("the device id is not UTF-8"))?;
+        let (count, mut rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| bad("truncated before the change count"))?;
+        let count = u32::from_be_bytes(*count) as usize;
+        if count == 0 || rest.len() != count * CHANGE_BYTES {
+            return Err(bad("the change count does not match the leaf's length"));
+        }
+        let mut rows = Vec::with_capacity(count);
+        let mut last: Option<u64> = None;
+        while let Some((c, more)) = rest.split_first_chunk::<CHANGE_BYTES>() {
+            rest = more;
+            let version = u64::from_be_bytes(c[..8].try_into().expect("8 bytes"));
+            let status = c[8] as i8;
+            if status != ACTIVE && status != REVOKED {
+                return Err(bad("a change's status is neither active nor revoked"));
+            }
+            if last.is_some_and(|l| version <= l) {
+                return Err(bad("changes are not in strictly increasing order"));
+            }
+            last = Some(version);
+            rows.push(DeviceRow {
+                device_id: id.to_string(),
+                public_key: c[9..].try_into().expect("32 bytes"),
+                status,
+                changed_at: (version / 1_000_000) as u32,
+                version,
+            });
+        }
+        Ok((id.to_string(), KeyHistory::from_rows(rows)))
+    }
+
     /// Adds a change by hand: for tests of what reads the history.
     pub fn record(&mut self, device_id: &str, key: &VerifyingKey, revoked: bool, at_ms: i64) {
         self.extend(vec![DeviceRow {
@@ -185,6 +254,39 @@ impl KeyHistory {
         }]);
     }
 }
+
+/// What starts every snapshot leaf: a leaf of the device-key tree can never be
+/// taken for an event's (an Avro datum) or another format's.
+const SNAPSHOT_TAG: &[u8] = b"sealtrail/device-keys/1\n";
+/// version (u64 BE), status (1 active, 2 revoked), public key.
+const CHANGE_BYTES: usize = 8 + 1 + 32;
+
+/// One device's history as a snapshot leaf: the tag, the id's length (u16 BE)
+/// and bytes, the number of changes (u32 BE), then each change in order.
+fn snapshot_leaf(device_id: &str, changes: &[&Change]) -> Vec<u8> {
+    let id = &device_id.as_bytes()[..device_id.len().min(u16::MAX as usize)];
+    let mut out =
+        Vec::with_capacity(SNAPSHOT_TAG.len() + 6 + id.len() + changes.len() * CHANGE_BYTES);
+    out.extend_from_slice(SNAPSHOT_TAG);
+    out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&(changes.len() as u32).to_be_bytes());
+    for c in changes {
+        out.extend_from_slice(&c.since_us.to_be_bytes());
+        out.push(if c.revoked {
+            REVOKED as u8
+        } else {
+            ACTIVE as u8
+        });
+        out.extend_from_slice(&c.public_key);
+    }
+    out
+}
+
+/// A snapshot leaf that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("device-key leaf: {0}")]
+pub struct LeafError(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -377,6 +479,60 @@ mod tests {
 
     fn key(n: u8) -> VerifyingKey {
         SigningKey::from_bytes(&[n; 32]).verifying_key()
+    }
+
+    #[test]
+    fn a_snapshot_leaf_gives_back_the_history_up_to_its_cutoff() {
+        let mut h = KeyHistory::default();
+        h.record("b", &key(1), false, 1_000);
+        h.record("b", &key(2), false, 2_000);
+        h.record("b", &key(2), true, 3_000);
+        h.record("a", &key(3), false, 2_500);
+        assert_eq!(h.cutoff(), 3_000_000);
+        let leaves = h.snapshot_leaves(2_500_000);
+        let ids: Vec<&str> = leaves.iter().map(|l| l.0).collect();
+        assert_eq!(ids, ["a", "b"], "sorted by id");
+        let (id, b) = KeyHistory::from_snapshot_leaf(&leaves[1].1).unwrap();
+        assert_eq!(id, "b");
+        assert_eq!(b.key_at("b", 2_999), KeyAt::Valid(key(2)));
+        assert_eq!(
+            b.key_at("b", 3_500),
+            KeyAt::Valid(key(2)),
+            "revoked after the cutoff"
+        );
+        let (_, b) = KeyHistory::from_snapshot_leaf(&h.snapshot_leaves(3_000_000)[1].1).unwrap();
+        assert_eq!(b.key_at("b", 3_500), KeyAt::Revoked { at_ms: 3_000 });
+        assert!(h.snapshot_leaves(999_999).is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_leaf_has_one_encoding() {
+        let mut h = KeyHistory::default();
+        h.record("d", &key(1), false, 1_000);
+        h.record("d", &key(2), false, 2_000);
+        let leaf = h.snapshot_leaves(u64::MAX).remove(0).1;
+        let refuse = |l: &[u8]| KeyHistory::from_snapshot_leaf(l).unwrap_err();
+        refuse(&leaf[1..]);
+        refuse(&leaf[..leaf.len() - 1]);
+        refuse(&[leaf.as_slice(), &[0]].concat());
+        let tag = SNAPSHOT_TAG.len();
+        let first = tag + 2 + 1 + 4;
+        let mut status = leaf.clone();
+        status[first + 8] = 3;
+        assert!(refuse(&status).0.contains("status"));
+        // The second change moved before the first: same rows, another order.
+        let mut swapped = leaf.clone();
+        let (a, b) = (first, first + CHANGE_BYTES);
+        let second = swapped[b..b + CHANGE_BYTES].to_vec();
+        swapped.copy_within(a..a + CHANGE_BYTES, b);
+        swapped[a..a + CHANGE_BYTES].copy_from_slice(&second);
+        assert!(refuse(&swapped).0.contains("order"));
+        let mut zero = leaf[..first].to_vec();
+        zero[first - 4..].copy_from_slice(&0u32.to_be_bytes());
+        refuse(&zero);
+        for cut in 0..leaf.len() {
+            let _ = KeyHistory::from_snapshot_leaf(&leaf[..cut]);
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `sealer audit`: checks that what is on the topic, what is sealed in ClickHouse
 //! and what is on the ledger agree. Prints a summary and exits non-zero on any gap
 //! or overlap in the sealed offsets, any record or event id sealed twice, any epoch whose rows,
-//! proofs or root disagree with its epoch row, and any root that differs from the ledger.
+//! proofs or root disagree with its epoch row, any root that differs from the ledger,
+//! and any device registry state pinned on the ledger that the store's registry no
+//! longer gives.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use crate::ledger::Ledger;
 use crate::proof::{leaf_hash, verify, EpochTree, Hash};
 use crate::store::{EpochRow, ANCHORED, VOID};
+use sealer::keyset::Snapshot;
 use sealer::verify::{altered_columns, Columns};
 
 #[derive(Args, Debug, Clone)]
@@ -312,8 +315,10 @@ pub async fn run<L: Ledger>(
         problems.push(format!("event id {id} is sealed {c} times"));
     }
 
-    // 3. The ledger holds each anchored root, unchanged.
+    // 3. The ledger holds each anchored root, unchanged, and the registry
+    // state each names still rebuilds from the store.
     let (mut anchored, mut pending) = (0, 0);
+    let mut states: BTreeMap<Hash, u64> = BTreeMap::new();
     for e in &epochs {
         if e.status != ANCHORED {
             pending += 1;
@@ -321,7 +326,9 @@ pub async fn run<L: Ledger>(
         }
         anchored += 1;
         match ledger.seal_of(e.epoch_id).await {
-            Ok(Some(on)) if on.root == e.root && on.leaf_count == u64::from(e.leaf_count) => {}
+            Ok(Some(on)) if on.root == e.root && on.leaf_count == u64::from(e.leaf_count) => {
+                *states.entry(on.keys).or_default() += 1;
+            }
             Ok(Some(on)) => problems.push(format!(
                 "epoch {}: ledger holds root {} ({} leaves), ClickHouse {} ({} leaves)",
                 e.epoch_id,
@@ -335,6 +342,32 @@ pub async fn run<L: Ledger>(
                 e.epoch_id
             )),
             Err(err) => anyhow::bail!("reading the ledger: {err}"),
+        }
+    }
+    if !states.is_empty() {
+        let history = schemas::devices::history(clickhouse)
+            .await
+            .context("reading sealtrail.devices")?;
+        for (keys, n) in &states {
+            let cutoff = match ledger.key_set_of(*keys).await {
+                Ok(Some((cutoff, _, _))) => cutoff,
+                Ok(None) => {
+                    problems.push(format!(
+                        "{n} epochs name device registry state {} the ledger has no commit of",
+                        hex::encode(keys)
+                    ));
+                    continue;
+                }
+                Err(err) => anyhow::bail!("reading the ledger: {err}"),
+            };
+            let rebuilt = Snapshot::of(&history, cutoff).root();
+            if rebuilt != *keys {
+                problems.push(format!(
+                    "device registry state {} ({n} epochs name it) does not rebuild from sealtrail.devices: its rows up to version {cutoff} give {}; rows were added or changed under it",
+                    hex::encode(keys),
+                    hex::encode(rebuilt)
+                ));
+            }
         }
     }
     for e in &void {
@@ -362,7 +395,10 @@ pub async fn run<L: Ledger>(
         epochs.len(),
         epochs.iter().map(|e| u64::from(e.dlq_count)).sum::<u64>()
     );
-    println!("ledger     {anchored} epochs anchored, {pending} pending");
+    println!(
+        "ledger     {anchored} epochs anchored, {pending} pending; {} device registry states pinned",
+        states.len()
+    );
     if !void.is_empty() {
         println!(
             "void       {} epochs fenced by the ledger ({void_rows} rows): sealed by a sealer after it lost its partitions; not part of any trail",

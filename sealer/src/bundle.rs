@@ -2,13 +2,21 @@
 //! the operator's database, in one JSON document (`schemas/proof_bundle.schema.json`).
 //! Hashes and bytes are lowercase hex without a prefix; EVM addresses and
 //! transaction hashes keep their usual 0x form.
+//!
+//! Format 2 carries no device key of its own: it carries the device's leaf in
+//! the registry state the epoch's commit names on the ledger, with its proof
+//! (`keyset`), so the key comes from what the ledger pins, never from the
+//! bundle's author.
 
 use serde::{Deserialize, Serialize};
 
+use crate::keyset::KeyProof;
 use crate::proof::Hash;
 use crate::verify::{Evidence, LedgerSeal};
 
-pub const FORMAT: &str = "sealtrail-proof-bundle/1";
+pub const FORMAT: &str = "sealtrail-proof-bundle/2";
+/// Bundles of this format carried the device key itself, which proved nothing.
+const FORMAT_WITHOUT_KEY_PROOF: &str = "sealtrail-proof-bundle/1";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,8 +33,14 @@ pub struct Bundle {
     pub root: String,
     pub epoch_id: u64,
     pub device_id: String,
-    /// The device's Ed25519 public key as the registry held it when the bundle was made.
-    pub device_public_key: String,
+    /// The root of the device registry state the epoch's commit names.
+    pub device_keys_root: String,
+    /// The signing device's leaf in that state: its whole key history.
+    pub device_keys_leaf: String,
+    pub device_keys_index: u64,
+    pub device_keys_size: u64,
+    /// Sibling hashes from the device's leaf up to `device_keys_root`.
+    pub device_keys_proof: Vec<String>,
     pub chain_id: u64,
     pub contract: String,
     pub tx_hash: String,
@@ -57,7 +71,23 @@ pub struct Decoded {
     pub leaf_hash: Hash,
     pub proof: Vec<Hash>,
     pub root: Hash,
-    pub device_key: [u8; 32],
+    pub keys_root: Hash,
+    pub keys: KeyProof,
+}
+
+fn hex_field(field: &str, text: &str) -> Result<Vec<u8>, BundleError> {
+    hex::decode(text).map_err(|e| BundleError {
+        field: field.into(),
+        problem: format!("not hex: {e}"),
+    })
+}
+
+fn hashes(field: &str, texts: &[String]) -> Result<Vec<Hash>, BundleError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| hash(&format!("{field}[{i}]"), p))
+        .collect()
 }
 
 impl Bundle {
@@ -65,28 +95,36 @@ impl Bundle {
         if self.format != FORMAT {
             return Err(BundleError {
                 field: "format".into(),
-                problem: format!("'{}' is not '{FORMAT}'", self.format),
+                problem: if self.format == FORMAT_WITHOUT_KEY_PROOF {
+                    format!("'{}' carries no proof of its device key; ask for the bundle again ('{FORMAT}')", self.format)
+                } else {
+                    format!("'{}' is not '{FORMAT}'", self.format)
+                },
             });
         }
         Ok(Decoded {
-            payload: hex::decode(&self.payload).map_err(|e| BundleError {
-                field: "payload".into(),
-                problem: format!("not hex: {e}"),
-            })?,
+            payload: hex_field("payload", &self.payload)?,
             leaf_hash: hash("leaf_hash", &self.leaf_hash)?,
-            proof: self
-                .proof
-                .iter()
-                .enumerate()
-                .map(|(i, p)| hash(&format!("proof[{i}]"), p))
-                .collect::<Result<_, _>>()?,
+            proof: hashes("proof", &self.proof)?,
             root: hash("root", &self.root)?,
-            device_key: hash("device_public_key", &self.device_public_key)?,
+            keys_root: hash("device_keys_root", &self.device_keys_root)?,
+            keys: KeyProof {
+                leaf: hex_field("device_keys_leaf", &self.device_keys_leaf)?,
+                index: self.device_keys_index,
+                size: self.device_keys_size,
+                proof: hashes("device_keys_proof", &self.device_keys_proof)?,
+            },
         })
     }
 
-    /// The evidence this bundle gives, with what the ledger says.
-    pub fn evidence<'a>(&'a self, d: &'a Decoded, ledger: Option<LedgerSeal>) -> Evidence<'a> {
+    /// The evidence this bundle gives, with what the ledger says and the device
+    /// key proven under the registry state the ledger pins (None if unproven).
+    pub fn evidence<'a>(
+        &'a self,
+        d: &'a Decoded,
+        ledger: Option<LedgerSeal>,
+        device_key: Option<[u8; 32]>,
+    ) -> Evidence<'a> {
         Evidence {
             event_id: &self.event_id,
             payload: &d.payload,
@@ -96,7 +134,7 @@ impl Bundle {
             proof: &d.proof,
             epoch_id: self.epoch_id,
             epoch_root: d.root,
-            device_key: Some(d.device_key),
+            device_key,
             ledger,
             // A bundle carries the payload alone: nothing beside it to compare.
             columns: None,
@@ -120,7 +158,11 @@ mod tests {
             root: "22".repeat(32),
             epoch_id: 1,
             device_id: "d".into(),
-            device_public_key: "33".repeat(32),
+            device_keys_root: "33".repeat(32),
+            device_keys_leaf: "5e".into(),
+            device_keys_index: 0,
+            device_keys_size: 1,
+            device_keys_proof: vec![],
             chain_id: 31337,
             contract: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
             tx_hash: format!("0x{}", "44".repeat(32)),
@@ -142,6 +184,17 @@ mod tests {
         let mut wrong = bundle();
         wrong.format = "other/9".into();
         assert_eq!(wrong.decode().err().unwrap().field, "format");
+        let mut old = bundle();
+        old.format = "sealtrail-proof-bundle/1".into();
+        assert!(old
+            .decode()
+            .err()
+            .unwrap()
+            .problem
+            .contains("no proof of its device key"));
+        let mut keys = bundle();
+        keys.device_keys_proof = vec!["11".repeat(32), "zz".into()];
+        assert_eq!(keys.decode().err().unwrap().field, "device_keys_proof[1]");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::ledger::{Lease, Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::pin::Pins;
 use crate::store::{self, EpochRow, ANCHORED, VOID};
 
 /// A claim id for one assignment: random, so no two claims are equal.
@@ -34,24 +35,31 @@ pub enum Settled {
     Void,
 }
 
-/// Commits a pending epoch and records how it ended. `Refused` (another root
-/// committed for the epoch) and `Unavailable` are the caller's to handle.
+/// Commits a pending epoch, naming the registry state its events were checked
+/// against (`pins`), and records how it ended. `Refused` (another root committed
+/// for the epoch) and `Unavailable` are the caller's to handle.
 pub async fn settle<L: Ledger>(
     ledger: &L,
     clickhouse: &clickhouse::Client,
     metrics: &Metrics,
+    pins: &Pins,
     row: &EpochRow,
 ) -> Result<Settled, LedgerError> {
     let started = std::time::Instant::now();
+    let keys = pins.current(ledger).await?;
     let committed = ledger
         .commit(
             row.epoch_id,
             row.root,
             u64::from(row.leaf_count),
+            keys,
             &row.range_partitions,
             row.lease,
         )
         .await;
+    if let Err(LedgerError::Unavailable(_)) = committed {
+        pins.forget_committed();
+    }
     let mut done = row.clone();
     // Above the row it settles whatever the clocks of the sealers that wrote
     // them say: a lower version would leave the epoch pending in FINAL.
@@ -94,10 +102,14 @@ pub async fn take_over<L: Ledger>(
     ledger: &L,
     clickhouse: &clickhouse::Client,
     metrics: &Metrics,
+    pins: &Pins,
     partitions: &[u16],
     stopping: &(dyn Fn() -> bool + Sync),
 ) -> Option<Lease> {
-    settle_pending(ledger, clickhouse, metrics, partitions, None, stopping).await?;
+    settle_pending(
+        ledger, clickhouse, metrics, pins, partitions, None, stopping,
+    )
+    .await?;
     let lease = fresh();
     let mut backoff = Backoff::new();
     loop {
@@ -120,6 +132,7 @@ pub async fn take_over<L: Ledger>(
         ledger,
         clickhouse,
         metrics,
+        pins,
         partitions,
         Some(&lease),
         stopping,
@@ -133,6 +146,7 @@ async fn settle_pending<L: Ledger>(
     ledger: &L,
     clickhouse: &clickhouse::Client,
     metrics: &Metrics,
+    pins: &Pins,
     partitions: &[u16],
     ours: Option<&Lease>,
     stopping: &(dyn Fn() -> bool + Sync),
@@ -152,7 +166,7 @@ async fn settle_pending<L: Ledger>(
     };
     for row in rows.iter().filter(|r| Some(&r.lease) != ours) {
         loop {
-            match settle(ledger, clickhouse, metrics, row).await {
+            match settle(ledger, clickhouse, metrics, pins, row).await {
                 Ok(_) => break,
                 Err(LedgerError::Refused(why)) => {
                     metrics.ledger_refused.inc();

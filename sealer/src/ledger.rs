@@ -4,6 +4,8 @@
 //! again is a no-op on the contract, so retrying after a crash is always safe.
 //! The ledger also fences sealers: a sealer claims the partitions it is given,
 //! and an epoch commits only under the claim still current for its partitions.
+//! And it pins device keys: each epoch names the registry state (`keyset`) its
+//! events were checked against, committed before it.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,6 +38,8 @@ pub struct OnLedger {
     pub root: Hash,
     pub leaf_count: u64,
     pub block: u64,
+    /// The root of the device registry state the epoch was checked against.
+    pub keys: Hash,
 }
 
 /// A claim on partitions, fresh for each assignment (zero is refused).
@@ -63,11 +67,20 @@ pub trait Ledger: Send + Sync + 'static {
         partitions: &[u16],
         lease: Lease,
     ) -> impl Future<Output = Result<Anchor, LedgerError>> + Send;
+    /// Commits a device registry state (`keyset`); a no-op for one committed before.
+    fn commit_keys(
+        &self,
+        keys: Hash,
+        cutoff: u64,
+        devices: u64,
+    ) -> impl Future<Output = Result<Anchor, LedgerError>> + Send;
+    /// Commits an epoch's root, checked against the registry state `keys`.
     fn commit(
         &self,
         epoch_id: u64,
         root: Hash,
         leaf_count: u64,
+        keys: Hash,
         partitions: &[u16],
         lease: Lease,
     ) -> impl Future<Output = Result<Anchor, LedgerError>> + Send;
@@ -75,6 +88,12 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         epoch_id: u64,
     ) -> impl Future<Output = Result<Option<OnLedger>, LedgerError>> + Send;
+    /// A device registry state committed on the ledger: its cutoff (the newest
+    /// registry row version it holds), device count and block; None if never.
+    fn key_set_of(
+        &self,
+        keys: Hash,
+    ) -> impl Future<Output = Result<Option<(u64, u64, u64)>, LedgerError>> + Send;
 }
 
 /// How to reach the EVM ledger; flags or `SEALTRAIL_LEDGER_*`.
@@ -254,10 +273,10 @@ impl EvmLedger {
             return Ok(None);
         }
         // The runtime code holds the owner (an immutable), so it differs from
-        // the artifact's: ask for what this version added, claims used once.
+        // the artifact's: ask for what this version added, pinned device keys.
         let registry = SealRegistry::new(self.contract, &self.provider);
         Ok(Some(
-            registry.claimed(FixedBytes::ZERO).call().await.is_ok(),
+            registry.keySetOf(FixedBytes::ZERO).call().await.is_ok(),
         ))
     }
 }
@@ -289,6 +308,13 @@ fn classify(e: alloy::transports::TransportError) -> LedgerError {
         Some(E::NoPartitions(p)) => {
             LedgerError::Refused(format!("epoch {} names no partition", p.epochId))
         }
+        // Committed just before, so only a chain that lost its last blocks:
+        // committing the state again sets it right (`keyset::Pins` forgets what
+        // it committed when a commit finds the ledger unavailable).
+        Some(E::UnknownKeys(k)) => LedgerError::Unavailable(format!(
+            "epoch {} names device registry state {}, which the ledger does not have",
+            k.epochId, k.keys
+        )),
         None if e.as_error_resp().and_then(|r| r.as_revert_data()).is_some() => {
             LedgerError::Refused(e.to_string())
         }
@@ -376,11 +402,27 @@ impl Ledger for EvmLedger {
         self.send(call.abi_encode()).await
     }
 
+    async fn commit_keys(
+        &self,
+        keys: Hash,
+        cutoff: u64,
+        devices: u64,
+    ) -> Result<Anchor, LedgerError> {
+        use alloy::sol_types::SolCall;
+        let call = SealRegistry::commitKeysCall {
+            keys: FixedBytes::from(keys),
+            cutoff,
+            devices,
+        };
+        self.send(call.abi_encode()).await
+    }
+
     async fn commit(
         &self,
         epoch_id: u64,
         root: Hash,
         leaf_count: u64,
+        keys: Hash,
         partitions: &[u16],
         lease: Lease,
     ) -> Result<Anchor, LedgerError> {
@@ -389,6 +431,7 @@ impl Ledger for EvmLedger {
             epochId: epoch_id,
             root: FixedBytes::from(root),
             leafCount: leaf_count,
+            keys: FixedBytes::from(keys),
             partitions: partitions.to_vec(),
             holder: FixedBytes::from(lease),
         };
@@ -409,6 +452,17 @@ impl Ledger for EvmLedger {
             root: seal.root.0,
             leaf_count: seal.leafCount,
             block: seal.blockNumber,
+            keys: seal.keys.0,
         }))
+    }
+
+    async fn key_set_of(&self, keys: Hash) -> Result<Option<(u64, u64, u64)>, LedgerError> {
+        let registry = SealRegistry::new(self.contract, &self.provider);
+        let k = registry
+            .keySetOf(FixedBytes::from(keys))
+            .call()
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        Ok((k.blockNumber != 0).then_some((k.cutoff, k.devices, k.blockNumber)))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod epoch;
+pub mod keyset;
 pub mod memory;
 pub mod proof;
 pub mod store;

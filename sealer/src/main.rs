@@ -7,6 +7,7 @@ mod lease;
 mod ledger;
 mod metrics;
 mod migrate;
+mod pin;
 mod run;
 mod serve;
 mod trail;

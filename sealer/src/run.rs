@@ -142,6 +142,8 @@ pub(crate) struct Shared {
     positions: Mutex<HashMap<i32, i64>>,
     /// Last offset sealed (written, committed) per partition, for the lag gauge.
     sealed_to: Mutex<HashMap<i32, i64>>,
+    /// The device registry state the gate checks with, which commits name.
+    pub(crate) keys: crate::pin::Pins,
 }
 
 impl Shared {
@@ -419,7 +421,12 @@ fn consume_loop<L: Ledger>(
             if !assigned.is_empty() {
                 let stopping = || shared.stop.load(Ordering::SeqCst);
                 match rt.block_on(lease::take_over(
-                    ledger, clickhouse, metrics, &assigned, &stopping,
+                    ledger,
+                    clickhouse,
+                    metrics,
+                    &shared.keys,
+                    &assigned,
+                    &stopping,
                 )) {
                     Some(l) => {
                         lease = l;
@@ -892,7 +899,7 @@ async fn anchor_loop<L: Ledger>(
         }
         let (&id, row) = pending.first_key_value().expect("not empty");
         fault("before-ledger");
-        match lease::settle(&*ledger, &clickhouse, &metrics, row).await {
+        match lease::settle(&*ledger, &clickhouse, &metrics, &shared.keys, row).await {
             Ok(Settled::Anchored) => {
                 commit_offsets(&kafka.0, &kafka.1, row);
                 pending.remove(&id);

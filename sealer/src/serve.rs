@@ -284,10 +284,9 @@ impl Api {
         // Every field shown is the signed payload's (null if it does not
         // decode), never the store's columns: only the payload is proven.
         let e = verdict.event.as_ref();
-        let device_public_key = match e {
-            Some(e) => self.device_key_hex(&e.device_id, row.epoch_id).await?,
-            None => None,
-        };
+        // The key the verdict used: for an anchored epoch, the one the
+        // registry state pinned on the ledger gives.
+        let device_public_key = verdict.device_key.map(hex::encode);
         Ok(json!({
             "event_id": row.event_id,
             "event_time": e.map(|e| schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset)),
@@ -327,18 +326,6 @@ impl Api {
                 "since_ms": k.since_ms(),
             })),
         }))
-    }
-
-    async fn device_key_hex(
-        &self,
-        device_id: &str,
-        epoch_id: u64,
-    ) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .verifier
-            .registered_key(device_id, epoch_id)
-            .await?
-            .map(hex::encode))
     }
 }
 

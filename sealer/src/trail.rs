@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,10 +17,11 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use sealer::bundle::{self, Bundle};
+use sealer::keyset::{self, Snapshot};
 use sealer::proof::Hash;
 use sealer::verify::{self, Check, Evidence, Failure, KeyRetired, LedgerSeal, Verdict};
 
-use crate::ledger::{EvmLedger, Ledger, LedgerArgs};
+use crate::ledger::{EvmLedger, Ledger, LedgerArgs, OnLedger};
 use crate::store::ANCHORED;
 
 /// One sealed event with its epoch, as every reader needs it. The columns
@@ -134,7 +136,9 @@ pub struct Verifier {
     client: clickhouse::Client,
     pub ledger: EvmLedger,
     devices: tokio::sync::RwLock<(schemas::devices::KeyHistory, Option<Instant>)>,
-    anchored: std::sync::RwLock<HashMap<u64, (Hash, u64, u64)>>,
+    anchored: std::sync::RwLock<HashMap<u64, OnLedger>>,
+    /// Registry states pinned on the ledger, rebuilt from the store, by root.
+    pinned: std::sync::RwLock<HashMap<Hash, Arc<Snapshot>>>,
     head: std::sync::Mutex<Option<(u64, Instant)>>,
     chain_id: std::sync::OnceLock<u64>,
 }
@@ -153,6 +157,7 @@ impl Verifier {
             ledger,
             devices: Default::default(),
             anchored: Default::default(),
+            pinned: Default::default(),
             head: Default::default(),
             chain_id: Default::default(),
         }
@@ -184,15 +189,6 @@ impl Verifier {
         })
     }
 
-    /// The registry's public key for a device when an epoch was sealed.
-    pub async fn registered_key(
-        &self,
-        device_id: &str,
-        epoch_id: u64,
-    ) -> anyhow::Result<Option<[u8; 32]>> {
-        self.device_key(device_id, epoch_id).await
-    }
-
     async fn head(&self) -> anyhow::Result<u64> {
         let cached = *self.head.lock().expect("lock");
         match cached {
@@ -211,39 +207,71 @@ impl Verifier {
 
     /// What the ledger holds for an epoch (root, leaf count, block), if anything.
     pub async fn ledger_seal(&self, epoch_id: u64) -> anyhow::Result<Option<LedgerSeal>> {
-        let cached = self.anchored.read().expect("lock").get(&epoch_id).copied();
+        let cached = self.anchored.read().expect("lock").get(&epoch_id).cloned();
         let found = match cached {
             Some(s) => Some(s),
             None => {
-                let s = self
-                    .ledger
-                    .seal_of(epoch_id)
-                    .await
-                    .with_context(|| format!("reading the root of epoch {epoch_id} on the ledger"))?
-                    .map(|s| (s.root, s.leaf_count, s.block));
-                if let Some(s) = s {
-                    self.anchored.write().expect("lock").insert(epoch_id, s);
+                let s = self.ledger.seal_of(epoch_id).await.with_context(|| {
+                    format!("reading the root of epoch {epoch_id} on the ledger")
+                })?;
+                if let Some(s) = &s {
+                    self.anchored
+                        .write()
+                        .expect("lock")
+                        .insert(epoch_id, s.clone());
                 }
                 s
             }
         };
-        let Some((root, leaf_count, block)) = found else {
+        let Some(s) = found else {
             return Ok(None);
         };
         let head = self.head().await?;
         Ok(Some(LedgerSeal {
-            root,
-            leaf_count,
-            block,
-            confirmations: head.saturating_sub(block) + 1,
+            root: s.root,
+            leaf_count: s.leaf_count,
+            block: s.block,
+            confirmations: head.saturating_sub(s.block) + 1,
+            keys: s.keys,
         }))
+    }
+
+    /// The key `device_id` held when `epoch_id` was sealed, as the registry
+    /// state the ledger pins under `keys` gives it, with the check that says so.
+    async fn pinned_key(
+        &self,
+        keys: Hash,
+        device_id: &str,
+        epoch_id: u64,
+    ) -> anyhow::Result<(Option<[u8; 32]>, Check)> {
+        Ok(match self.pinned_state(keys).await? {
+            Ok(state) => key_check(
+                state.proof(device_id).as_ref(),
+                &keys,
+                device_id,
+                epoch_id,
+                PINNED,
+            ),
+            Err(why) => (None, failed_key_check(why)),
+        })
     }
 
     pub async fn check(&self, row: &StepRow) -> anyhow::Result<Verdict> {
         // The signer is the device the payload names, not the column's.
         let device_id = row.signer();
-        let device_key = self.device_key(&device_id, row.epoch_id).await?;
         let ledger = self.ledger_seal(row.epoch_id).await?;
+        // Anchored: the key comes from the registry state the ledger pins for
+        // the epoch, so a registry row added since cannot change it. Not yet
+        // anchored: from the registry (the step fails as not anchored anyway).
+        // The registry is read either way: it tells whether the key was retired since.
+        let registered = self.device_key(&device_id, row.epoch_id).await?;
+        let (device_key, key_check) = match &ledger {
+            Some(seal) => {
+                let (key, check) = self.pinned_key(seal.keys, &device_id, row.epoch_id).await?;
+                (key, Some(check))
+            }
+            None => (registered, None),
+        };
         let key_retired = match device_key {
             Some(_) => KeyRetired::after(
                 &self.devices.read().await.0,
@@ -266,7 +294,49 @@ impl Verifier {
             columns: Some(row.columns()),
         });
         verdict.key_retired = key_retired;
+        if let Some(c) = key_check {
+            put_key_check(&mut verdict, c);
+        }
         Ok(verdict)
+    }
+
+    /// The registry state the ledger pins under `keys`, rebuilt from the
+    /// store's registry (rows up to its cutoff). Err(why) when the store no
+    /// longer gives that state (rows were added or changed under it): a
+    /// verdict, not a failure to check.
+    async fn pinned_state(&self, keys: Hash) -> anyhow::Result<Result<Arc<Snapshot>, String>> {
+        if let Some(s) = self.pinned.read().expect("lock").get(&keys) {
+            return Ok(Ok(s.clone()));
+        }
+        let (cutoff, _, _) = self
+            .ledger
+            .key_set_of(keys)
+            .await
+            .context("reading a device registry state on the ledger")?
+            .with_context(|| {
+                format!(
+                    "the ledger has no device registry state {}",
+                    hex::encode(keys)
+                )
+            })?;
+        if self.devices.read().await.0.cutoff() < cutoff {
+            let mut d = self.devices.write().await;
+            schemas::devices::refresh(&self.client, &mut d.0)
+                .await
+                .context("reading the device registry")?;
+            d.1 = Some(Instant::now());
+        }
+        let s = Snapshot::of(&self.devices.read().await.0, cutoff);
+        if s.root() != keys {
+            return Ok(Err(format!(
+                "the store's device registry no longer gives the state pinned on the ledger: its rows up to version {cutoff} give root {}, the ledger pins {} (rows were added or changed under it)",
+                hex::encode(s.root()),
+                hex::encode(keys)
+            )));
+        }
+        let s = Arc::new(s);
+        self.pinned.write().expect("lock").insert(keys, s.clone());
+        Ok(Ok(s))
     }
 
     /// The proof bundle of a row; None while its epoch is not anchored.
@@ -274,6 +344,21 @@ impl Verifier {
         if row.epoch_status != ANCHORED || row.ledger_tx.is_empty() {
             return Ok(None);
         }
+        let Some(seal) = self.ledger_seal(row.epoch_id).await? else {
+            return Ok(None);
+        };
+        let signer = row.signer();
+        let keys = self
+            .pinned_state(seal.keys)
+            .await?
+            .map_err(|why| anyhow::anyhow!(why))?
+            .proof(&signer)
+            .with_context(|| {
+                format!(
+                    "device {signer} is not in the registry state the ledger pins for epoch {}",
+                    row.epoch_id
+                )
+            })?;
         let chain_id = match self.chain_id.get() {
             Some(&id) => id,
             None => {
@@ -285,10 +370,6 @@ impl Verifier {
                 *self.chain_id.get_or_init(|| id)
             }
         };
-        let key = self
-            .device_key(&row.signer(), row.epoch_id)
-            .await?
-            .unwrap_or([0; 32]);
         Ok(Some(Bundle {
             format: bundle::FORMAT.into(),
             event_id: row.event_id.clone(),
@@ -299,8 +380,12 @@ impl Verifier {
             proof: row.proof.iter().map(hex::encode).collect(),
             root: hex::encode(row.epoch_root),
             epoch_id: row.epoch_id,
-            device_id: row.signer(),
-            device_public_key: hex::encode(key),
+            device_id: signer,
+            device_keys_root: hex::encode(seal.keys),
+            device_keys_leaf: hex::encode(&keys.leaf),
+            device_keys_index: keys.index,
+            device_keys_size: keys.size,
+            device_keys_proof: keys.proof.iter().map(hex::encode).collect(),
             chain_id,
             contract: self.ledger.address().to_string(),
             tx_hash: row.ledger_tx.clone(),
@@ -313,7 +398,9 @@ impl Verifier {
 #[command(after_help = "\
 Exit codes: 0 every check passed; 1 could not check (store or ledger unreachable,
 unreadable bundle); 2 usage; 3 unknown event; 4 payload altered; 5 bad signature;
-6 bad proof; 7 root differs from the ledger; 8 not yet anchored.")]
+6 bad proof; 7 root differs from the ledger; 8 not yet anchored; 9 the store's
+columns differ from the signed payload; 10 the bundle names an untrusted ledger;
+11 the bundle's device key is not the one the ledger pins for the epoch.")]
 pub struct VerifyArgs {
     /// The event to verify (its event id).
     #[arg(long)]
@@ -441,7 +528,21 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
     );
     let v = Verifier::new(clickhouse::Client::default(), chain);
     let seal = v.ledger_seal(b.epoch_id).await?;
-    let mut verdict = verify::check(&b.evidence(&decoded, seal.clone()));
+    // The key comes from the registry state the ledger pins for the epoch; the
+    // bundle only carries the device's leaf and the path to that state's root.
+    let signer = schemas::avro::decode_datum(&decoded.payload)
+        .map(|e| e.device_id)
+        .unwrap_or_else(|_| b.device_id.clone());
+    // Not anchored: the bundle's own state, for a verdict on the rest (the
+    // epoch then fails as not anchored anyway).
+    let (root, pinned) = match &seal {
+        Some(s) => (s.keys, PINNED),
+        None => (decoded.keys_root, "named by the bundle, not on the ledger"),
+    };
+    let (device_key, key_check) =
+        key_check(Some(&decoded.keys), &root, &signer, b.epoch_id, pinned);
+    let mut verdict = verify::check(&b.evidence(&decoded, seal.clone(), device_key));
+    put_key_check(&mut verdict, key_check);
     // The transaction the bundle names must be the one that committed the root.
     if let Some(s) = &seal {
         let tx = v.ledger.transaction(&b.tx_hash).await;
@@ -484,6 +585,67 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
     }
     print_checks(&verdict.checks);
     Ok(outcome(&verdict))
+}
+
+const PINNED: &str = "pinned on the ledger";
+
+fn failed_key_check(detail: String) -> Check {
+    Check {
+        name: "key",
+        ok: false,
+        detail,
+    }
+}
+
+/// The key `signer` held when epoch `epoch_id` was sealed, from its leaf proven
+/// (`proof`) under the registry state `root`, with the check that says so.
+fn key_check(
+    proof: Option<&keyset::KeyProof>,
+    root: &Hash,
+    signer: &str,
+    epoch_id: u64,
+    pinned: &str,
+) -> (Option<[u8; 32]>, Check) {
+    use schemas::devices::KeyAt;
+    let fail = |detail: String| (None, failed_key_check(detail));
+    let Some(proof) = proof else {
+        return fail(format!(
+            "device {signer} is not in the registry state {} {pinned}",
+            hex::encode(root)
+        ));
+    };
+    match keyset::key_at(proof, root, signer, sealed_at_ms(epoch_id)) {
+        Ok(KeyAt::Valid(key)) => (
+            Some(key.to_bytes()),
+            Check {
+                name: "key",
+                ok: true,
+                detail: format!(
+                    "device {signer}'s key {} from registry state {} {pinned}",
+                    hex::encode(key.to_bytes()),
+                    hex::encode(root)
+                ),
+            },
+        ),
+        Ok(KeyAt::Revoked { at_ms }) => fail(format!(
+            "device {signer} was revoked ({}) before the epoch was sealed",
+            schemas::time::format_rfc3339(at_ms, "")
+        )),
+        Ok(KeyAt::NotYetRegistered) => fail(format!(
+            "device {signer} was registered only after the epoch was sealed"
+        )),
+        Ok(KeyAt::Unknown) => fail(format!("device {signer} is not in the registry state")),
+        Err(why) => fail(why),
+    }
+}
+
+/// Puts the key's check first. A key the ledger does not pin is the failure:
+/// the signature check then fails for want of a key, and the cause comes first.
+fn put_key_check(verdict: &mut Verdict, check: Check) {
+    if !check.ok {
+        verdict.failure = Some(Failure::KeyNotPinned);
+    }
+    verdict.checks.insert(0, check);
 }
 
 #[derive(Args, Debug)]

@@ -32,6 +32,9 @@ pub enum Failure {
     ColumnsAltered,
     /// A bundle names a chain or contract this verifier was not configured to trust.
     UntrustedAnchor,
+    /// A bundle's device key is not the one the registry state pinned on the
+    /// ledger for the epoch gives the device when the epoch was sealed.
+    KeyNotPinned,
 }
 
 impl Failure {
@@ -47,6 +50,7 @@ impl Failure {
             Failure::NotAnchored => 8,
             Failure::ColumnsAltered => 9,
             Failure::UntrustedAnchor => 10,
+            Failure::KeyNotPinned => 11,
         }
     }
 
@@ -61,6 +65,7 @@ impl Failure {
             Failure::NotAnchored => "not_anchored",
             Failure::ColumnsAltered => "columns_altered",
             Failure::UntrustedAnchor => "untrusted_anchor",
+            Failure::KeyNotPinned => "device_key_not_pinned",
         }
     }
 
@@ -74,6 +79,7 @@ impl Failure {
             Failure::NotAnchored => "not yet anchored",
             Failure::ColumnsAltered => "the store's columns differ from the signed payload",
             Failure::UntrustedAnchor => "the bundle names a ledger this verifier does not trust",
+            Failure::KeyNotPinned => "the device key is not the one the ledger pins for the epoch",
         }
     }
 }
@@ -86,6 +92,8 @@ pub struct LedgerSeal {
     pub block: u64,
     /// Blocks on top of (and including) the one holding the commit.
     pub confirmations: u64,
+    /// The device registry state the epoch was checked against (`keyset`).
+    pub keys: Hash,
 }
 
 /// Everything the checks look at.
@@ -271,6 +279,8 @@ pub struct Verdict {
     pub failure: Option<Failure>,
     /// The event decoded from the payload, when it decodes.
     pub event: Option<ScanEvent>,
+    /// The device key the signature was checked with, if there was one.
+    pub device_key: Option<[u8; 32]>,
     /// The device key was revoked or rotated after the epoch was sealed. The
     /// checks do not see the registry's history: the caller that chose the key
     /// fills this in (`trail::Verifier`), and it changes no failure.
@@ -455,6 +465,7 @@ pub fn check(e: &Evidence) -> Verdict {
         failure,
         event,
         key_retired: None,
+        device_key: e.device_key,
     }
 }
 
@@ -522,6 +533,7 @@ mod tests {
                 leaf_count: 5,
                 block: 10,
                 confirmations: 3,
+                keys: [0; 32],
             }),
             columns: None,
         }

@@ -1,7 +1,8 @@
 //! The SealRegistry contract on the local anvil: the committed artifact is what the
 //! source compiles to, a root is committed once, the same root again is a no-op,
 //! another root for a committed epoch reverts, only sealers may commit or claim,
-//! and an epoch sealed under a claim since replaced is refused (zombie fencing).
+//! an epoch sealed under a claim since replaced is refused (zombie fencing), and
+//! an epoch names a device registry state committed before it.
 //! Uses its own dev accounts (#2 to #4) and fresh deployments, so it does not
 //! disturb the sealer's contract or nonces.
 
@@ -23,9 +24,15 @@ alloy::sol!(
 // anvil's deterministic dev accounts #2 and #3 (mnemonic "test test ... junk").
 const KEY_2: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 const KEY_3: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
-// #4 deploys the fencing test's registry: tests run at once, and one account's
-// nonces cannot serve two of them.
+// #4 and #5 deploy the fencing and key tests' registries: tests run at once,
+// and one account's nonces cannot serve two of them.
 const KEY_4: &str = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
+const KEY_5: &str = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba";
+
+/// The registry state every test's epochs name (committed after each deploy).
+fn keys() -> FixedBytes<32> {
+    FixedBytes::from([0x4b; 32])
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -58,6 +65,7 @@ fn the_committed_artifact_is_what_the_source_compiles_to() {
 async fn a_root_is_committed_once_and_never_replaced() {
     let owner = provider(KEY_2);
     let registry = SealRegistry::deploy(owner.clone()).await.expect("deploy");
+    mined(registry.commitKeys(keys(), 1, 1).send().await).await;
     let epoch = 7u64;
     let root_a = FixedBytes::from([0xaa; 32]);
     let root_b = FixedBytes::from([0xbb; 32]);
@@ -79,7 +87,7 @@ async fn a_root_is_committed_once_and_never_replaced() {
         .await
         .expect("receipt");
     let first = registry
-        .commit(epoch, root_a, 3, parts.clone(), lease)
+        .commit(epoch, root_a, 3, keys(), parts.clone(), lease)
         .send()
         .await
         .expect("commit")
@@ -101,7 +109,7 @@ async fn a_root_is_committed_once_and_never_replaced() {
 
     // The same (epoch, root, count) again: succeeds, changes nothing, emits nothing.
     let again = registry
-        .commit(epoch, root_a, 3, parts.clone(), lease)
+        .commit(epoch, root_a, 3, keys(), parts.clone(), lease)
         .send()
         .await
         .expect("commit again")
@@ -119,7 +127,7 @@ async fn a_root_is_committed_once_and_never_replaced() {
 
     // Another root for the committed epoch reverts, and the first root stays.
     let err = match registry
-        .commit(epoch, root_b, 3, parts.clone(), lease)
+        .commit(epoch, root_b, 3, keys(), parts.clone(), lease)
         .call()
         .await
     {
@@ -132,7 +140,7 @@ async fn a_root_is_committed_once_and_never_replaced() {
     // An account the owner did not authorize may not commit.
     let stranger = SealRegistry::new(*registry.address(), provider(KEY_3));
     let refused = stranger
-        .commit(8, root_b, 1, parts.clone(), lease)
+        .commit(8, root_b, 1, keys(), parts.clone(), lease)
         .call()
         .await;
     assert!(refused.is_err(), "an unauthorized account committed a root");
@@ -167,13 +175,14 @@ async fn mined(
 #[tokio::test]
 async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     let registry = SealRegistry::deploy(provider(KEY_4)).await.expect("deploy");
+    mined(registry.commitKeys(keys(), 1, 1).send().await).await;
     let (zombie, owner) = (FixedBytes::from([0xa1; 16]), FixedBytes::from([0xb2; 16]));
     let root = |b: u8| FixedBytes::from([b; 32]);
 
     mined(registry.claim(vec![0, 1, 2], zombie).send().await).await;
     mined(
         registry
-            .commit(10, root(1), 5, vec![0, 1], zombie)
+            .commit(10, root(1), 5, keys(), vec![0, 1], zombie)
             .send()
             .await,
     )
@@ -185,7 +194,7 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
 
     // The old holder's next epoch covers partition 1: refused, naming it.
     let err = registry
-        .commit(11, root(2), 5, vec![2, 1], zombie)
+        .commit(11, root(2), 5, keys(), vec![2, 1], zombie)
         .call()
         .await
         .expect_err("an epoch under a replaced claim committed");
@@ -199,13 +208,19 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     // Its partitions it still holds alone: accepted.
     mined(
         registry
-            .commit(12, root(3), 2, vec![2], zombie)
+            .commit(12, root(3), 2, keys(), vec![2], zombie)
             .send()
             .await,
     )
     .await;
     // The new owner commits under its claim.
-    mined(registry.commit(13, root(4), 7, vec![1], owner).send().await).await;
+    mined(
+        registry
+            .commit(13, root(4), 7, keys(), vec![1], owner)
+            .send()
+            .await,
+    )
+    .await;
     assert_eq!(
         registry.rootOf(11).call().await.expect("rootOf"),
         FixedBytes::ZERO
@@ -215,7 +230,7 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     // sealer learning its commit stands): a no-op, whoever holds the lease now.
     mined(
         registry
-            .commit(10, root(1), 5, vec![0, 1], zombie)
+            .commit(10, root(1), 5, keys(), vec![0, 1], zombie)
             .send()
             .await,
     )
@@ -251,7 +266,7 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     assert!(matches!(
         decoded(
             registry
-                .commit(14, root(5), 1, vec![3], zero)
+                .commit(14, root(5), 1, keys(), vec![3], zero)
                 .call()
                 .await
                 .expect_err("zero lease")
@@ -261,11 +276,90 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     assert!(matches!(
         decoded(
             registry
-                .commit(15, root(6), 1, vec![], owner)
+                .commit(15, root(6), 1, keys(), vec![], owner)
                 .call()
                 .await
                 .expect_err("no partitions")
         ),
         SealRegistry::SealRegistryErrors::NoPartitions(_)
+    ));
+}
+
+#[tokio::test]
+async fn an_epoch_names_a_registry_state_committed_before_it() {
+    let registry = SealRegistry::deploy(provider(KEY_5)).await.expect("deploy");
+    let lease = FixedBytes::from([0x5c; 16]);
+    mined(registry.claim(vec![0], lease).send().await).await;
+    let (state, later) = (FixedBytes::from([0x5a; 32]), FixedBytes::from([0x5b; 32]));
+    let root = FixedBytes::from([0x77; 32]);
+
+    // A state the ledger never saw cannot be named: a key made up after the
+    // fact has no state to be in.
+    assert!(matches!(
+        decoded(
+            registry
+                .commit(21, root, 4, state, vec![0], lease)
+                .call()
+                .await
+                .expect_err("unknown state")
+        ),
+        SealRegistry::SealRegistryErrors::UnknownKeys(_)
+    ));
+    assert_eq!(
+        registry
+            .keySetOf(state)
+            .call()
+            .await
+            .expect("keySetOf")
+            .blockNumber,
+        0
+    );
+
+    mined(registry.commitKeys(state, 1_000, 3).send().await).await;
+    let first = registry.keySetOf(state).call().await.expect("keySetOf");
+    assert_eq!((first.cutoff, first.devices), (1_000, 3));
+    assert_ne!(first.blockNumber, 0);
+    // The first commit of a state stands: committing it again changes nothing.
+    mined(registry.commitKeys(state, 9_999, 9).send().await).await;
+    let again = registry.keySetOf(state).call().await.expect("keySetOf");
+    assert_eq!(
+        (again.cutoff, again.devices, again.blockNumber),
+        (1_000, 3, first.blockNumber)
+    );
+
+    mined(
+        registry
+            .commit(21, root, 4, state, vec![0], lease)
+            .send()
+            .await,
+    )
+    .await;
+    let seal = registry.sealOf(21).call().await.expect("sealOf");
+    assert_eq!((seal.root, seal.keys), (root, state));
+    // A retry naming a later state is the same commit: the first state stands.
+    mined(registry.commitKeys(later, 2_000, 4).send().await).await;
+    mined(
+        registry
+            .commit(21, root, 4, later, vec![0], lease)
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(
+        registry.sealOf(21).call().await.expect("sealOf").keys,
+        state
+    );
+
+    // Only sealers commit states.
+    let stranger = SealRegistry::new(*registry.address(), provider(KEY_3));
+    assert!(matches!(
+        decoded(
+            stranger
+                .commitKeys(FixedBytes::from([0x5d; 32]), 1, 1)
+                .call()
+                .await
+                .expect_err("stranger")
+        ),
+        SealRegistry::SealRegistryErrors::NotSealer(_)
     ));
 }

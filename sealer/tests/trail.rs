@@ -634,6 +634,40 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         Some(0),
         "another root in a bundle"
     );
+    // A bundle carrying a key of its author's own: the leaf says the device
+    // held another key, under a registry state of the author's making. The
+    // verifier folds the leaf to the state the ledger pins for the epoch.
+    let mut forged = bundle.clone();
+    let leaf = forged["device_keys_leaf"].as_str().unwrap().to_string();
+    let own_leaf = format!("{}{}", &leaf[..leaf.len() - 64], "7e".repeat(32));
+    let own_root = sealer::proof::leaf_hash(&hex::decode(&own_leaf).unwrap());
+    forged["device_keys_leaf"] = Value::String(own_leaf.clone());
+    forged["device_keys_root"] = Value::String(hex::encode(own_root));
+    forged["device_keys_index"] = Value::from(0u64);
+    forged["device_keys_size"] = Value::from(1u64);
+    forged["device_keys_proof"] = Value::Array(vec![]);
+    let out = check_bundle(&forged);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(11), "{said}");
+    assert!(said.contains("not to the registry state"), "{said}");
+    // The same key swapped into the genuine leaf, with the genuine path.
+    let mut forged = bundle.clone();
+    forged["device_keys_leaf"] = Value::String(own_leaf);
+    assert_eq!(
+        check_bundle(&forged).status.code(),
+        Some(11),
+        "another key in the device's leaf"
+    );
+    // A bundle of the first format carried its key unproven: refused, named.
+    let mut old = bundle.clone();
+    old["format"] = Value::String("sealtrail-proof-bundle/1".into());
+    let out = check_bundle(&old);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no proof of its device key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 1b. The store's columns changed, and another item's genuine event filed
     // under this item: every reader shows what was signed and flags exactly
@@ -768,6 +802,32 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         vec![],
         "restored rows verify again"
     );
+
+    // 1c. A row slipped into the device registry under the states the ledger
+    // pins (another key for this device, dated long before): the audit names
+    // the state, and a reader says the key is no longer the one pinned rather
+    // than checking with a registry that changed.
+    let planted = format!("device_id = '{device}' AND version = 1000");
+    let registry_restore = Restore(vec![format!(
+        "ALTER TABLE sealtrail.devices DELETE WHERE {planted}"
+    )]);
+    clickhouse(&format!(
+        "INSERT INTO sealtrail.devices VALUES ('{device}', unhex('{}'), 'active', toDateTime(1), 1000)",
+        "7e".repeat(32)
+    ));
+    let out = run(&["verify", "--event", &events[0].event_id]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(11), "{said}");
+    assert!(said.contains("no longer gives the state pinned"), "{said}");
+    let audit = run(&["audit"]);
+    let report = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert_ne!(audit.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("does not rebuild from sealtrail.devices"),
+        "{report}"
+    );
+    drop(registry_restore);
+    assert_eq!(verify_code(&events[0].event_id), 0, "the registry restored");
 
     // 2. One payload byte altered: the page marks that one step, and only it.
     let mut restore = Restore(Vec::new());
