@@ -64,6 +64,15 @@ KAFKA_ADMIN_CONFIG="$STATE/kafka/admin.properties"
 
 kafka_password() { head -1 "$KAFKA_USERS/$1.password"; }
 
+# ClickHouse users of the local stack besides `default` (see
+# deploy/local/clickhouse/users.xml), each with a password file (mode 0600) under
+# $CLICKHOUSE_USERS, which the binaries read (--clickhouse-password-file, and
+# `sealer serve` finds api's by itself): sealer (`sealer run`), gateway
+# (`ingest serve`), api (`sealer serve`), analyst (people; analyst.xml there is a
+# clickhouse-client config: `clickhouse-client --config-file ...`).
+CLICKHOUSE_USERS="$STATE/clickhouse/users"
+CLICKHOUSE_ROLES=(sealer gateway api analyst)
+
 kafka_java() {
   java -Xms64m -XX:TieredStopAtLevel=1 -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.xml" \
     -Dkafka.logs.dir="$LOG" -cp "$KAFKA_LIBS/*" "$@"

@@ -31,17 +31,28 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SEALTRAIL_API_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// ClickHouse user the API reads as (read-only).
-    #[arg(long, env = "SEALTRAIL_API_CLICKHOUSE_USER", default_value = "analyst")]
+    /// ClickHouse user the API reads as (readonly=1, with limits it cannot raise).
+    #[arg(long, env = "SEALTRAIL_API_CLICKHOUSE_USER", default_value = "api")]
     pub api_clickhouse_user: String,
-    /// Password of that user.
+    /// Password of that user (default: the file `deploy/local/up` writes for it,
+    /// $SEALTRAIL_STATE_DIR/clickhouse/users/USER.password, if there is one).
+    /// Prefer the file option or the environment: a flag shows in `ps`.
     #[arg(
         long,
         env = "SEALTRAIL_API_CLICKHOUSE_PASSWORD",
-        default_value = "analyst",
         hide_env_values = true
     )]
-    pub api_clickhouse_password: String,
+    pub api_clickhouse_password: Option<String>,
+    /// File holding that password, e.g. a mounted secret (one trailing newline
+    /// is dropped).
+    #[arg(
+        long,
+        env = "SEALTRAIL_API_CLICKHOUSE_PASSWORD_FILE",
+        value_name = "FILE",
+        value_parser = schemas::store::PasswordFile::read,
+        conflicts_with = "api_clickhouse_password"
+    )]
+    pub api_clickhouse_password_file: Option<schemas::store::PasswordFile>,
     /// Ledger JSON-RPC URL the page's browser reads roots from itself. Without
     /// it the page says it could not check the ledger: the private --ledger-rpc
     /// is never published.
@@ -71,9 +82,15 @@ pub async fn serve(
     client: clickhouse::Client,
     ledger: &LedgerArgs,
 ) -> anyhow::Result<()> {
+    let password = schemas::store::resolve_password(
+        args.api_clickhouse_password.as_deref(),
+        args.api_clickhouse_password_file.as_ref(),
+        &args.api_clickhouse_user,
+    )
+    .map_err(anyhow::Error::msg)?;
     let client = client
         .with_user(&args.api_clickhouse_user)
-        .with_password(&args.api_clickhouse_password);
+        .with_password(&password);
     let reader = ledger.reader()?;
     let chain_id = reader
         .chain_id()
