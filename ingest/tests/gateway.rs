@@ -39,6 +39,10 @@ impl Drop for Gateway {
 }
 
 fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
+    start_gateway_logging(port, extra, Stdio::inherit())
+}
+
+fn start_gateway_logging(port: u16, extra: &[&str], stderr: Stdio) -> Gateway {
     let child = Command::new(INGEST)
         .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -49,6 +53,7 @@ fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
         })
         .args(extra)
         .stdout(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start ingest serve");
     let gateway = Gateway {
@@ -818,4 +823,84 @@ async fn a_device_over_its_quota_is_answered_429() {
             .any(|e| e.event_id == over.event_id),
         "the refused event reached Kafka"
     );
+}
+
+/// Mutated requests (request line, headers, JSON bodies of signed events), sent
+/// raw: none gets a 500 or panics the gateway, which still serves afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_requests_never_panic_the_gateway() {
+    use web::hostile::{barrage, request, send, Answer};
+    let device = unique("hostile").replace('-', "");
+    let key = add_device(&device);
+    let port = 18090;
+    let log = std::env::temp_dir().join(format!(
+        "sealtrail-gateway-hostile-{}.log",
+        std::process::id()
+    ));
+    let _gw = start_gateway_logging(
+        port,
+        &[
+            // A request cut short is closed at these deadlines: keep the run short.
+            "--header-timeout-ms",
+            "300",
+            "--http-request-timeout-ms",
+            "400",
+        ],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let one = json::to_json(&event(&device, &key, 1)).to_string();
+    let batch = json!([
+        json::to_json(&event(&device, &key, 2)),
+        json::to_json(&event(&device, &key, 3))
+    ])
+    .to_string();
+    let json_type = [("Content-Type", "application/json")];
+    let seeds = [
+        request("POST", "/v1/events", &json_type, one.as_bytes()),
+        request("POST", "/v1/events", &json_type, batch.as_bytes()),
+        request(
+            "POST",
+            "/v1/events",
+            &[("Content-Type", "text/plain")],
+            one.as_bytes(),
+        ),
+        request("GET", "/v1/events", &[], b""),
+        request("GET", "/healthz", &[], b""),
+        request("GET", "/readyz", &[], b""),
+    ];
+    let answers = tokio::task::spawn_blocking(move || barrage(port, &seeds, 2_000, 0x9a7e_3a1e, 8))
+        .await
+        .unwrap();
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut closed = 0;
+    for (req, answer, _) in &answers {
+        match answer {
+            Answer::Status(s) => {
+                // 503 is backpressure (Kafka busy, too many requests in flight).
+                assert!(
+                    *s < 500 || *s == 503,
+                    "{s} for {:?}",
+                    String::from_utf8_lossy(req)
+                );
+                *statuses.entry(*s).or_insert(0) += 1;
+            }
+            Answer::Nothing => closed += 1,
+        }
+    }
+    println!("hostile requests to the gateway: {statuses:?} by status, {closed} closed unanswered");
+    assert!(
+        answers.len() - closed > 1_500,
+        "most requests get an answer"
+    );
+    assert_eq!(
+        send(
+            port,
+            &request("GET", "/healthz", &[], b""),
+            Duration::from_secs(5)
+        )
+        .unwrap(),
+        Answer::Status(200)
+    );
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!said.contains("panicked"), "{said}");
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use alloy::sol_types::SolCall;
 use anyhow::Context;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -346,21 +346,67 @@ impl Api {
     }
 }
 
+/// `?limit=N&after=CURSOR`: a page of a trail. Strings, so a bad value is
+/// answered in the API's error shape, naming the parameter.
+#[derive(serde::Deserialize, Default)]
+struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// Steps per page when the client does not say.
+const PAGE_DEFAULT: usize = 100;
+
+fn page_of(q: &PageQuery) -> Result<(usize, Option<trail::Cursor>), String> {
+    let limit = match &q.limit {
+        None => PAGE_DEFAULT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=trail::PAGE_MAX).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "limit: '{}' is not a number from 1 to {}",
+                    l.chars().take(40).collect::<String>(),
+                    trail::PAGE_MAX
+                ))
+            }
+        },
+    };
+    let after = q
+        .after
+        .as_deref()
+        .map(trail::Cursor::parse)
+        .transpose()
+        .map_err(|why| format!("after: {why}"))?;
+    Ok((limit, after))
+}
+
 async fn item_trail(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let r = match tokio::time::timeout(api.timeout, trail_body(&api, &id)).await {
-        Ok(Ok(Some(body))) => json_response(&headers, body, "no-cache"),
-        Ok(Ok(None)) => error(
-            StatusCode::NOT_FOUND,
-            "unknown_item",
-            format!("no sealed events for item {id}"),
-        ),
-        Ok(Err(e)) => unavailable(e),
-        Err(_) => timed_out(),
+    let page = match &query {
+        Ok(Query(q)) => page_of(q),
+        Err(e) => Err(format!("the query string: {}", e.body_text())),
+    };
+    let r = match page {
+        Err(why) => error(StatusCode::BAD_REQUEST, "bad_request", why),
+        Ok((limit, after)) => {
+            match tokio::time::timeout(api.timeout, trail_body(&api, &id, limit, after.as_ref()))
+                .await
+            {
+                Ok(Ok(Some(body))) => json_response(&headers, body, "no-cache"),
+                Ok(Ok(None)) => error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_item",
+                    format!("no sealed events for item {id}"),
+                ),
+                Ok(Err(e)) => unavailable(e),
+                Err(_) => timed_out(),
+            }
+        }
     };
     api.observe("trail", started, &r);
     r
@@ -385,9 +431,14 @@ fn timed_out() -> Response {
     )
 }
 
-async fn trail_body(api: &Api, id: &str) -> anyhow::Result<Option<String>> {
-    let rows = trail::item_rows(&api.client, id).await?;
-    if rows.is_empty() {
+async fn trail_body(
+    api: &Api,
+    id: &str,
+    limit: usize,
+    after: Option<&trail::Cursor>,
+) -> anyhow::Result<Option<String>> {
+    let (rows, next) = trail::item_page(&api.client, id, after, limit).await?;
+    if rows.is_empty() && after.is_none() {
         return Ok(None);
     }
     let mut steps = Vec::with_capacity(rows.len());
@@ -400,6 +451,8 @@ async fn trail_body(api: &Api, id: &str) -> anyhow::Result<Option<String>> {
             "item_id": id,
             "steps": steps,
             "summary": {"steps": rows.len(), "verified": verified},
+            // The cursor of the next page (`?after=`), null on the last.
+            "next": next.map(|c| c.to_string()),
             "ledger": {
                 "chain_id": api.chain_id,
                 "contract": api.contract,

@@ -107,19 +107,81 @@ pub async fn event_row(
         .context("reading the event from sealtrail.scan_events")
 }
 
-/// An item's steps in time order: the events whose first item id is `item_id`
-/// (the sort key of `scan_events`). PREWHERE, not WHERE: ClickHouse then reads
-/// payloads and proofs only for the matching rows, not for whole granules, which
-/// halved the API's latency.
-pub async fn item_rows(client: &clickhouse::Client, item_id: &str) -> anyhow::Result<Vec<StepRow>> {
-    client
+/// Where a page of an item's trail ends: the last step's time and event id
+/// (the order of `item_page`). Written `<event_time_ms>,<event_id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ms: i64,
+    pub event_id: String,
+}
+
+impl Cursor {
+    pub fn after(row: &StepRow) -> Cursor {
+        Cursor {
+            time_ms: row.event_time_ms,
+            event_id: row.event_id.clone(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Cursor, String> {
+        let (time, id) = text
+            .split_once(',')
+            .ok_or("not '<event_time_ms>,<event_id>'")?;
+        let time_ms = time
+            .parse()
+            .map_err(|_| format!("'{time}' is not a time in milliseconds"))?;
+        if id.is_empty() || id.len() > 128 {
+            return Err("the event id is empty or longer than 128 bytes".into());
+        }
+        Ok(Cursor {
+            time_ms,
+            event_id: id.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.time_ms, self.event_id)
+    }
+}
+
+/// The most steps one page of a trail holds: a page is read, checked and
+/// answered whole, so its size bounds what one request costs.
+pub const PAGE_MAX: usize = 200;
+
+/// One page of an item's steps in time order, after `after`: the events whose
+/// first item id is `item_id` (the sort key of `scan_events`), at most `limit`,
+/// and the cursor of the next page if there are more. PREWHERE, not WHERE:
+/// ClickHouse then reads payloads and proofs only for the matching rows, not
+/// for whole granules, which halved the API's latency.
+pub async fn item_page(
+    client: &clickhouse::Client,
+    item_id: &str,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> anyhow::Result<(Vec<StepRow>, Option<Cursor>)> {
+    let limit = limit.clamp(1, PAGE_MAX);
+    let (time_ms, event_id) = after.map_or((i64::MIN, ""), |c| (c.time_ms, c.event_id.as_str()));
+    let mut rows = client
         .query(&format!(
-            "{STEP_QUERY} PREWHERE item_id = ? ORDER BY event_time_ms, event_id"
+            "{STEP_QUERY} PREWHERE item_id = ? \
+             WHERE event_time_ms > ? OR (event_time_ms = ? AND event_id > ?) \
+             ORDER BY event_time_ms, event_id LIMIT ?"
         ))
         .bind(item_id)
+        .bind(time_ms)
+        .bind(time_ms)
+        .bind(event_id)
+        .bind(limit as u64 + 1)
         .fetch_all::<StepRow>()
         .await
-        .context("reading the item's events from sealtrail.scan_events")
+        .context("reading the item's events from sealtrail.scan_events")?;
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        Cursor::after(rows.last().expect("limit is at least 1"))
+    });
+    Ok((rows, next))
 }
 
 /// When an epoch was sealed: its id holds its closing time in milliseconds.
@@ -663,50 +725,55 @@ pub async fn trail_command(
     client: &clickhouse::Client,
     ledger: &LedgerArgs,
 ) -> anyhow::Result<i32> {
-    let rows = item_rows(client, &args.item).await?;
+    let (mut rows, mut next) = item_page(client, &args.item, None, PAGE_MAX).await?;
     if rows.is_empty() {
         println!("no sealed events for item {}", args.item);
         return Ok(Failure::UnknownEvent.exit_code());
     }
     let v = Verifier::new(client.clone(), ledger.reader()?);
     println!("trail of {}", args.item);
-    let (mut verified, mut first_failure) = (0, None);
+    let (mut verified, mut first_failure, mut steps) = (0, None, 0);
     let mut epochs = std::collections::BTreeSet::new();
-    for row in &rows {
-        let verdict = v.check(row).await?;
-        let mark = match verdict.failure {
-            None => {
-                verified += 1;
-                match verdict.key_retired {
-                    Some(k) => format!("✓ {}", k.note()),
-                    None => "✓".to_string(),
+    // Page by page, so a trail of any length is read in bounded memory.
+    loop {
+        for row in &rows {
+            steps += 1;
+            let verdict = v.check(row).await?;
+            let mark = match verdict.failure {
+                None => {
+                    verified += 1;
+                    match verdict.key_retired {
+                        Some(k) => format!("✓ {}", k.note()),
+                        None => "✓".to_string(),
+                    }
                 }
+                Some(f) => {
+                    first_failure.get_or_insert(f);
+                    format!("✗ {}", f.message())
+                }
+            };
+            epochs.insert(row.epoch_id);
+            // What the device signed, never the store's columns.
+            match &verdict.event {
+                Some(e) => println!(
+                    "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
+                    schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset),
+                    e.biz_step.as_str(),
+                    e.biz_location,
+                    e.country,
+                    e.device_id,
+                ),
+                None => println!(
+                    "{:<29}  event {} (its payload does not decode) {mark}",
+                    "-", row.event_id
+                ),
             }
-            Some(f) => {
-                first_failure.get_or_insert(f);
-                format!("✗ {}", f.message())
-            }
-        };
-        epochs.insert(row.epoch_id);
-        // What the device signed, never the store's columns.
-        match &verdict.event {
-            Some(e) => println!(
-                "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
-                schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset),
-                e.biz_step.as_str(),
-                e.biz_location,
-                e.country,
-                e.device_id,
-            ),
-            None => println!(
-                "{:<29}  event {} (its payload does not decode) {mark}",
-                "-", row.event_id
-            ),
         }
+        let Some(after) = next else { break };
+        (rows, next) = item_page(client, &args.item, Some(&after), PAGE_MAX).await?;
     }
     println!(
-        "{verified} of {} steps verified against the ledger ({} epochs, contract {})",
-        rows.len(),
+        "{verified} of {steps} steps verified against the ledger ({} epochs, contract {})",
         epochs.len(),
         v.ledger.address()
     );

@@ -430,6 +430,45 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert_eq!(text.matches(" ✓").count(), 10, "{text}");
     assert!(text.contains("10 of 10 steps verified"), "{text}");
     assert_eq!(failed_in_api(&item, &events), vec![]);
+    // A trail comes in pages of at most 200 steps: following `next` gives
+    // every step once, in order; a bad page parameter is named.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, body, _) = api(&format!("/v1/items/{}/trail?limit=3{after}", enc(&item)));
+        assert_eq!(status, 200, "{body}");
+        let steps = body["steps"].as_array().unwrap();
+        assert!(steps.len() <= 3, "{body}");
+        paged.extend(
+            steps
+                .iter()
+                .map(|s| s["event_id"].as_str().unwrap().to_string()),
+        );
+        match body["next"].as_str() {
+            Some(next) => after = format!("&after={}", enc(next)),
+            None => break,
+        }
+    }
+    let whole: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(paged, whole, "pages of 3 give the trail in order");
+    for (query, names) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=-1", "limit"),
+        ("after=nonsense", "after"),
+        ("after=12x,abc", "after"),
+    ] {
+        let (status, body, _) = api(&format!("/v1/items/{}/trail?{query}", enc(&item)));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("bad_request")),
+            "{query}: {body}"
+        );
+        assert!(
+            body["problem"].as_str().unwrap().starts_with(names),
+            "{query}: {body}"
+        );
+    }
     assert_eq!(failed_on_page(&page(&item), &events), Vec::<usize>::new());
     // 200 trail requests at once all complete; the p99 is printed (the closing
     // note compares it with the API that served one request at a time).
@@ -933,4 +972,75 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
 fn seed(n: u64) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(n.to_le_bytes()).into()
+}
+
+/// Mutated requests of every route, sent raw: each gets an answer that is not a
+/// 5xx (or the connection closes on a request hyper cannot parse), nothing
+/// panics, and the server still serves afterwards.
+#[test]
+fn hostile_requests_never_panic_the_api() {
+    use web::hostile::{barrage, request, send, Answer};
+    let port = 18089;
+    let log =
+        std::env::temp_dir().join(format!("sealtrail-api-hostile-{}.log", std::process::id()));
+    let listen = format!("127.0.0.1:{port}");
+    let _api = Killed(
+        sealer(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--public-ledger-rpc",
+            "http://127.0.0.1:8545",
+            // A request cut short is closed at these deadlines: keep the run short.
+            "--header-timeout-ms",
+            "300",
+            "--http-request-timeout-ms",
+            "500",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sealer serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let item = "urn:epc:id:sgtin:4012345.011111.1";
+    let seeds = [
+        request("GET", &format!("/v1/items/{}/trail?limit=3&after=1700000000000,00000000-0000-4000-8000-000000000001", enc(item)), &[], b""),
+        request("GET", &format!("/v1/items/{}/trail", enc(item)), &[("If-None-Match", "\"abc\"")], b""),
+        request("GET", "/v1/events/00000000-0000-4000-8000-000000000001/proof", &[], b""),
+        request("GET", &format!("/items/{}", enc(item)), &[("Accept", "text/html")], b""),
+        request("GET", "/scan_event.avsc", &[], b""),
+        request("GET", "/healthz", &[], b""),
+        request("POST", "/v1/items/x/trail", &[("Content-Type", "application/json")], b"{\"a\":1}"),
+    ];
+    let mut closed = 0;
+    let answers = barrage(port, &seeds, 2_000, 0x5ea1_7a11, 8);
+    let mut statuses = std::collections::BTreeMap::new();
+    for (req, answer, _) in &answers {
+        match answer {
+            Answer::Status(s) => {
+                assert!(*s < 500, "{s} for {:?}", String::from_utf8_lossy(req));
+                *statuses.entry(*s).or_insert(0) += 1;
+            }
+            Answer::Nothing => closed += 1,
+        }
+    }
+    let answered = answers.len() - closed;
+    println!("hostile requests to the API: {statuses:?} by status, {closed} closed unanswered");
+    assert!(answered > 1_500, "most requests get an answer");
+    assert_eq!(
+        send(
+            port,
+            &request("GET", "/healthz", &[], b""),
+            Duration::from_secs(5)
+        )
+        .unwrap(),
+        Answer::Status(200)
+    );
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!said.contains("panicked"), "{said}");
 }

@@ -6,6 +6,9 @@
 //! idle time between keep-alive requests) and every request one for being read
 //! and answered.
 
+#[cfg(feature = "hostile")]
+pub mod hostile;
+
 use std::future::Future;
 use std::time::Duration;
 
