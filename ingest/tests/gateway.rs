@@ -43,8 +43,15 @@ fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
 }
 
 fn start_gateway_logging(port: u16, extra: &[&str], stderr: Stdio) -> Gateway {
+    let state = schemas::kafka::checkout_state_dir();
     let child = Command::new(INGEST)
-        .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
+        // As the gateway's own, read-only ClickHouse user.
+        .env("SEALTRAIL_CLICKHOUSE_USER", "gateway")
+        .env(
+            "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
+            state.join("clickhouse/users/gateway.password"),
+        )
+        .env("SEALTRAIL_STATE_DIR", state)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(if extra.contains(&"--device-refresh-ms") {
             &[][..]

@@ -1,7 +1,8 @@
 //! `sealer serve`: the trail API and the item ID-card page, for consumers, brands
-//! and customs. Reads ClickHouse as the read-only analyst user and the ledger
-//! without a key. Every answer carries the evidence (payload, proof, roots) so the
-//! page, and any client, can check it rather than trust the verdict given here.
+//! and customs. Reads ClickHouse as the read-only `api` user (limits it cannot
+//! raise) and the ledger without a key. Every answer carries the evidence
+//! (payload, proof, roots) so the page, and any client, can check it rather than
+//! trust the verdict given here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

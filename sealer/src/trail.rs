@@ -73,7 +73,14 @@ impl StepRow {
     }
 }
 
-const STEP_QUERY: &str = "\
+/// The rows `rows` (a PREWHERE over `scan_events`) selects, with their epoch.
+/// Only the epochs of rows `rows` selects are read from `epochs`: joining the
+/// whole table (a row a second, for ever) would grow every trail's cost, and
+/// the API's memory limit would stop it one day. `rows` is in the text twice,
+/// so its parameters are bound twice.
+fn step_query(rows: &str) -> String {
+    format!(
+        "\
 SELECT event_id, item_id, item_ids, event_time, event_time_ms, event_timezone_offset,
        toString(action) AS action, toString(biz_step) AS biz_step,
        toString(disposition) AS disposition, read_point, biz_location, country,
@@ -86,20 +93,26 @@ ANY INNER JOIN
     SELECT epoch_id, argMax(root, version) AS epoch_root, argMax(leaf_count, version) AS epoch_size,
            argMax(status, version) AS epoch_status, argMax(ledger_tx, version) AS ledger_tx,
            argMax(ledger_block, version) AS ledger_block
-    FROM sealtrail.epochs GROUP BY epoch_id HAVING epoch_status != 'void'
-) USING epoch_id";
+    FROM sealtrail.epochs
+    WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.scan_events {rows})
+    GROUP BY epoch_id HAVING epoch_status != 'void'
+) USING epoch_id
+{rows}"
+    )
+}
 
 /// One event by id: events_by_id gives its item, and the item's rows are few.
 pub async fn event_row(
     client: &clickhouse::Client,
     event_id: &str,
 ) -> anyhow::Result<Option<StepRow>> {
+    let rows = "PREWHERE item_id IN \
+                (SELECT item_id FROM sealtrail.events_by_id WHERE event_id = ?) \
+                AND event_id = ?";
     client
-        .query(&format!(
-            "{STEP_QUERY} PREWHERE item_id IN \
-             (SELECT item_id FROM sealtrail.events_by_id WHERE event_id = ?) \
-             AND event_id = ? LIMIT 1"
-        ))
+        .query(&format!("{} LIMIT 1", step_query(rows)))
+        .bind(event_id)
+        .bind(event_id)
         .bind(event_id)
         .bind(event_id)
         .fetch_optional::<StepRow>()
@@ -165,10 +178,11 @@ pub async fn item_page(
     let (time_ms, event_id) = after.map_or((i64::MIN, ""), |c| (c.time_ms, c.event_id.as_str()));
     let mut rows = client
         .query(&format!(
-            "{STEP_QUERY} PREWHERE item_id = ? \
-             WHERE event_time_ms > ? OR (event_time_ms = ? AND event_id > ?) \
-             ORDER BY event_time_ms, event_id LIMIT ?"
+            "{} WHERE event_time_ms > ? OR (event_time_ms = ? AND event_id > ?) \
+             ORDER BY event_time_ms, event_id LIMIT ?",
+            step_query("PREWHERE item_id = ?")
         ))
+        .bind(item_id)
         .bind(item_id)
         .bind(time_ms)
         .bind(time_ms)

@@ -68,6 +68,11 @@ impl Sealer {
             "--metrics-listen",
             &format!("127.0.0.1:{port}"),
         ]);
+        // As the sealer's own ClickHouse user (deploy/local/up made its password).
+        c.env("SEALTRAIL_CLICKHOUSE_USER", "sealer").env(
+            "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
+            state().join("clickhouse/users/sealer.password"),
+        );
         if let Some(f) = fault {
             c.env("SEALTRAIL_FAULT", f);
         }

@@ -359,6 +359,12 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
                 "127.0.0.1:19464",
             ])
             .env("SEALTRAIL_EPOCH_MS", "300")
+            // As the sealer's own ClickHouse user (deploy/local/up made its password).
+            .env("SEALTRAIL_CLICKHOUSE_USER", "sealer")
+            .env(
+                "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
+                state().join("clickhouse/users/sealer.password"),
+            )
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
