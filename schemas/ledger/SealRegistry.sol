@@ -90,7 +90,8 @@ contract SealRegistry {
     }
 
     /// @notice Commits a state of the device registry; a no-op for one already
-    /// committed (its first commit stands). The zero root is the empty registry.
+    /// committed (its first commit stands). An empty registry's root is
+    /// RFC 6962's empty root, SHA-256 of nothing.
     function commitKeys(bytes32 keys, uint64 cutoff, uint64 devices) external {
         if (!isSealer[msg.sender]) revert NotSealer(msg.sender);
         if (keySets[keys].blockNumber != 0) return;

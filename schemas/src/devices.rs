@@ -48,6 +48,22 @@ struct Change {
     revoked: bool,
 }
 
+impl Change {
+    fn new(since_us: u64, public_key: [u8; 32], status: i8) -> Change {
+        let revoked = status != ACTIVE;
+        Change {
+            since_us,
+            public_key,
+            key: if revoked {
+                None
+            } else {
+                VerifyingKey::from_bytes(&public_key).ok()
+            },
+            revoked,
+        }
+    }
+}
+
 /// The key a device held at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyAt {
@@ -80,22 +96,15 @@ impl KeyHistory {
     fn extend(&mut self, rows: Vec<DeviceRow>) {
         for r in rows {
             self.latest_version = self.latest_version.max(r.version);
-            let revoked = r.status != ACTIVE;
-            let changes = self.devices.entry(r.device_id).or_default();
-            changes.push(Change {
-                since_us: r.version,
-                public_key: r.public_key,
-                key: if revoked {
-                    None
-                } else {
-                    VerifyingKey::from_bytes(&r.public_key).ok()
-                },
-                revoked,
-            });
+            self.devices
+                .entry(r.device_id)
+                .or_default()
+                .push(Change::new(r.version, r.public_key, r.status));
         }
         for changes in self.devices.values_mut() {
-            // On a tie the revocation wins, whatever order the rows came in.
-            changes.sort_by_key(|c| (c.since_us, !c.revoked));
+            // On a tie the revocation wins, then the lower key, whatever order
+            // the rows came in: every reader of the same rows keeps the same one.
+            changes.sort_by_key(|c| (c.since_us, !c.revoked, c.public_key));
             changes.dedup_by_key(|c| c.since_us);
         }
     }
@@ -216,10 +225,10 @@ impl KeyHistory {
             .split_first_chunk::<4>()
             .ok_or_else(|| bad("truncated before the change count"))?;
         let count = u32::from_be_bytes(*count) as usize;
-        if count == 0 || rest.len() != count * CHANGE_BYTES {
+        if count == 0 || count.checked_mul(CHANGE_BYTES) != Some(rest.len()) {
             return Err(bad("the change count does not match the leaf's length"));
         }
-        let mut rows = Vec::with_capacity(count);
+        let mut changes = Vec::with_capacity(count);
         let mut last: Option<u64> = None;
         while let Some((c, more)) = rest.split_first_chunk::<CHANGE_BYTES>() {
             rest = more;
@@ -232,15 +241,18 @@ impl KeyHistory {
                 return Err(bad("changes are not in strictly increasing order"));
             }
             last = Some(version);
-            rows.push(DeviceRow {
-                device_id: id.to_string(),
-                public_key: c[9..].try_into().expect("32 bytes"),
-                status,
-                changed_at: (version / 1_000_000) as u32,
+            changes.push(Change::new(
                 version,
-            });
+                c[9..].try_into().expect("32 bytes"),
+                status,
+            ));
         }
-        Ok((id.to_string(), KeyHistory::from_rows(rows)))
+        let mut history = KeyHistory {
+            latest_version: last.unwrap_or(0),
+            ..KeyHistory::default()
+        };
+        history.devices.insert(id.to_string(), changes);
+        Ok((id.to_string(), history))
     }
 
     /// Adds a change by hand: for tests of what reads the history.

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use crate::ledger::Ledger;
 use crate::proof::{leaf_hash, verify, EpochTree, Hash};
 use crate::store::{EpochRow, ANCHORED, VOID};
-use sealer::keyset::Snapshot;
+use schemas::devices::KeyAt;
+use sealer::keyset::{self, Snapshot};
 use sealer::verify::{altered_columns, Columns};
 
 #[derive(Args, Debug, Clone)]
@@ -319,6 +320,7 @@ pub async fn run<L: Ledger>(
     // state each names still rebuilds from the store.
     let (mut anchored, mut pending) = (0, 0);
     let mut states: BTreeMap<Hash, u64> = BTreeMap::new();
+    let mut pinned_of: HashMap<u64, Hash> = HashMap::new();
     for e in &epochs {
         if e.status != ANCHORED {
             pending += 1;
@@ -328,6 +330,7 @@ pub async fn run<L: Ledger>(
         match ledger.seal_of(e.epoch_id).await {
             Ok(Some(on)) if on.root == e.root && on.leaf_count == u64::from(e.leaf_count) => {
                 *states.entry(on.keys).or_default() += 1;
+                pinned_of.insert(e.epoch_id, on.keys);
             }
             Ok(Some(on)) => problems.push(format!(
                 "epoch {}: ledger holds root {} ({} leaves), ClickHouse {} ({} leaves)",
@@ -344,6 +347,7 @@ pub async fn run<L: Ledger>(
             Err(err) => anyhow::bail!("reading the ledger: {err}"),
         }
     }
+    let mut rebuilt_states: HashMap<Hash, Snapshot> = HashMap::new();
     if !states.is_empty() {
         let history = schemas::devices::history(clickhouse)
             .await
@@ -360,15 +364,61 @@ pub async fn run<L: Ledger>(
                 }
                 Err(err) => anyhow::bail!("reading the ledger: {err}"),
             };
-            let rebuilt = Snapshot::of(&history, cutoff).root();
-            if rebuilt != *keys {
+            let rebuilt = Snapshot::of(&history, cutoff);
+            if rebuilt.root() != *keys {
                 problems.push(format!(
                     "device registry state {} ({n} epochs name it) does not rebuild from sealtrail.devices: its rows up to version {cutoff} give {}; rows were added or changed under it",
                     hex::encode(keys),
-                    hex::encode(rebuilt)
+                    hex::encode(rebuilt.root())
                 ));
+            } else {
+                rebuilt_states.insert(*keys, rebuilt);
             }
         }
+    }
+    // Every device that signed in an anchored epoch held a valid key, in the
+    // state the epoch names, when the epoch was sealed: else its events can
+    // never verify (a sealer pinned the wrong state).
+    #[derive(Row, Deserialize)]
+    struct Signers {
+        epoch_id: u64,
+        devices: Vec<String>,
+    }
+    let signers: Vec<Signers> = clickhouse
+        .query("SELECT epoch_id, groupUniqArray(device_id) AS devices FROM sealtrail.scan_events GROUP BY epoch_id")
+        .fetch_all()
+        .await
+        .context("reading the devices of each epoch")?;
+    let mut unpinned = 0u64;
+    for Signers { epoch_id, devices } in signers {
+        let Some(keys) = pinned_of.get(&epoch_id) else {
+            continue;
+        };
+        // A state that does not rebuild is reported above.
+        let Some(state) = rebuilt_states.get(keys) else {
+            continue;
+        };
+        for d in devices {
+            let at = sealer::epoch::sealed_at_ms(epoch_id);
+            let valid = state
+                .proof(&d)
+                .is_some_and(|p| matches!(keyset::key_at(&p, keys, &d, at), Ok(KeyAt::Valid(_))));
+            if !valid {
+                unpinned += 1;
+                if unpinned <= 10 {
+                    problems.push(format!(
+                        "epoch {epoch_id}: device {d} had no valid key, when the epoch was sealed, in the registry state {} it names",
+                        hex::encode(keys)
+                    ));
+                }
+            }
+        }
+    }
+    if unpinned > 10 {
+        problems.push(format!(
+            "{} more devices of anchored epochs without a valid key in the state their epoch names",
+            unpinned - 10
+        ));
     }
     for e in &void {
         match ledger.seal_of(e.epoch_id).await {

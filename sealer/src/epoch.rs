@@ -294,6 +294,12 @@ pub fn epoch_id(close_ms: i64, lowest_partition: i32) -> u64 {
     ((close_ms as u64) << 16) | (lowest_partition as u64 & 0xffff)
 }
 
+/// When an epoch was sealed (ms since the Unix epoch): the time its id holds,
+/// the moment its events' device keys are judged at.
+pub fn sealed_at_ms(epoch_id: u64) -> i64 {
+    (epoch_id >> 16) as i64
+}
+
 /// Seals the records of one window: the gate, then the tree over what passed.
 /// `records` may arrive in any order. Event ids sealed in earlier epochs are the
 /// caller's to refuse (`Admission::refuse_sealed`) between `admit` and `seal_admitted`.

@@ -63,11 +63,9 @@ impl Gatekeeper {
             seconds = started.elapsed().as_secs_f64(),
             "gate ready: device keys and sealed ids loaded"
         );
-        let keys = Arc::new(keys);
-        shared.keys.set(keys.clone());
         Gatekeeper {
             clickhouse: clickhouse.clone(),
-            keys,
+            keys: Arc::new(keys),
             seen,
             args: args.clone(),
             assignments_seen: shared.assignments.load(Ordering::SeqCst),
@@ -174,7 +172,6 @@ impl Gatekeeper {
             Ok(Ok(n)) => {
                 tracing::info!(rows = n, "device registry changed");
                 self.keys = Arc::new(keys);
-                self.shared.keys.set(self.keys.clone());
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "refreshing the device registry; using the last one")

@@ -9,7 +9,6 @@
 //! the epoch names.
 
 use schemas::devices::{KeyAt, KeyHistory};
-use sha2::{Digest, Sha256};
 
 use crate::proof::{self, EpochTree, Hash};
 
@@ -52,7 +51,7 @@ impl Snapshot {
     pub fn root(&self) -> Hash {
         self.tree
             .as_ref()
-            .map_or_else(|| Sha256::digest([]).into(), EpochTree::root)
+            .map_or_else(crate::epoch::empty_root, EpochTree::root)
     }
 
     pub fn cutoff(&self) -> u64 {

@@ -46,7 +46,7 @@ pub async fn settle<L: Ledger>(
     row: &EpochRow,
 ) -> Result<Settled, LedgerError> {
     let started = std::time::Instant::now();
-    let keys = pins.current(ledger).await?;
+    let keys = pins.current(ledger, clickhouse).await?;
     let committed = ledger
         .commit(
             row.epoch_id,

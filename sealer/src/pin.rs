@@ -1,49 +1,70 @@
-//! The device registry state a sealer names in its epochs' commits: the gate's
-//! key history (only ever appended to), built into a `keyset::Snapshot` and
-//! committed on the ledger once per state, before the first epoch that names it.
+//! The device registry state a sealer names in its epochs' commits: the
+//! registry as read from the store just before the commit, built into a
+//! `keyset::Snapshot` and committed on the ledger once per state, before the
+//! first epoch that names it.
+//!
+//! Read at commit time, not taken from the gate: rows are only appended, and a
+//! row the gate (this sealer's or a dead one's, whose epoch is adopted) checked
+//! an epoch with was visible then, so it is visible now and in the state. A
+//! sealer that just started, or adopts another's epoch, pins no less than what
+//! that epoch was checked with.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use schemas::devices::KeyHistory;
+use schemas::devices::{self, KeyHistory};
 use sealer::keyset::Snapshot;
 use sealer::proof::Hash;
 
 use crate::ledger::{Ledger, LedgerError};
 
-/// The registry state this sealer commits its epochs against: the gate's key
-/// history (only ever appended to), committed on the ledger once per state.
 #[derive(Default)]
 pub struct Pins {
-    history: RwLock<Arc<KeyHistory>>,
-    /// The last state built, for the history it was built from.
-    built: Mutex<Option<(Arc<KeyHistory>, Arc<Snapshot>)>>,
+    /// The registry as last read and its state; None until the first read.
+    read: tokio::sync::Mutex<Option<(KeyHistory, Arc<Snapshot>)>>,
     committed: Mutex<HashSet<Hash>>,
 }
 
 impl Pins {
-    /// The gate checks with `history` from now on.
-    pub fn set(&self, history: Arc<KeyHistory>) {
-        *self.history.write().expect("lock") = history;
-    }
-
-    fn snapshot(&self) -> Arc<Snapshot> {
-        let history = self.history.read().expect("lock").clone();
-        let mut built = self.built.lock().expect("lock");
-        match &*built {
-            Some((h, s)) if Arc::ptr_eq(h, &history) => s.clone(),
-            _ => {
+    /// The registry state now: the rows added since the last read are read
+    /// (all of them the first time). Unavailable while the store is: an epoch
+    /// is never pinned to a state older than the one it was checked with.
+    async fn snapshot(
+        &self,
+        clickhouse: &clickhouse::Client,
+    ) -> Result<Arc<Snapshot>, LedgerError> {
+        let unavailable = |e: devices::RegistryError| {
+            LedgerError::Unavailable(format!("reading the device registry: {e}"))
+        };
+        let mut read = self.read.lock().await;
+        match read.as_mut() {
+            None => {
+                let history = devices::history(clickhouse).await.map_err(unavailable)?;
                 let s = Arc::new(Snapshot::of(&history, history.cutoff()));
-                *built = Some((history, s.clone()));
-                s
+                *read = Some((history, s.clone()));
+                Ok(s)
+            }
+            Some((history, s)) => {
+                if devices::refresh(clickhouse, history)
+                    .await
+                    .map_err(unavailable)?
+                    > 0
+                {
+                    *s = Arc::new(Snapshot::of(history, history.cutoff()));
+                }
+                Ok(s.clone())
             }
         }
     }
 
-    /// The root of the current state, committed on the ledger first if it is new.
-    /// Every row the gate checked an epoch with is in it: rows are only appended.
-    pub async fn current<L: Ledger>(&self, ledger: &L) -> Result<Hash, LedgerError> {
-        let s = self.snapshot();
+    /// The root of the registry state now, committed on the ledger first if it
+    /// is new.
+    pub async fn current<L: Ledger>(
+        &self,
+        ledger: &L,
+        clickhouse: &clickhouse::Client,
+    ) -> Result<Hash, LedgerError> {
+        let s = self.snapshot(clickhouse).await?;
         let root = s.root();
         if self.committed.lock().expect("lock").contains(&root) {
             return Ok(root);

@@ -142,7 +142,7 @@ pub(crate) struct Shared {
     positions: Mutex<HashMap<i32, i64>>,
     /// Last offset sealed (written, committed) per partition, for the lag gauge.
     sealed_to: Mutex<HashMap<i32, i64>>,
-    /// The device registry state the gate checks with, which commits name.
+    /// The device registry state commits name.
     pub(crate) keys: crate::pin::Pins,
 }
 

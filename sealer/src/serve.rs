@@ -305,6 +305,24 @@ impl Api {
         // The key the verdict used: for an anchored epoch, the one the
         // registry state pinned on the ledger gives.
         let device_public_key = verdict.device_key.map(hex::encode);
+        // The device's leaf in the registry state the ledger pins for the
+        // epoch: the page folds it to the `keys` it reads from the chain and
+        // takes the key from it, not from `device_public_key`.
+        let device_keys = match (&seal, e) {
+            (Some(s), Some(e)) => self
+                .verifier
+                .key_proof(s.keys, &e.device_id)
+                .await?
+                .map(|p| {
+                    json!({
+                        "leaf": hex::encode(&p.leaf),
+                        "index": p.index,
+                        "size": p.size,
+                        "proof": p.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                    })
+                }),
+            _ => None,
+        };
         Ok(json!({
             "event_id": row.event_id,
             "event_time": e.map(|e| schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset)),
@@ -316,6 +334,7 @@ impl Api {
             "country": e.map(|e| e.country.as_str()),
             "device_id": e.map(|e| e.device_id.as_str()),
             "device_public_key": device_public_key,
+            "device_keys": device_keys,
             "temperature_c": e.and_then(|e| e.temperature_c),
             "payload": hex::encode(&row.payload),
             "leaf_hash": hex::encode(row.leaf_hash),
@@ -459,6 +478,7 @@ async fn trail_body(
                 "contract": api.contract,
                 "rpc": api.public_rpc,
                 "root_of_selector": format!("0x{}", hex::encode(SealRegistry::rootOfCall::SELECTOR)),
+                "seal_of_selector": format!("0x{}", hex::encode(SealRegistry::sealOfCall::SELECTOR)),
             },
         })
         .to_string(),

@@ -17,7 +17,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use sealer::bundle::{self, Bundle};
-use sealer::keyset::{self, Snapshot};
+use sealer::keyset::{self, KeyProof, Snapshot};
 use sealer::proof::Hash;
 use sealer::verify::{self, Check, Evidence, Failure, KeyRetired, LedgerSeal, Verdict};
 
@@ -120,11 +120,15 @@ pub async fn event_row(
         .context("reading the event from sealtrail.scan_events")
 }
 
-/// Where a page of an item's trail ends: the last step's time and event id
-/// (the order of `item_page`). Written `<event_time_ms>,<event_id>`.
+/// Where a page of an item's trail ends: the last step's place in the order of
+/// `item_page` (time, event id, epoch, leaf), which is unique even for rows
+/// that share a time and an id. Written `<time_ms>,<epoch_id>,<leaf_index>,<event_id>`,
+/// the event id last so that a comma in it changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub time_ms: i64,
+    pub epoch_id: u64,
+    pub leaf_index: u64,
     pub event_id: String,
 }
 
@@ -132,30 +136,49 @@ impl Cursor {
     pub fn after(row: &StepRow) -> Cursor {
         Cursor {
             time_ms: row.event_time_ms,
+            epoch_id: row.epoch_id,
+            leaf_index: row.leaf_index as u64,
             event_id: row.event_id.clone(),
         }
     }
 
     pub fn parse(text: &str) -> Result<Cursor, String> {
-        let (time, id) = text
-            .split_once(',')
-            .ok_or("not '<event_time_ms>,<event_id>'")?;
-        let time_ms = time
-            .parse()
-            .map_err(|_| format!("'{time}' is not a time in milliseconds"))?;
-        if id.is_empty() || id.len() > 128 {
-            return Err("the event id is empty or longer than 128 bytes".into());
+        let shape =
+            "not '<event_time_ms>,<epoch_id>,<leaf_index>,<event_id>' (the `next` of a page)";
+        let mut parts = text.splitn(4, ',');
+        let mut number = |what: &str| -> Result<&str, String> {
+            parts
+                .next()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| format!("{shape}: no {what}"))
+        };
+        let (time, epoch, leaf) = (number("time")?, number("epoch")?, number("leaf")?);
+        let event_id = parts.next().unwrap_or("");
+        let bad = |what: &str, v: &str| {
+            format!(
+                "{what} '{}' is not a number",
+                v.chars().take(24).collect::<String>()
+            )
+        };
+        if event_id.is_empty() || event_id.len() > 1024 {
+            return Err(format!("{shape}: the event id is empty or over 1024 bytes"));
         }
         Ok(Cursor {
-            time_ms,
-            event_id: id.to_string(),
+            time_ms: time.parse().map_err(|_| bad("the time", time))?,
+            epoch_id: epoch.parse().map_err(|_| bad("the epoch", epoch))?,
+            leaf_index: leaf.parse().map_err(|_| bad("the leaf index", leaf))?,
+            event_id: event_id.to_string(),
         })
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{},{}", self.time_ms, self.event_id)
+        write!(
+            f,
+            "{},{},{},{}",
+            self.time_ms, self.epoch_id, self.leaf_index, self.event_id
+        )
     }
 }
 
@@ -175,18 +198,29 @@ pub async fn item_page(
     limit: usize,
 ) -> anyhow::Result<(Vec<StepRow>, Option<Cursor>)> {
     let limit = limit.clamp(1, PAGE_MAX);
-    let (time_ms, event_id) = after.map_or((i64::MIN, ""), |c| (c.time_ms, c.event_id.as_str()));
+    let start = Cursor {
+        time_ms: i64::MIN,
+        epoch_id: 0,
+        leaf_index: 0,
+        event_id: String::new(),
+    };
+    let c = after.unwrap_or(&start);
     let mut rows = client
         .query(&format!(
-            "{} WHERE event_time_ms > ? OR (event_time_ms = ? AND event_id > ?) \
-             ORDER BY event_time_ms, event_id LIMIT ?",
+            "{} WHERE event_time_ms > ? OR (event_time_ms = ? AND (event_id > ? OR (event_id = ? \
+             AND (epoch_id > ? OR (epoch_id = ? AND leaf_index > ?))))) \
+             ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
             step_query("PREWHERE item_id = ?")
         ))
         .bind(item_id)
         .bind(item_id)
-        .bind(time_ms)
-        .bind(time_ms)
-        .bind(event_id)
+        .bind(c.time_ms)
+        .bind(c.time_ms)
+        .bind(&c.event_id)
+        .bind(&c.event_id)
+        .bind(c.epoch_id)
+        .bind(c.epoch_id)
+        .bind(c.leaf_index)
         .bind(limit as u64 + 1)
         .fetch_all::<StepRow>()
         .await
@@ -198,10 +232,14 @@ pub async fn item_page(
     Ok((rows, next))
 }
 
-/// When an epoch was sealed: its id holds its closing time in milliseconds.
-fn sealed_at_ms(epoch_id: u64) -> i64 {
-    (epoch_id >> 16) as i64
-}
+use sealer::epoch::sealed_at_ms;
+
+/// A registry state the ledger pins, as the store rebuilds it, or why not.
+type PinnedState = Result<Arc<Snapshot>, String>;
+
+/// How many pinned registry states a `Verifier` keeps rebuilt: each holds the
+/// whole registry, and a new one is pinned at each registry change.
+const PINNED_CACHE: usize = 16;
 
 /// Checks rows against the registry and the ledger. Roots on the ledger never
 /// change once committed, so they are cached; absences and the head are not
@@ -213,8 +251,9 @@ pub struct Verifier {
     pub ledger: EvmLedger,
     devices: tokio::sync::RwLock<(schemas::devices::KeyHistory, Option<Instant>)>,
     anchored: std::sync::RwLock<HashMap<u64, OnLedger>>,
-    /// Registry states pinned on the ledger, rebuilt from the store, by root.
-    pinned: std::sync::RwLock<HashMap<Hash, Arc<Snapshot>>>,
+    /// Registry states pinned on the ledger, rebuilt from the store (or why
+    /// not), by root, with when: a bounded cache (`PINNED_CACHE`).
+    pinned: std::sync::RwLock<HashMap<Hash, (Instant, PinnedState)>>,
     head: std::sync::Mutex<Option<(u64, Instant)>>,
     chain_id: std::sync::OnceLock<u64>,
 }
@@ -381,8 +420,12 @@ impl Verifier {
     /// longer gives that state (rows were added or changed under it): a
     /// verdict, not a failure to check.
     async fn pinned_state(&self, keys: Hash) -> anyhow::Result<Result<Arc<Snapshot>, String>> {
-        if let Some(s) = self.pinned.read().expect("lock").get(&keys) {
-            return Ok(Ok(s.clone()));
+        if let Some((at, s)) = self.pinned.read().expect("lock").get(&keys) {
+            // A state that does not rebuild is asked again now and then (the
+            // store may be mended); one that does never changes.
+            if s.is_ok() || at.elapsed() < Duration::from_secs(5) {
+                return Ok(s.clone());
+            }
         }
         let (cutoff, _, _) = self
             .ledger
@@ -403,16 +446,36 @@ impl Verifier {
             d.1 = Some(Instant::now());
         }
         let s = Snapshot::of(&self.devices.read().await.0, cutoff);
-        if s.root() != keys {
-            return Ok(Err(format!(
+        let state = if s.root() == keys {
+            Ok(Arc::new(s))
+        } else {
+            Err(format!(
                 "the store's device registry no longer gives the state pinned on the ledger: its rows up to version {cutoff} give root {}, the ledger pins {} (rows were added or changed under it)",
                 hex::encode(s.root()),
                 hex::encode(keys)
-            )));
+            ))
+        };
+        let mut cache = self.pinned.write().expect("lock");
+        if cache.len() >= PINNED_CACHE {
+            // The registry changes seldom; the oldest state read is the least
+            // likely to be asked for again.
+            if let Some(oldest) = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k) {
+                cache.remove(&oldest);
+            }
         }
-        let s = Arc::new(s);
-        self.pinned.write().expect("lock").insert(keys, s.clone());
-        Ok(Ok(s))
+        cache.insert(keys, (Instant::now(), state.clone()));
+        Ok(state)
+    }
+
+    /// The leaf and proof of `device_id` in the registry state `keys` the
+    /// ledger pins: what a browser folds to the `keys` it reads from the chain.
+    /// None if the state does not rebuild or lacks the device.
+    pub async fn key_proof(&self, keys: Hash, device_id: &str) -> anyhow::Result<Option<KeyProof>> {
+        Ok(self
+            .pinned_state(keys)
+            .await?
+            .ok()
+            .and_then(|s| s.proof(device_id)))
     }
 
     /// The proof bundle of a row; None while its epoch is not anchored.
@@ -609,16 +672,28 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
     let signer = schemas::avro::decode_datum(&decoded.payload)
         .map(|e| e.device_id)
         .unwrap_or_else(|_| b.device_id.clone());
-    // Not anchored: the bundle's own state, for a verdict on the rest (the
-    // epoch then fails as not anchored anyway).
-    let (root, pinned) = match &seal {
-        Some(s) => (s.keys, PINNED),
-        None => (decoded.keys_root, "named by the bundle, not on the ledger"),
+    // Not anchored: no state is pinned, and a leaf under a root of the
+    // bundle's own choosing proves nothing, so it is not even decoded.
+    let mut verdict = match &seal {
+        Some(s) => {
+            let (device_key, check) =
+                key_check(Some(&decoded.keys), &s.keys, &signer, b.epoch_id, PINNED);
+            let mut verdict = verify::check(&b.evidence(&decoded, seal.clone(), device_key));
+            put_key_check(&mut verdict, check);
+            verdict
+        }
+        None => {
+            let mut verdict = verify::check(&b.evidence(&decoded, None, None));
+            verdict.checks.insert(
+                0,
+                failed_key_check(
+                    "not checked: the ledger has no commit of this epoch, so no device registry state is pinned for it".into(),
+                ),
+            );
+            verdict.failure = Some(Failure::NotAnchored);
+            verdict
+        }
     };
-    let (device_key, key_check) =
-        key_check(Some(&decoded.keys), &root, &signer, b.epoch_id, pinned);
-    let mut verdict = verify::check(&b.evidence(&decoded, seal.clone(), device_key));
-    put_key_check(&mut verdict, key_check);
     // The transaction the bundle names must be the one that committed the root.
     if let Some(s) = &seal {
         let tx = v.ledger.transaction(&b.tx_hash).await;
@@ -792,4 +867,36 @@ pub async fn trail_command(
         v.ledger.address()
     );
     Ok(first_failure.map_or(0, |f| f.exit_code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_what_it_writes_and_names_what_is_wrong() {
+        let c = Cursor {
+            time_ms: -5,
+            epoch_id: u64::MAX,
+            leaf_index: 7,
+            event_id: "an,id,with,commas".into(),
+        };
+        assert_eq!(Cursor::parse(&c.to_string()), Ok(c));
+        for (text, says) in [
+            ("", "no time"),
+            ("1", "no epoch"),
+            ("1,2", "no leaf"),
+            ("1,2,3", "event id is empty"),
+            ("x,2,3,e", "the time 'x'"),
+            ("1,-2,3,e", "the epoch '-2'"),
+            ("1,2,99999999999999999999999,e", "the leaf index"),
+        ] {
+            let e = Cursor::parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let long = format!("1,2,3,{}", "e".repeat(1025));
+        assert!(Cursor::parse(&long).is_err());
+        let echoed = Cursor::parse(&format!("{},2,3,e", "9".repeat(10_000))).unwrap_err();
+        assert!(echoed.len() < 200, "{echoed}");
+    }
 }

@@ -202,6 +202,58 @@ pub fn barrage(
         .collect()
 }
 
+/// The answers of a barrage, by status, and how many connections closed
+/// without one.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub statuses: std::collections::BTreeMap<u16, usize>,
+    pub closed: usize,
+}
+
+impl Tally {
+    /// Counts `answers`; Err names the first request answered with a status
+    /// `allowed` refuses.
+    pub fn of(
+        answers: &[(Vec<u8>, Answer, Duration)],
+        allowed: impl Fn(u16) -> bool,
+    ) -> Result<Tally, String> {
+        let mut t = Tally::default();
+        for (req, answer, _) in answers {
+            match answer {
+                Answer::Status(s) if !allowed(*s) => {
+                    return Err(format!("{s} for {:?}", String::from_utf8_lossy(req)))
+                }
+                Answer::Status(s) => *t.statuses.entry(*s).or_insert(0) += 1,
+                Answer::Nothing => t.closed += 1,
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn answered(&self) -> usize {
+        self.statuses.values().sum()
+    }
+}
+
+/// After a barrage: the server still answers `/healthz` with 200, and its log
+/// (`log`, its standard error) holds no panic.
+pub fn still_serving(port: u16, log: &std::path::Path) -> Result<(), String> {
+    let health = send(
+        port,
+        &request("GET", "/healthz", &[], b""),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| format!("connecting after the barrage: {e}"))?;
+    if health != Answer::Status(200) {
+        return Err(format!("/healthz answered {health:?} after the barrage"));
+    }
+    let said = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    if said.contains("panicked") {
+        return Err(format!("the server panicked: {said}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
