@@ -1,13 +1,15 @@
 //! `sealer run`: consumes `scan-events` in a consumer group and seals one epoch a
-//! second. Three stages, joined by bounded channels so a slow stage stops the one
-//! before it (backpressure, not memory growth):
+//! second. Four stages; the first three are joined by channels of capacity one
+//! so a slow stage stops the one before it (backpressure, not memory growth):
 //!
 //! 1. the consumer thread polls Kafka and closes an epoch every `--epoch-ms`;
-//! 2. the sealing task seals it (epoch.rs), dead-letters what is not an event,
-//!    writes the event rows then the epoch row to ClickHouse, commits the Kafka
-//!    offsets, and hands the root on;
-//! 3. the anchoring task commits roots to the ledger in epoch order, retrying while
-//!    the ledger is away, and records each anchored epoch.
+//! 2. the sealing task seals it (epoch.rs) and dead-letters what is not an event;
+//! 3. the writing task writes the event rows then the epoch row to ClickHouse and
+//!    hands the epoch row on;
+//! 4. the anchoring task (fed by an unbounded channel: a ledger outage must not
+//!    stop sealing, and what waits is one small row per epoch) commits roots to
+//!    the ledger in epoch order, retrying while the ledger is away, records each
+//!    anchored epoch and only then commits its Kafka offsets.
 //!
 //! Restarts resume from the sealed offsets in `sealtrail.epochs`, not from Kafka's
 //! committed offsets: records at or below them are skipped (see ARCHITECTURE.md).
