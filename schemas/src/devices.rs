@@ -5,24 +5,24 @@
 //! rotation or revocation never makes an earlier sealed event fail.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use clickhouse::Row;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-const ACTIVE: i8 = 1;
-const REVOKED: i8 = 2;
+pub(crate) const ACTIVE: i8 = 1;
+pub(crate) const REVOKED: i8 = 2;
 
-#[derive(Row, Serialize, Deserialize, Debug, Clone)]
-struct DeviceRow {
-    device_id: String,
-    public_key: [u8; 32],
-    status: i8,
-    changed_at: u32,
+/// A row of `sealtrail.devices`.
+#[cfg_attr(feature = "store", derive(clickhouse::Row))]
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct DeviceRow {
+    pub(crate) device_id: String,
+    pub(crate) public_key: [u8; 32],
+    pub(crate) status: i8,
+    pub(crate) changed_at: u32,
     /// Microseconds since the Unix epoch when the row was written: from this
     /// moment on, the row is the device's state.
-    version: u64,
+    pub(crate) version: u64,
 }
 
 /// A device's current state.
@@ -87,13 +87,14 @@ pub struct KeyHistory {
 }
 
 impl KeyHistory {
-    fn from_rows(rows: Vec<DeviceRow>) -> Self {
+    #[cfg(feature = "store")]
+    pub(crate) fn from_rows(rows: Vec<DeviceRow>) -> Self {
         let mut h = KeyHistory::default();
         h.extend(rows);
         h
     }
 
-    fn extend(&mut self, rows: Vec<DeviceRow>) {
+    pub(crate) fn extend(&mut self, rows: Vec<DeviceRow>) {
         for r in rows {
             self.latest_version = self.latest_version.max(r.version);
             self.devices
@@ -167,7 +168,8 @@ impl KeyHistory {
         out
     }
 
-    fn change_count(&self) -> usize {
+    #[cfg(feature = "store")]
+    pub(crate) fn change_count(&self) -> usize {
         self.devices.values().map(Vec::len).sum()
     }
 
@@ -300,189 +302,12 @@ fn snapshot_leaf(device_id: &str, changes: &[&Change]) -> Vec<u8> {
 #[error("device-key leaf: {0}")]
 pub struct LeafError(pub String);
 
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("ClickHouse: {0}")]
-    ClickHouse(#[from] clickhouse::error::Error),
-    #[error("device '{0}' is already registered and active; use `ingest device rotate` to give it a new key")]
-    AlreadyActive(String),
-    #[error("device '{0}' was revoked; revocation is final, register the scanner under a new id")]
-    Revoked(String),
-    #[error("no device named '{0}'")]
-    Unknown(String),
-}
-
-fn now() -> (u32, u64) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as u32, d.as_micros() as u64)
-}
-
-const SELECT_ROWS: &str =
-    "SELECT device_id, public_key, status, changed_at, version FROM sealtrail.devices";
-
-/// Rows dated further ahead than this are not believed (yet): a row from the
-/// future would otherwise hide every row written after it from `refresh`.
-const MAX_CLOCK_AHEAD_US: u64 = 300_000_000;
-
-/// A refresh reads again this far before the newest row it has, for rows that
-/// became visible late (another writer's slower clock).
-const REFRESH_MARGIN_US: u64 = 60_000_000;
-
-/// Every device's key history.
-pub async fn history(client: &clickhouse::Client) -> Result<KeyHistory, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE version <= ?"))
-        .bind(now().1 + MAX_CLOCK_AHEAD_US)
-        .fetch_all()
-        .await?;
-    Ok(KeyHistory::from_rows(rows))
-}
-
-/// Reads the rows written since `history` was read (or last refreshed). Rows are
-/// only appended, so this is all that can have changed.
-pub async fn refresh(
-    client: &clickhouse::Client,
-    history: &mut KeyHistory,
-) -> Result<usize, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE version > ? AND version <= ?"))
-        .bind(history.latest_version.saturating_sub(REFRESH_MARGIN_US))
-        .bind(now().1 + MAX_CLOCK_AHEAD_US)
-        .fetch_all()
-        .await?;
-    let before = history.change_count();
-    history.extend(rows);
-    Ok(history.change_count() - before)
-}
-
-/// Every device, current state, sorted by id.
-pub async fn list(client: &clickhouse::Client) -> Result<Vec<Device>, RegistryError> {
-    Ok(history(client).await?.current())
-}
-
-async fn append(client: &clickhouse::Client, rows: &[DeviceRow]) -> Result<(), RegistryError> {
-    // The crate quotes the table name whole: name the database separately.
-    let mut insert = client
-        .clone()
-        .with_database("sealtrail")
-        .insert::<DeviceRow>("devices")
-        .await?;
-    for row in rows {
-        insert.write(row).await?;
-    }
-    insert.end().await?;
-    Ok(())
-}
-
-fn row(device_id: &str, public_key: [u8; 32], status: i8) -> DeviceRow {
-    let (changed_at, version) = now();
-    DeviceRow {
-        device_id: device_id.into(),
-        public_key,
-        status,
-        changed_at,
-        version,
-    }
-}
-
-/// Registers a new device. A device id is registered once: an active one gets a
-/// new key with `rotate`, a revoked one stays revoked.
-pub async fn register(
-    client: &clickhouse::Client,
-    device_id: &str,
-    key: &VerifyingKey,
-) -> Result<(), RegistryError> {
-    if let Some(d) = current(client, device_id).await? {
-        return Err(if d.revoked {
-            RegistryError::Revoked(device_id.into())
-        } else {
-            RegistryError::AlreadyActive(device_id.into())
-        });
-    }
-    append(client, &[row(device_id, key.to_bytes(), ACTIVE)]).await
-}
-
-/// Gives an active device a new key from now on; events sealed before keep
-/// verifying with the old one.
-pub async fn rotate(
-    client: &clickhouse::Client,
-    device_id: &str,
-    key: &VerifyingKey,
-) -> Result<(), RegistryError> {
-    match current(client, device_id).await? {
-        None => Err(RegistryError::Unknown(device_id.into())),
-        Some(d) if d.revoked => Err(RegistryError::Revoked(device_id.into())),
-        Some(_) => append(client, &[row(device_id, key.to_bytes(), ACTIVE)]).await,
-    }
-}
-
-/// What registering a fleet did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Registered {
-    pub added: usize,
-    pub rotated: usize,
-    /// Revoked devices, left revoked: their events will be refused.
-    pub revoked: Vec<String>,
-}
-
-/// Registers many devices at once: new ones are added, active ones with another
-/// key are rotated to this one, revoked ones are never re-activated.
-pub async fn ensure_registered(
-    client: &clickhouse::Client,
-    devices: &[(String, VerifyingKey)],
-) -> Result<Registered, RegistryError> {
-    let known: HashMap<String, Device> = list(client)
-        .await?
-        .into_iter()
-        .map(|d| (d.device_id.clone(), d))
-        .collect();
-    let mut out = Registered::default();
-    let mut rows = Vec::new();
-    for (id, key) in devices {
-        match known.get(id) {
-            Some(d) if d.revoked => out.revoked.push(id.clone()),
-            Some(d) if d.public_key == key.to_bytes() => {}
-            Some(_) => {
-                out.rotated += 1;
-                rows.push(row(id, key.to_bytes(), ACTIVE));
-            }
-            None => {
-                out.added += 1;
-                rows.push(row(id, key.to_bytes(), ACTIVE));
-            }
-        }
-    }
-    if !rows.is_empty() {
-        append(client, &rows).await?;
-    }
-    Ok(out)
-}
-
-async fn current(
-    client: &clickhouse::Client,
-    device_id: &str,
-) -> Result<Option<Device>, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE device_id = ?"))
-        .bind(device_id)
-        .fetch_all()
-        .await?;
-    Ok(KeyHistory::from_rows(rows).current().pop())
-}
-
-/// Revokes a device: events it signs are refused from now on; events sealed
-/// before keep verifying, and readers say the key was revoked since.
-pub async fn revoke(client: &clickhouse::Client, device_id: &str) -> Result<(), RegistryError> {
-    let d = current(client, device_id)
-        .await?
-        .ok_or_else(|| RegistryError::Unknown(device_id.to_string()))?;
-    if d.revoked {
-        return Ok(());
-    }
-    append(client, &[row(device_id, d.public_key, REVOKED)]).await
-}
+// The queries over `sealtrail.devices` (ClickHouse): only with the `store`
+// feature, so the key history and its leaves build without a database client.
+#[cfg(feature = "store")]
+pub use crate::registry::{
+    ensure_registered, history, list, refresh, register, revoke, rotate, Registered, RegistryError,
+};
 
 #[cfg(test)]
 mod tests {

@@ -11,24 +11,25 @@ use crate::event::{FieldError, ScanEvent};
 use crate::signature::SignatureError;
 
 /// How far an event's time may stray from the moment it is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TimeBounds {
     /// Latest accepted event time, in seconds after now (clock skew allowance).
-    #[arg(
+    #[cfg_attr(feature = "cli", arg(
         long = "max-event-future-secs",
         env = "SEALTRAIL_MAX_EVENT_FUTURE_SECS",
         default_value_t = 300,
         value_parser = clap::value_parser!(u32).range(0..=86_400),
-    )]
+    ))]
     pub max_future_secs: u32,
     /// Oldest accepted event time, in days before now: a scanner out of reach
     /// (a ship at sea) uploads late, but a replay of an old event is refused.
-    #[arg(
+    #[cfg_attr(feature = "cli", arg(
         long = "max-event-age-days",
         env = "SEALTRAIL_MAX_EVENT_AGE_DAYS",
         default_value_t = 90,
         value_parser = clap::value_parser!(u32).range(1..=3650),
-    )]
+    ))]
     pub max_age_days: u32,
 }
 

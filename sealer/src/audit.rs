@@ -70,7 +70,7 @@ struct Leaf {
 
 impl Leaf {
     fn columns(&self) -> Columns<'_> {
-        sealer::columns_of!(self)
+        verifier::columns_of!(self)
     }
 }
 

@@ -14,6 +14,8 @@ use schemas::gate::{self, Refusal, TimeBounds};
 use schemas::{signature, ScanEvent};
 use serde::Serialize;
 
+// An epoch with no leaves (every record rejected) has RFC 6962's empty root.
+pub use crate::proof::empty_root;
 use crate::proof::{leaf_hash, EpochTree, Hash};
 
 /// A record as consumed from Kafka.
@@ -278,13 +280,6 @@ pub struct SealedEpoch {
     pub rows: Vec<EventRow>,
     pub ranges: Vec<Range>,
     pub rejected: Vec<Rejected>,
-}
-
-/// The root of an epoch with no leaves (every record rejected): RFC 6962's hash
-/// of the empty tree, SHA-256 of nothing.
-pub fn empty_root() -> Hash {
-    use sha2::{Digest, Sha256};
-    Sha256::digest([]).into()
 }
 
 /// Epoch ids are unique across sealers and grow with time: the closing time in

@@ -61,7 +61,7 @@ pub struct StepRow {
 impl StepRow {
     /// The columns, for comparison with the payload.
     pub fn columns(&self) -> verify::Columns<'_> {
-        sealer::columns_of!(self)
+        verifier::columns_of!(self)
     }
 
     /// The device the payload names (the column's only if it does not decode,

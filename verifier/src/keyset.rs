@@ -51,7 +51,7 @@ impl Snapshot {
     pub fn root(&self) -> Hash {
         self.tree
             .as_ref()
-            .map_or_else(crate::epoch::empty_root, EpochTree::root)
+            .map_or_else(proof::empty_root, EpochTree::root)
     }
 
     pub fn cutoff(&self) -> u64 {

@@ -11,6 +11,11 @@ use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
 
+/// The root of a tree with no leaves (RFC 6962): SHA-256 of nothing.
+pub fn empty_root() -> Hash {
+    Sha256::digest([]).into()
+}
+
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     Sha256::new()
         .chain_update([0u8])
