@@ -248,6 +248,7 @@ fn records_since(from: &[(i32, i64)]) -> Vec<ScanEvent> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
     let device = unique("gw").replace('-', "");
     let key = add_device(&device);
@@ -388,8 +389,9 @@ async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revoked() {
-    let gw = start_gateway(18081, &["--device-refresh-ms", "3600000"]);
+    let gw = start_gateway(18096, &["--device-refresh-ms", "3600000"]);
     let running = start_gateway(18083, &[]);
     let device = unique("rv").replace('-', "");
     let key = add_device(&device);
@@ -428,6 +430,7 @@ async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revok
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn overload_is_answered_503_with_retry_after() {
     let device = unique("ov").replace('-', "");
     let key = add_device(&device);
@@ -451,6 +454,7 @@ async fn overload_is_answered_503_with_retry_after() {
 /// batch as the genuine one, and nothing of that batch reaches Kafka. So is an
 /// event whose time the device pushed into the future.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
     let device = unique("reuse").replace('-', "");
     let key = add_device(&device);
@@ -556,6 +560,7 @@ impl Drop for SealedRows {
 /// An id the gateway can see is sealed gets 409 naming its field; an id that
 /// is not (never written, or only in an epoch that never got its row) passes.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
     let device = unique("dup").replace('-', "");
     let key = add_device(&device);
@@ -620,6 +625,7 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
 /// acknowledgements of a batch are spread over a window far wider than the
 /// jitter of a shared machine (with the defaults they arrive at nearly once).
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
     let device = unique("to").replace('-', "");
     let key = add_device(&device);
@@ -737,6 +743,7 @@ fn closed_after(port: u16, sent: &[u8]) -> Option<(Duration, String)> {
 /// A client that never finishes its headers, or trickles its body, is cut off
 /// by the deadlines instead of holding a connection forever.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn slow_clients_are_cut_off() {
     let gw = start_gateway(
         18087,
@@ -777,6 +784,7 @@ async fn slow_clients_are_cut_off() {
 /// A device over its quota gets 429 with Retry-After, naming it, and nothing of
 /// the request reaches Kafka; another device is not held back.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_over_its_quota_is_answered_429() {
     let device = unique("quota").replace('-', "");
     let other = unique("quota2").replace('-', "");
@@ -846,6 +854,7 @@ async fn a_device_over_its_quota_is_answered_429() {
 /// Mutated requests (request line, headers, JSON bodies of signed events), sent
 /// raw: none gets a 500 or panics the gateway, which still serves afterwards.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn hostile_requests_never_panic_the_gateway() {
     use web::hostile::{barrage, request, still_serving, Tally};
     let device = unique("hostile").replace('-', "");

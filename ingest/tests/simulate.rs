@@ -36,6 +36,7 @@ fn end_offsets(c: &BaseConsumer) -> Vec<i64> {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
     let consumer: BaseConsumer = kafka("admin")
         .set("bootstrap.servers", "127.0.0.1:9092")

@@ -47,6 +47,7 @@ fn provider(key: &str) -> DynProvider {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn the_committed_artifact_is_what_the_source_compiles_to() {
     let out = Command::new("node")
         .arg(root().join("schemas/ledger/build"))
@@ -62,6 +63,7 @@ fn the_committed_artifact_is_what_the_source_compiles_to() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_root_is_committed_once_and_never_replaced() {
     let owner = provider(KEY_2);
     let registry = SealRegistry::deploy(owner.clone()).await.expect("deploy");
@@ -173,6 +175,7 @@ async fn mined(
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
     let registry = SealRegistry::deploy(provider(KEY_4)).await.expect("deploy");
     mined(registry.commitKeys(keys(), 1, 1).send().await).await;
@@ -286,6 +289,7 @@ async fn an_epoch_sealed_under_a_replaced_claim_is_fenced() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn an_epoch_names_a_registry_state_committed_before_it() {
     let registry = SealRegistry::deploy(provider(KEY_5)).await.expect("deploy");
     let lease = FixedBytes::from([0x5c; 16]);

@@ -25,6 +25,7 @@ fn promtool(args: &[&str], dir: &Path) {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn alert_rules_check_and_pass_their_unit_tests() {
     let dir = root().join("deploy/prod/prometheus");
     promtool(&["check", "rules", "alerts.yml"], &dir);
@@ -32,6 +33,7 @@ fn alert_rules_check_and_pass_their_unit_tests() {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn the_local_prometheus_config_is_valid_and_loads_the_rules() {
     let dir = root().join("deploy/local/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &dir);
@@ -139,6 +141,7 @@ fn the_dashboard_and_the_rules_use_only_exported_metrics() {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn the_production_manifests_hang_together() {
     let out = Command::new("python3")
         .arg(root().join("deploy/prod/check"))

@@ -328,6 +328,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
     let _guard = lock();
     for (n, point) in [
@@ -364,6 +365,7 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
     let _guard = lock();
     assert_sealed_exactly_once(Duration::from_secs(120));
@@ -399,6 +401,7 @@ fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn an_epoch_a_dead_group_member_left_pending_is_committed_by_the_survivor() {
     let _guard = lock();
     assert_sealed_exactly_once(Duration::from_secs(120));
@@ -437,6 +440,7 @@ impl Sealer {
 /// the fence the woken sealer's epoch overlaps the new owner's, which the audit
 /// reports as offsets sealed twice.
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
     let _guard = lock();
     assert_sealed_exactly_once(Duration::from_secs(120));
@@ -538,6 +542,7 @@ fn steal_claim(partitions: Vec<u16>) {
 /// next epochs fenced, takes its partitions over again and seals their records
 /// again: nothing is lost, nothing sealed twice.
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
     let _guard = lock();
     assert_sealed_exactly_once(Duration::from_secs(120));
@@ -583,6 +588,7 @@ fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
     let _guard = lock();
     let sealer = Sealer::start("ledger-outage", 19464, None);
@@ -632,6 +638,7 @@ fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing() {
     let _guard = lock();
     let sealer = Sealer::start("clickhouse-outage", 19464, None);
@@ -727,6 +734,7 @@ fn send(records: &[(String, Vec<u8>)]) {
 /// dead-letter topic with its reason, the sealer keeps running, and the
 /// ordinary records produced after the attacks are sealed.
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
     let _guard = lock();
     register_device();

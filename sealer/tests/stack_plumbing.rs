@@ -37,6 +37,7 @@ fn unique() -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn kafka_takes_a_record_on_scan_events_and_gives_it_back() {
     let producer: FutureProducer = kafka("scanner")
         .set("bootstrap.servers", KAFKA)
@@ -107,6 +108,7 @@ async fn try_produce(config: &mut ClientConfig, topic: &str) -> Result<(), Strin
 /// Anyone who can reach the broker is not thereby a producer: an anonymous
 /// client is refused, and each principal may do only its part.
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn kafka_refuses_anonymous_clients_and_principals_outside_their_acls() {
     let anonymous = try_produce(&mut ClientConfig::new(), "scan-events").await;
     assert!(anonymous.is_err(), "an anonymous producer was accepted");
@@ -157,6 +159,7 @@ struct Probe {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn clickhouse_stores_and_returns_a_row() {
     let client = clickhouse::Client::default()
         .with_url(CLICKHOUSE)
@@ -192,6 +195,7 @@ async fn clickhouse_stores_and_returns_a_row() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn anvil_answers_with_its_chain_id() {
     let response: serde_json::Value = reqwest::Client::new()
         .post(ANVIL)
@@ -208,6 +212,7 @@ async fn anvil_answers_with_its_chain_id() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn migrate_is_applied_once_and_idempotent() {
     let sealer = env!("CARGO_BIN_EXE_sealer");
     let run = |args: &[&str]| {

@@ -326,6 +326,7 @@ impl Drop for Restore {
 }
 
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_steps() {
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1005,6 +1006,7 @@ fn seed(n: u64) -> [u8; 32] {
 /// 5xx (or the connection closes on a request hyper cannot parse), nothing
 /// panics, and the server still serves afterwards.
 #[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn hostile_requests_never_panic_the_api() {
     use web::hostile::{barrage, request, still_serving, Tally};
     let port = 18089;
