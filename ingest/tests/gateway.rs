@@ -401,6 +401,19 @@ async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revok
             .0,
         202
     );
+    // The running gateway meets the device before it is revoked, so what it
+    // learns below comes from its periodic refresh, not from the re-read an
+    // unknown device triggers.
+    assert_eq!(
+        post(
+            &running.url,
+            json::to_json(&event(&device, &key, 3)).to_string()
+        )
+        .await
+        .0,
+        202,
+        "the running gateway knows the device as active"
+    );
     let out = Command::new(INGEST)
         .args(["device", "revoke", &device])
         .output()
