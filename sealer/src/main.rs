@@ -72,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
         // Colour codes only for a person at a terminal, never into a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // The crash points of the exactly-once tests, from FAILPOINTS (test builds).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let client = cli.clickhouse.client();
     match cli.command {

@@ -217,29 +217,21 @@ pub(crate) fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Crash points for the exactly-once tests: SEALTRAIL_FAULT=point:n aborts the
-/// process (no cleanup, like SIGKILL) the n-th time it reaches `point`.
-fn fault(point: &str) {
-    static COUNTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
-    let Ok(spec) = std::env::var("SEALTRAIL_FAULT") else {
-        return;
-    };
-    let Some((p, n)) = spec.split_once(':') else {
-        return;
-    };
-    if p != point {
-        return;
-    }
-    let mut counts = COUNTS.lock().expect("lock");
-    let c = counts
-        .get_or_insert_with(HashMap::new)
-        .entry(p.to_string())
-        .or_default();
-    *c += 1;
-    if n.parse::<u64>().is_ok_and(|n| *c >= n) {
-        eprintln!("SEALTRAIL_FAULT: aborting at {point}");
-        std::process::abort();
-    }
+/// A crash point for the exactly-once tests (the `fail` crate): with the
+/// `failpoints` feature, `FAILPOINTS=point=return` aborts the process there (no
+/// cleanup, like SIGKILL), and `point=3*off->return` the fourth time. Without
+/// the feature (production builds) it is nothing at all.
+macro_rules! fault {
+    ($point:literal) => {{
+        // A function of its own, so the point's `return` leaves only it.
+        fn point() {
+            fail::fail_point!($point, |_| {
+                eprintln!(concat!("failpoint: aborting at ", $point));
+                std::process::abort()
+            });
+        }
+        point()
+    }};
 }
 
 pub async fn run<L: Ledger>(
@@ -471,7 +463,7 @@ fn consume_loop<L: Ledger>(
                         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
                         value: m.payload().unwrap_or_default().to_vec(),
                     });
-                    fault("consumed");
+                    fault!("consumed");
                 }
                 shared
                     .positions
@@ -607,7 +599,7 @@ async fn write_sealed(
     dead_letter(dlq, &args.dlq_topic, &sealed, metrics).await;
     let write_started = Instant::now();
     write_events(clickhouse, &sealed).await;
-    fault("events-written");
+    fault!("events-written");
     let row = EpochRow::pending(&sealed, instance, lease, now_ms() as u64);
     retry("writing the epoch row", || {
         store::insert_epoch(clickhouse, &row)
@@ -616,7 +608,7 @@ async fn write_sealed(
     metrics
         .clickhouse_write
         .observe(write_started.elapsed().as_secs_f64());
-    fault("epoch-written");
+    fault!("epoch-written");
 
     // Kafka's offsets are committed once the epoch is anchored (anchor_loop).
     shared.sealed_through(&sealed.ranges);
@@ -900,7 +892,7 @@ async fn anchor_loop<L: Ledger>(
             }
         }
         let (&id, row) = pending.first_key_value().expect("not empty");
-        fault("before-ledger");
+        fault!("before-ledger");
         match lease::settle(&*ledger, &clickhouse, &metrics, &shared.keys, row).await {
             Ok(Settled::Anchored) => {
                 commit_offsets(&kafka.0, &kafka.1, row);

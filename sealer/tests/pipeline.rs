@@ -73,8 +73,16 @@ impl Sealer {
             "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
             state().join("clickhouse/users/sealer.password"),
         );
-        if let Some(f) = fault {
-            c.env("SEALTRAIL_FAULT", f);
+        // `point:n`: abort the n-th time the sealer reaches `point` (a
+        // failpoint, in builds with the feature `failpoints`).
+        if let Some((point, n)) = fault.and_then(|f| f.split_once(':')) {
+            let n: u32 = n.parse().expect("point:n");
+            let skip = if n > 1 {
+                format!("{}*off->", n - 1)
+            } else {
+                String::new()
+            };
+            c.env("FAILPOINTS", format!("{point}={skip}return"));
         }
         let child = c
             .stdout(Stdio::null())
@@ -349,7 +357,7 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
             Some(6),
             "{point}: the fault did not fire\n{stderr}"
         );
-        assert!(stderr.contains("SEALTRAIL_FAULT: aborting at"), "{stderr}");
+        assert!(stderr.contains("failpoint: aborting at"), "{stderr}");
     }
     // And SIGKILL from outside at an arbitrary moment, while records arrive.
     let (stop, producing) = produce_until(20_000);
