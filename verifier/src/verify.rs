@@ -38,6 +38,19 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every failure, for what lists or checks them all.
+    pub const ALL: [Failure; 9] = [
+        Failure::UnknownEvent,
+        Failure::PayloadAltered,
+        Failure::BadSignature,
+        Failure::BadProof,
+        Failure::RootDiffersFromLedger,
+        Failure::NotAnchored,
+        Failure::ColumnsAltered,
+        Failure::UntrustedAnchor,
+        Failure::KeyNotPinned,
+    ];
+
     /// Exit codes of `sealer verify` and `sealer trail` (1 is "could not check",
     /// 2 is a usage error).
     pub fn exit_code(self) -> i32 {
@@ -673,17 +686,7 @@ mod tests {
 
     #[test]
     fn exit_codes_and_reasons_are_distinct() {
-        use Failure::*;
-        let all = [
-            UnknownEvent,
-            PayloadAltered,
-            BadSignature,
-            BadProof,
-            RootDiffersFromLedger,
-            NotAnchored,
-            ColumnsAltered,
-            UntrustedAnchor,
-        ];
+        let all = Failure::ALL;
         let codes: std::collections::HashSet<_> = all.iter().map(|f| f.exit_code()).collect();
         let reasons: std::collections::HashSet<_> = all.iter().map(|f| f.reason()).collect();
         assert_eq!(codes.len(), all.len());
