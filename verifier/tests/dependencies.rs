@@ -22,16 +22,7 @@ fn the_verifier_depends_on_no_client_of_the_services() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args([
-            "tree",
-            "-p",
-            "verifier",
-            "--edges",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-            "--offline",
+            "tree", "-p", "verifier", "--edges", "normal", "--prefix", "none", "--format", "{p}",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
