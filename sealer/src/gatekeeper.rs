@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use schemas::devices::{self, KeyHistory};
 use schemas::sealed_ids;
 use schemas::seen::SeenIds;
@@ -15,14 +17,16 @@ use schemas::seen::SeenIds;
 use crate::epoch::{self, Admission, Gate, Record};
 use crate::ledger::Lease;
 use crate::metrics::Metrics;
-use crate::run::{RunArgs, Shared};
+use crate::pipeline::{Context, Settings, Shared};
+use crate::retry::{self, Stopped};
 
 pub struct Gatekeeper {
     clickhouse: clickhouse::Client,
     keys: Arc<KeyHistory>,
     seen: SeenIds,
-    args: RunArgs,
+    settings: Settings,
     shared: Arc<Shared>,
+    cancel: CancellationToken,
     /// The assignment generation whose sealed ids `seen` holds.
     assignments_seen: u64,
     /// When ids sealed by others were last read (Unix seconds).
@@ -35,56 +39,55 @@ pub struct Gatekeeper {
 const REFRESH_WAIT: Duration = Duration::from_secs(2);
 
 impl Gatekeeper {
-    /// Reads the key history and every sealed id, retrying while ClickHouse is away.
-    pub async fn load(
-        clickhouse: &clickhouse::Client,
-        args: &RunArgs,
-        shared: Arc<Shared>,
-    ) -> Self {
-        let keys = retry("reading the device registry", || {
+    /// Reads the key history and every sealed id, retrying while ClickHouse is
+    /// away; `Stopped` if shutdown comes first.
+    pub async fn load(ctx: &Context) -> Result<Self, Stopped> {
+        let clickhouse = &ctx.clickhouse;
+        let keys = retry::until_done(&ctx.cancel, "reading the device registry", || {
             devices::history(clickhouse)
         })
-        .await;
+        .await?;
         let started = Instant::now();
         let read_at = now_s();
-        let (seen, n) = loop {
-            let seen = SeenIds::new(args.seen_capacity);
-            match sealed_ids::load_seen(clickhouse, &seen).await {
-                Ok(n) => break (seen, n),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the sealed event ids; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
+        let capacity = ctx.settings.seen_capacity;
+        let (seen, n) =
+            retry::until_done(&ctx.cancel, "reading the sealed event ids", || async move {
+                let seen = SeenIds::new(capacity);
+                sealed_ids::load_seen(clickhouse, &seen)
+                    .await
+                    .map(|n| (seen, n))
+            })
+            .await?;
         tracing::info!(
             devices = keys.len(),
             sealed_ids = n,
             seconds = started.elapsed().as_secs_f64(),
             "gate ready: device keys and sealed ids loaded"
         );
-        Gatekeeper {
+        Ok(Gatekeeper {
             clickhouse: clickhouse.clone(),
             keys: Arc::new(keys),
             seen,
-            args: args.clone(),
-            assignments_seen: shared.assignments.load(Ordering::SeqCst),
-            shared,
+            settings: ctx.settings.clone(),
+            assignments_seen: ctx.shared.assignments.load(Ordering::SeqCst),
+            shared: ctx.shared.clone(),
+            cancel: ctx.cancel.clone(),
             ids_read_at: read_at,
             lease: None,
-        }
+        })
     }
 
-    /// The gate for one window closed at `now_ms`.
+    /// The gate for one window closed at `now_ms`; `Stopped` if shutdown
+    /// comes while ClickHouse is away.
     pub async fn admit(
         &mut self,
         records: Vec<Record>,
         now_ms: i64,
         lease: Lease,
         metrics: &Metrics,
-    ) -> Admission {
+    ) -> Result<Admission, Stopped> {
         let started = Instant::now();
-        self.refresh().await;
+        self.refresh().await?;
         if self.lease != Some(lease) {
             // A new claim: an epoch of ours under the last one may be fenced
             // (void), and its ids must be sealable again. The filter still
@@ -93,7 +96,7 @@ impl Gatekeeper {
             self.lease = Some(lease);
         }
         let keys = self.keys.clone();
-        let (bounds, threads) = (self.args.bounds, self.args.verify_threads);
+        let (bounds, threads) = (self.settings.bounds, self.settings.verify_threads);
         let partitions = match self.shared.partitions.load(Ordering::SeqCst) {
             0 => None,
             n => Some(n),
@@ -117,7 +120,7 @@ impl Gatekeeper {
                 std::process::abort();
             }
         };
-        let sealed = self.sealed_already(&admission, &lease, metrics).await;
+        let sealed = self.sealed_already(&admission, &lease, metrics).await?;
         if !sealed.is_empty() {
             tracing::warn!(
                 duplicates = sealed.len(),
@@ -130,7 +133,7 @@ impl Gatekeeper {
         metrics
             .gate_duration
             .observe(started.elapsed().as_secs_f64());
-        admission
+        Ok(admission)
     }
 
     /// Ids of the admission sealed in an earlier epoch, by anyone.
@@ -139,7 +142,7 @@ impl Gatekeeper {
         admission: &Admission,
         lease: &Lease,
         metrics: &Metrics,
-    ) -> HashSet<String> {
+    ) -> Result<HashSet<String>, Stopped> {
         let mut sealed = HashSet::new();
         let mut ask: Vec<(&str, &str)> = Vec::new();
         for a in &admission.admitted {
@@ -153,17 +156,22 @@ impl Gatekeeper {
         if !ask.is_empty() {
             metrics.seen_lookups.inc_by(ask.len() as u64);
             let clickhouse = self.clickhouse.clone();
-            let found = retry("looking up event ids already sealed", || {
-                sealed_ids::sealed_among(&clickhouse, &ask, sealed_ids::Counting::AnchoredOr(lease))
-            })
-            .await;
+            let found =
+                retry::until_done(&self.cancel, "looking up event ids already sealed", || {
+                    sealed_ids::sealed_among(
+                        &clickhouse,
+                        &ask,
+                        sealed_ids::Counting::AnchoredOr(lease),
+                    )
+                })
+                .await?;
             sealed.extend(found);
         }
-        sealed
+        Ok(sealed)
     }
 
     /// New device rows, and after an assignment the ids other sealers sealed.
-    async fn refresh(&mut self) {
+    async fn refresh(&mut self) -> Result<(), Stopped> {
         let mut keys = (*self.keys).clone();
         match tokio::time::timeout(REFRESH_WAIT, devices::refresh(&self.clickhouse, &mut keys))
             .await
@@ -187,19 +195,17 @@ impl Gatekeeper {
             let since = self.ids_read_at.saturating_sub(120);
             let read_at = now_s();
             // A retry re-adds ids already added: the filter does not mind.
-            let fresh = loop {
-                match sealed_ids::load_seen_since(&self.clickhouse, since, &self.seen).await {
-                    Ok(n) => break n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading ids sealed by other sealers; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
+            let (clickhouse, seen) = (&self.clickhouse, &self.seen);
+            let fresh =
+                retry::until_done(&self.cancel, "reading ids sealed by other sealers", || {
+                    sealed_ids::load_seen_since(clickhouse, since, seen)
+                })
+                .await?;
             tracing::info!(ids = fresh, "ids sealed since the last assignment read");
             self.assignments_seen = assignments;
             self.ids_read_at = read_at;
         }
+        Ok(())
     }
 }
 
@@ -207,22 +213,4 @@ fn now_s() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)
-}
-
-async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => {
-                tracing::warn!(error = %e, "{what}; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }

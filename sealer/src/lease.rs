@@ -12,11 +12,9 @@
 //!    (anchored) or refused since (void);
 //! 4. resume after the offsets of anchored epochs only.
 
-use std::time::Duration;
-
 use crate::ledger::{Lease, Ledger, LedgerError};
-use crate::metrics::Metrics;
-use crate::pin::Pins;
+use crate::pipeline::{now_ms, Context};
+use crate::retry::{self, Delays, Stopped};
 use crate::store::{self, EpochRow, ANCHORED, VOID};
 
 /// A claim id for one assignment: random, so no two claims are equal.
@@ -40,11 +38,10 @@ pub enum Settled {
 /// for the epoch) and `Unavailable` are the caller's to handle.
 pub async fn settle<L: Ledger>(
     ledger: &L,
-    clickhouse: &clickhouse::Client,
-    metrics: &Metrics,
-    pins: &Pins,
+    ctx: &Context,
     row: &EpochRow,
 ) -> Result<Settled, LedgerError> {
+    let (clickhouse, metrics, pins) = (&ctx.clickhouse, &ctx.metrics, &ctx.shared.keys);
     let started = std::time::Instant::now();
     let keys = pins.current(ledger, clickhouse).await?;
     let committed = ledger
@@ -63,7 +60,7 @@ pub async fn settle<L: Ledger>(
     let mut done = row.clone();
     // Above the row it settles whatever the clocks of the sealers that wrote
     // them say: a lower version would leave the epoch pending in FINAL.
-    done.version = (crate::run::now_ms() as u64).max(row.version.saturating_add(1));
+    done.version = (now_ms() as u64).max(row.version.saturating_add(1));
     let settled = match committed {
         Ok(anchor) => {
             metrics
@@ -89,112 +86,64 @@ pub async fn settle<L: Ledger>(
         }
         Err(e) => return Err(e),
     };
-    crate::run::retry("recording how an epoch was settled", || {
+    retry::until_done(&ctx.cancel, "recording how an epoch was settled", || {
         store::insert_epoch(clickhouse, &done)
     })
-    .await;
+    .await
+    // Settled on the ledger, not yet recorded: it stays pending, and the next
+    // run's commit of the same root is a no-op that records it.
+    .map_err(|Stopped| LedgerError::Unavailable("stopped before recording the outcome".into()))?;
     Ok(settled)
 }
 
 /// Takes `partitions` over (steps 1 to 3 above) and returns the claim to seal
-/// them under; None if `stopping` turned true while the ledger was away.
+/// them under; `Stopped` if shutdown came while the ledger or the store was away.
 pub async fn take_over<L: Ledger>(
     ledger: &L,
-    clickhouse: &clickhouse::Client,
-    metrics: &Metrics,
-    pins: &Pins,
+    ctx: &Context,
     partitions: &[u16],
-    stopping: &(dyn Fn() -> bool + Sync),
-) -> Option<Lease> {
-    settle_pending(
-        ledger, clickhouse, metrics, pins, partitions, None, stopping,
-    )
-    .await?;
+) -> Result<Lease, Stopped> {
+    settle_pending(ledger, ctx, partitions, None).await?;
     let lease = fresh();
-    let mut backoff = Backoff::new();
-    loop {
-        match ledger.claim(partitions, lease).await {
-            Ok(anchor) => {
-                metrics.ledger_claims.inc();
-                tracing::info!(lease = %hex::encode(lease), ?partitions, block = anchor.block, "partitions claimed on the ledger");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming partitions on the ledger; sealing them waits");
-                if stopping() {
-                    return None;
-                }
-                backoff.wait().await;
-            }
-        }
-    }
-    settle_pending(
-        ledger,
-        clickhouse,
-        metrics,
-        pins,
-        partitions,
-        Some(&lease),
-        stopping,
+    let anchor = retry::until_done(
+        &ctx.cancel,
+        "claiming partitions on the ledger; sealing them waits",
+        || ledger.claim(partitions, lease),
     )
     .await?;
-    Some(lease)
+    ctx.metrics.ledger_claims.inc();
+    tracing::info!(lease = %hex::encode(lease), ?partitions, block = anchor.block, "partitions claimed on the ledger");
+    settle_pending(ledger, ctx, partitions, Some(&lease)).await?;
+    Ok(lease)
 }
 
 /// Settles every epoch pending on `partitions` except those under `ours`.
 async fn settle_pending<L: Ledger>(
     ledger: &L,
-    clickhouse: &clickhouse::Client,
-    metrics: &Metrics,
-    pins: &Pins,
+    ctx: &Context,
     partitions: &[u16],
     ours: Option<&Lease>,
-    stopping: &(dyn Fn() -> bool + Sync),
-) -> Option<()> {
-    let mut backoff = Backoff::new();
-    let rows = loop {
-        match store::pending_epochs_of(clickhouse, partitions).await {
-            Ok(rows) => break rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading pending epochs; retrying");
-                if stopping() {
-                    return None;
-                }
-                backoff.wait().await;
-            }
-        }
-    };
+) -> Result<(), Stopped> {
+    let rows = retry::until_done(&ctx.cancel, "reading pending epochs", || {
+        store::pending_epochs_of(&ctx.clickhouse, partitions)
+    })
+    .await?;
     for row in rows.iter().filter(|r| Some(&r.lease) != ours) {
+        let mut delays = Delays::new();
         loop {
-            match settle(ledger, clickhouse, metrics, pins, row).await {
+            match settle(ledger, ctx, row).await {
                 Ok(_) => break,
                 Err(LedgerError::Refused(why)) => {
-                    metrics.ledger_refused.inc();
+                    ctx.metrics.ledger_refused.inc();
                     tracing::error!(epoch = row.epoch_id, %why, "the ledger refused this epoch's root; leaving it pending for audit");
                     break;
                 }
                 Err(e) => {
                     tracing::warn!(epoch = row.epoch_id, error = %e, "settling an epoch left pending; retrying");
-                    if stopping() {
-                        return None;
-                    }
-                    backoff.wait().await;
+                    delays.wait(&ctx.cancel).await?;
                 }
             }
         }
     }
-    Some(())
-}
-
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_millis(250))
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-    }
+    Ok(())
 }

@@ -3,7 +3,14 @@
 //! benchmarks share.
 
 pub mod epoch;
+pub mod gatekeeper;
+pub mod lease;
+pub mod ledger;
 pub mod memory;
+pub mod metrics;
+pub mod pin;
+pub mod pipeline;
+pub mod retry;
 pub mod store;
 
 // The checks every reader runs live in the `verifier` crate, which builds

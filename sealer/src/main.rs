@@ -2,18 +2,14 @@
 //! with its inclusion proof in ClickHouse and anchors each root on the ledger.
 
 mod audit;
-mod gatekeeper;
-mod lease;
-mod ledger;
-mod metrics;
 mod migrate;
-mod pin;
 mod run;
 mod serve;
 mod trail;
 
-// The sealing logic and its rows live in the library, shared with tests and benches.
-use sealer::{epoch, proof, store};
+// The sealing logic, the pipeline and its rows live in the library, shared
+// with tests and benches.
+use sealer::{epoch, ledger, proof, store};
 
 use clap::{Parser, Subcommand};
 

@@ -24,6 +24,12 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 fn seconds(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("metric")
 }

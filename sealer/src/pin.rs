@@ -12,9 +12,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::keyset::Snapshot;
+use crate::proof::Hash;
 use schemas::devices::{self, KeyHistory};
-use sealer::keyset::Snapshot;
-use sealer::proof::Hash;
 
 use crate::ledger::{Ledger, LedgerError};
 

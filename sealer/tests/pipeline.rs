@@ -61,6 +61,15 @@ struct Sealer {
 
 impl Sealer {
     fn start(instance: &str, port: u16, fault: Option<&str>) -> Sealer {
+        Sealer::start_with(instance, port, fault, &[])
+    }
+
+    fn start_with(
+        instance: &str,
+        port: u16,
+        fault: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Sealer {
         let mut c = sealer_command(&[
             "run",
             "--instance",
@@ -84,6 +93,7 @@ impl Sealer {
             };
             c.env("FAILPOINTS", format!("{point}={skip}return"));
         }
+        c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let child = c
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -903,5 +913,123 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
             >= (flood.len() + 1) as f64,
         "the second sealer is alive and read the replays"
     );
+    sealer.stop();
+}
+
+/// A TCP proxy in front of ClickHouse that the test can cut: open connections
+/// are reset and new ones closed at once, as when the server goes away.
+struct Cuttable {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cuttable {
+    fn to(upstream: &'static str) -> Cuttable {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_cut, conns) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if is_cut.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut held = conns.lock().unwrap();
+                held.push(client.try_clone().unwrap());
+                held.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cuttable { port, cut, open }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for c in self.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// SIGTERM while ClickHouse is away ends the sealer within seconds, at start
+/// (reading the registry and the sealed ids) and in the middle of sealing
+/// (writing an epoch), instead of retrying forever; what it had not written
+/// is sealed by the next run, exactly once.
+#[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
+fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
+    let _guard = lock();
+    let stops_within = |sealer: Sealer, what: &str| {
+        sealer.signal("-TERM");
+        let started = Instant::now();
+        let (status, stderr) = sealer.wait(Duration::from_secs(30));
+        let took = started.elapsed();
+        assert!(status.success(), "{what}: {status}\n{stderr}");
+        assert!(
+            took < Duration::from_secs(15),
+            "{what}: stopped after {took:?}\n{stderr}"
+        );
+        eprintln!("{what}: stopped {took:?} after SIGTERM");
+        stderr
+    };
+
+    // Away from the start.
+    let proxy = Cuttable::to("127.0.0.1:8123");
+    proxy.cut();
+    let url = vec![("SEALTRAIL_CLICKHOUSE_URL", proxy.url())];
+    let sealer = Sealer::start_with("outage-at-start", 19464, None, &url);
+    std::thread::sleep(Duration::from_secs(3));
+    stops_within(sealer, "away at start");
+
+    // Away in the middle of sealing.
+    let proxy = Cuttable::to("127.0.0.1:8123");
+    let url = vec![("SEALTRAIL_CLICKHOUSE_URL", proxy.url())];
+    let sealer = Sealer::start_with("outage-mid-run", 19464, None, &url);
+    let (stop, producing) = produce_until(5_000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sealer
+        .metric("sealtrail_sealer_sealed_epochs_total")
+        .unwrap_or(0.0)
+        < 2.0
+    {
+        assert!(Instant::now() < deadline, "the sealer never sealed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    proxy.cut();
+    // Records keep coming; the next epoch's writes fail and are retried.
+    let consumed = |s: &Sealer| s.metric("sealtrail_sealer_consumed_records_total");
+    let before = consumed(&sealer).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumed(&sealer).unwrap() <= before {
+        assert!(Instant::now() < deadline, "no record read after the cut");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let stderr = stops_within(sealer, "away mid-run");
+    assert!(stderr.contains("retrying"), "it was waiting for ClickHouse:\n{stderr}");
+    stop.store(true, Ordering::Relaxed);
+    producing.join().unwrap();
+
+    let sealer = Sealer::start("outage-recovery", 19464, None);
+    assert_sealed_exactly_once(Duration::from_secs(120));
     sealer.stop();
 }
