@@ -19,6 +19,8 @@ use clap::Args;
 
 use crate::proof::Hash;
 
+pub mod memory;
+
 alloy::sol!(
     #[sol(rpc)]
     SealRegistry,
@@ -322,6 +324,18 @@ fn classify(e: alloy::transports::TransportError) -> LedgerError {
     }
 }
 
+/// The node refused the transaction's nonce as already used: a JSON-RPC error
+/// answer (not a transport failure, whatever its text) whose message is the
+/// one geth, anvil and reth give for it (geth's `ErrNonceTooLow`). Nodes send
+/// no code of their own for it (geth answers -32000 for every refusal).
+fn nonce_too_low(e: &alloy::transports::TransportError) -> bool {
+    e.as_error_resp().is_some_and(|r| {
+        r.message
+            .get(..13)
+            .is_some_and(|m| m.eq_ignore_ascii_case("nonce too low"))
+    })
+}
+
 impl EvmLedger {
     /// Sends one call to the registry with a nonce we pick ourselves: anvil
     /// restarted from a state dump can count fewer transactions than the nonce
@@ -355,7 +369,7 @@ impl EvmLedger {
                 .with_nonce(nonce);
             let pending = match self.provider.send_transaction(tx.clone()).await {
                 Ok(p) => p,
-                Err(e) if e.to_string().contains("nonce too low") => {
+                Err(e) if nonce_too_low(&e) => {
                     *self.next_nonce.lock().expect("lock") = Some(nonce + 1);
                     continue;
                 }
@@ -464,5 +478,72 @@ impl Ledger for EvmLedger {
             .await
             .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         Ok((k.blockNumber != 0).then_some((k.cutoff, k.devices, k.blockNumber)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::rpc::json_rpc::ErrorPayload;
+    use alloy::transports::{RpcError, TransportErrorKind};
+
+    fn answer(code: i64, message: &'static str) -> alloy::transports::TransportError {
+        RpcError::ErrorResp(ErrorPayload {
+            code,
+            message: message.into(),
+            data: None,
+        })
+    }
+
+    #[test]
+    fn a_used_nonce_is_told_from_the_node_s_error_answer_only() {
+        // geth and anvil word it so, with or without details after it.
+        assert!(nonce_too_low(&answer(-32000, "nonce too low")));
+        assert!(nonce_too_low(&answer(
+            -32003,
+            "nonce too low: next nonce 5, tx nonce 4"
+        )));
+        assert!(nonce_too_low(&answer(-32000, "Nonce too low")));
+        // Other refusals, and text that only mentions it, are not.
+        assert!(!nonce_too_low(&answer(-32000, "insufficient funds")));
+        assert!(!nonce_too_low(&answer(-32000, "execution reverted: nonce too low")));
+        assert!(!nonce_too_low(&answer(-32000, "nonce")));
+        let transport: alloy::transports::TransportError =
+            TransportErrorKind::custom_str("HTTP 502: upstream says nonce too low");
+        assert!(!nonce_too_low(&transport));
+    }
+
+    #[test]
+    fn contract_errors_are_classified_from_their_decoded_form() {
+        use alloy::sol_types::SolError;
+        let fenced = SealRegistry::Fenced {
+            epochId: 7,
+            partition: 2,
+            leasedTo: FixedBytes::from([1; 16]),
+            offered: FixedBytes::from([2; 16]),
+        };
+        let revert = |data: Vec<u8>| {
+            RpcError::ErrorResp(ErrorPayload {
+                code: 3,
+                message: "execution reverted".into(),
+                data: Some(
+                    serde_json::value::to_raw_value(&format!("0x{}", hex::encode(data)))
+                        .expect("json"),
+                ),
+            })
+        };
+        assert!(matches!(classify(revert(fenced.abi_encode())), LedgerError::Fenced(_)));
+        let mismatch = SealRegistry::RootMismatch {
+            epochId: 7,
+            committed: FixedBytes::from([3; 32]),
+            offered: FixedBytes::from([4; 32]),
+        };
+        assert!(matches!(classify(revert(mismatch.abi_encode())), LedgerError::Refused(_)));
+        // A revert the contract does not name is a refusal; no answer at all
+        // is the ledger being away.
+        assert!(matches!(classify(revert(vec![1, 2, 3, 4])), LedgerError::Refused(_)));
+        let away: alloy::transports::TransportError =
+            TransportErrorKind::custom_str("connection refused");
+        assert!(matches!(classify(away), LedgerError::Unavailable(_)));
     }
 }

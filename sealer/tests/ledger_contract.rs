@@ -367,3 +367,38 @@ async fn an_epoch_names_a_registry_state_committed_before_it() {
         SealRegistry::SealRegistryErrors::NotSealer(_)
     ));
 }
+
+// #6 deploys the registry the in-memory ledger is compared with.
+const KEY_6: &str = "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e";
+
+/// The in-memory ledger the pipeline's unit tests use is only worth its tests
+/// if it follows the contract: the same script of calls against both, through
+/// the same `Ledger` trait (the EVM side decodes the contract's errors), gives
+/// the same outcome at every step.
+#[tokio::test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
+async fn the_in_memory_ledger_answers_as_the_contract_does() {
+    use sealer::ledger::memory::{conformance, MemoryLedger};
+    use sealer::ledger::LedgerArgs;
+
+    let dir = std::env::temp_dir().join(format!("sealtrail-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, KEY_6).expect("key file");
+    let mut args = LedgerArgs {
+        ledger_rpc: "http://127.0.0.1:8545".into(),
+        ledger_chain_id: None,
+        ledger_contract: None,
+        ledger_contract_file: dir.join("contract"),
+        ledger_key_file: key_file,
+    };
+    let address = args.deploy().await.expect("deploy with account #6");
+    args.ledger_contract = Some(address.to_string());
+    let evm = args.connect().expect("connect");
+
+    let on_chain = conformance::script(&evm, 0, 0).await;
+    let in_memory = conformance::script(&MemoryLedger::new(), 0, 0).await;
+    assert_eq!(on_chain, conformance::EXPECTED, "the contract");
+    assert_eq!(in_memory, on_chain, "the in-memory ledger against the contract");
+    let _ = std::fs::remove_dir_all(&dir);
+}
