@@ -159,7 +159,7 @@ fn rows(c: &mut Criterion) {
         b.iter(|| {
             // A 200 without an exception header: the insert succeeds.
             mock.add(handlers::failure(http::StatusCode::OK));
-            rt.block_on(sealer::store::insert_events(&client, &sealed.rows))
+            rt.block_on(sealer::store::epochs::insert_events(&client, &sealed.rows))
                 .unwrap()
         })
     });

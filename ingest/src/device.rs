@@ -41,7 +41,7 @@ pub async fn run(command: DeviceCommand, clickhouse: &clickhouse::Client) -> any
         DeviceCommand::Add(args) => add(&args, clickhouse, false).await,
         DeviceCommand::Rotate(args) => add(&args, clickhouse, true).await,
         DeviceCommand::List => {
-            let devices = schemas::devices::list(clickhouse)
+            let devices = store::devices::list(clickhouse)
                 .await
                 .context("reading sealtrail.devices")?;
             println!(
@@ -64,7 +64,7 @@ pub async fn run(command: DeviceCommand, clickhouse: &clickhouse::Client) -> any
             Ok(())
         }
         DeviceCommand::Revoke { name } => {
-            schemas::devices::revoke(clickhouse, &name).await?;
+            store::devices::revoke(clickhouse, &name).await?;
             println!("revoked {name}");
             Ok(())
         }
@@ -90,9 +90,9 @@ async fn add(args: &AddArgs, clickhouse: &clickhouse::Client, rotate: bool) -> a
     getrandom::fill(&mut seed).context("reading the system's random source")?;
     let key = SigningKey::from_bytes(&seed);
     if rotate {
-        schemas::devices::rotate(clickhouse, &args.name, &key.verifying_key()).await?;
+        store::devices::rotate(clickhouse, &args.name, &key.verifying_key()).await?;
     } else {
-        schemas::devices::register(clickhouse, &args.name, &key.verifying_key()).await?;
+        store::devices::register(clickhouse, &args.name, &key.verifying_key()).await?;
     }
     if rotate && private.exists() {
         let stamp = std::time::SystemTime::now()

@@ -28,12 +28,12 @@ use prometheus::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use schemas::devices::{self, KeyHistory};
+use schemas::devices::KeyHistory;
 use schemas::gate::{self, Refusal, TimeBounds};
-use schemas::sealed_ids;
 use schemas::seen::SeenIds;
 use schemas::{avro, json, ScanEvent};
 use serde_json::{json, Value};
+use store::{devices, sealed_ids};
 use tokio::sync::Semaphore;
 
 use crate::producer::KafkaArgs;

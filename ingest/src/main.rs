@@ -10,7 +10,7 @@ mod quota;
 mod simulate;
 
 use clap::{Parser, Subcommand};
-use schemas::store::ClickHouseArgs;
+use store::ClickHouseArgs;
 
 #[derive(Parser)]
 #[command(

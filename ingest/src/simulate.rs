@@ -212,7 +212,7 @@ pub async fn run(args: SimulateArgs, clickhouse: clickhouse::Client) -> anyhow::
             (d, k)
         })
         .collect();
-    let registered = schemas::devices::ensure_registered(&clickhouse, &devices)
+    let registered = store::devices::ensure_registered(&clickhouse, &devices)
         .await
         .context("registering the simulated fleet in sealtrail.devices")?;
     if !registered.revoked.is_empty() {

@@ -1,4 +1,4 @@
-//! The device registry in `sealtrail.devices`: which scanners exist and which
+//! The device registry (the table `devices`, read by the store crate): which scanners exist and which
 //! Ed25519 key each held when. Rows are only ever appended (added, rotated,
 //! revoked, each with its time), so the key a device held at any moment stays
 //! known: an event verifies against the key valid when it was sealed, and a later
@@ -9,20 +9,19 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-pub(crate) const ACTIVE: i8 = 1;
-pub(crate) const REVOKED: i8 = 2;
+pub const ACTIVE: i8 = 1;
+pub const REVOKED: i8 = 2;
 
-/// A row of `sealtrail.devices`.
-#[cfg_attr(feature = "store", derive(clickhouse::Row))]
+/// A row of the registry table `devices` (the store crate reads and appends them).
 #[derive(Serialize, Deserialize, Debug, Clone)]
-pub(crate) struct DeviceRow {
-    pub(crate) device_id: String,
-    pub(crate) public_key: [u8; 32],
-    pub(crate) status: i8,
-    pub(crate) changed_at: u32,
+pub struct DeviceRow {
+    pub device_id: String,
+    pub public_key: [u8; 32],
+    pub status: i8,
+    pub changed_at: u32,
     /// Microseconds since the Unix epoch when the row was written: from this
     /// moment on, the row is the device's state.
-    pub(crate) version: u64,
+    pub version: u64,
 }
 
 /// A device's current state.
@@ -87,14 +86,13 @@ pub struct KeyHistory {
 }
 
 impl KeyHistory {
-    #[cfg(feature = "store")]
-    pub(crate) fn from_rows(rows: Vec<DeviceRow>) -> Self {
+    pub fn from_rows(rows: Vec<DeviceRow>) -> Self {
         let mut h = KeyHistory::default();
         h.extend(rows);
         h
     }
 
-    pub(crate) fn extend(&mut self, rows: Vec<DeviceRow>) {
+    pub fn extend(&mut self, rows: Vec<DeviceRow>) {
         for r in rows {
             self.latest_version = self.latest_version.max(r.version);
             self.devices
@@ -168,8 +166,7 @@ impl KeyHistory {
         out
     }
 
-    #[cfg(feature = "store")]
-    pub(crate) fn change_count(&self) -> usize {
+    pub fn change_count(&self) -> usize {
         self.devices.values().map(Vec::len).sum()
     }
 
@@ -301,13 +298,6 @@ fn snapshot_leaf(device_id: &str, changes: &[&Change]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("device-key leaf: {0}")]
 pub struct LeafError(pub String);
-
-// The queries over `sealtrail.devices` (ClickHouse): only with the `store`
-// feature, so the key history and its leaves build without a database client.
-#[cfg(feature = "store")]
-pub use crate::registry::{
-    ensure_registered, history, list, refresh, register, revoke, rotate, Registered, RegistryError,
-};
 
 #[cfg(test)]
 mod tests {

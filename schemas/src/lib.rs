@@ -12,17 +12,10 @@ pub mod gate;
 pub mod json;
 #[cfg(feature = "cli")]
 pub mod kafka;
-#[cfg(feature = "store")]
 pub mod migrations;
 pub mod partition;
-#[cfg(feature = "store")]
-mod registry;
-#[cfg(feature = "store")]
-pub mod sealed_ids;
 pub mod seen;
 pub mod signature;
-#[cfg(feature = "store")]
-pub mod store;
 pub mod time;
 
 pub use event::{

@@ -36,7 +36,12 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Where the applied versions are recorded.
-pub const VERSION_TABLE: &str = "sealtrail.schema_migrations";
+/// The table that records what ran, in the database migrated.
+pub const VERSION_TABLE: &str = "schema_migrations";
+
+/// The database the migration files name; the runner puts the configured one
+/// in its place (`in_database`), so one set of files serves every database.
+pub const FILE_DATABASE: &str = "sealtrail";
 
 impl Migration {
     /// Hex SHA-256 of the file, recorded when applied so later edits are caught.
@@ -49,6 +54,17 @@ impl Migration {
 
     /// The file's statements. ClickHouse's HTTP interface runs one statement per
     /// request, so files separate statements with a `;` that ends a line.
+    /// The statements for `database`: each `sealtrail.` qualifier of the file
+    /// becomes `database.` (the checksum stays the file's).
+    pub fn statements_in(&self, database: &str) -> Vec<String> {
+        let from = format!("{FILE_DATABASE}.");
+        let to = format!("{database}.");
+        self.statements()
+            .into_iter()
+            .map(|s| s.replace(&from, &to))
+            .collect()
+    }
+
     pub fn statements(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut current = String::new();
@@ -135,5 +151,29 @@ mod tests {
         };
         assert_eq!(a.checksum().len(), 64);
         assert_ne!(a.checksum(), b.checksum());
+    }
+
+    #[test]
+    fn statements_name_the_database_they_are_given() {
+        let m = Migration {
+            version: 9,
+            name: "009_x",
+            sql: "CREATE TABLE sealtrail.a (x UInt8) ENGINE = Log;\n\
+                  CREATE MATERIALIZED VIEW sealtrail.v TO sealtrail.b AS SELECT x FROM sealtrail.a;",
+        };
+        assert_eq!(
+            m.statements_in("t_1"),
+            [
+                "CREATE TABLE t_1.a (x UInt8) ENGINE = Log",
+                "CREATE MATERIALIZED VIEW t_1.v TO t_1.b AS SELECT x FROM t_1.a"
+            ]
+        );
+        assert_eq!(m.statements_in(FILE_DATABASE), m.statements());
+        // Every file names its tables in sealtrail, so each moves whole.
+        for m in MIGRATIONS {
+            for stmt in m.statements_in("other_db") {
+                assert!(!stmt.contains("sealtrail."), "{}: {stmt}", m.name);
+            }
+        }
     }
 }

@@ -10,17 +10,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use clickhouse::Row;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
-use serde::Deserialize;
 
 use crate::ledger::Ledger;
 use crate::proof::{leaf_hash, verify, EpochTree, Hash};
-use crate::store::{EpochRow, ANCHORED, VOID};
+use crate::store::audit;
+use crate::store::epochs::{EpochRow, ANCHORED, VOID};
 use schemas::devices::KeyAt;
 use sealer::keyset::{self, Snapshot};
-use sealer::verify::{altered_columns, Columns};
+use sealer::verify::altered_columns;
 
 #[derive(Args, Debug, Clone)]
 pub struct AuditArgs {
@@ -41,39 +40,6 @@ pub struct AuditArgs {
     pub kafka_auth: schemas::kafka::KafkaAuth,
 }
 
-#[derive(Row, Deserialize)]
-struct Leaf {
-    epoch_id: u64,
-    leaf_index: u32,
-    #[serde(with = "serde_bytes")]
-    payload: Vec<u8>,
-    leaf_hash: Hash,
-    proof: Vec<Hash>,
-    event_id: String,
-    item_id: String,
-    item_ids: Vec<String>,
-    event_time: u32,
-    event_time_ms: i64,
-    event_timezone_offset: String,
-    action: String,
-    biz_step: String,
-    disposition: String,
-    read_point: String,
-    biz_location: String,
-    country: String,
-    biz_transaction_types: Vec<String>,
-    biz_transaction_ids: Vec<String>,
-    temperature_c: Option<f32>,
-    relative_humidity_pct: Option<f32>,
-    device_id: String,
-}
-
-impl Leaf {
-    fn columns(&self) -> Columns<'_> {
-        verifier::columns_of!(self)
-    }
-}
-
 /// Column mismatches listed one by one before the rest are only counted.
 const LISTED_MISMATCHES: u64 = 100;
 
@@ -83,11 +49,9 @@ pub async fn run<L: Ledger>(
     ledger: &L,
 ) -> anyhow::Result<bool> {
     let mut problems: Vec<String> = Vec::new();
-    let all: Vec<EpochRow> = clickhouse
-        .query("SELECT ?fields FROM sealtrail.epochs FINAL ORDER BY epoch_id")
-        .fetch_all()
+    let all: Vec<EpochRow> = audit::epochs(clickhouse)
         .await
-        .context("reading sealtrail.epochs")?;
+        .context("reading the epochs")?;
     // A void epoch was fenced by the ledger (its sealer had lost its partitions):
     // not sealed, so it takes no part in the offsets, the rows or the ids below,
     // and the one thing to check is that the ledger indeed has no root for it.
@@ -168,19 +132,7 @@ pub async fn run<L: Ledger>(
     //    from the payload, and the tree root equal to the epoch's root.
     // Streamed epoch by epoch: only the current epoch's leaf hashes are held.
     let committed: HashMap<u64, &EpochRow> = epochs.iter().map(|e| (e.epoch_id, e)).collect();
-    let mut cursor = clickhouse
-        .query(
-            "SELECT epoch_id, leaf_index, payload, leaf_hash, proof, event_id, item_id, item_ids, \
-             event_time, event_time_ms, event_timezone_offset, toString(action) AS action, \
-             toString(biz_step) AS biz_step, toString(disposition) AS disposition, read_point, \
-             biz_location, country, arrayMap(t -> toString(t), biz_transaction_types) AS biz_transaction_types, \
-             biz_transaction_ids, temperature_c, relative_humidity_pct, device_id \
-             FROM sealtrail.scan_events ORDER BY epoch_id, leaf_index",
-        )
-        // The table is sorted for trails, not by epoch: let the sort spill to disk.
-        .with_setting("max_bytes_before_external_sort", "500000000")
-        .fetch::<Leaf>()
-        .context("reading sealtrail.scan_events")?;
+    let mut cursor = audit::leaves(clickhouse).context("reading the event rows")?;
     let (mut events, mut orphans, mut void_rows) = (0u64, 0u64, 0u64);
     let mut mismatched = 0u64;
     let void_ids: std::collections::HashSet<u64> = void.iter().map(|e| e.epoch_id).collect();
@@ -194,11 +146,7 @@ pub async fn run<L: Ledger>(
             seen.insert(id, hashes);
         }
     };
-    while let Some(l) = cursor
-        .next()
-        .await
-        .context("reading sealtrail.scan_events")?
-    {
+    while let Some(l) = cursor.next().await.context("reading the event rows")? {
         let Some(e) = committed.get(&l.epoch_id) else {
             if void_ids.contains(&l.epoch_id) {
                 void_rows += 1;
@@ -290,28 +238,12 @@ pub async fn run<L: Ledger>(
             ));
         }
     }
-    let dup: Vec<(u16, u64, u64)> = clickhouse
-        .query(
-            "SELECT kafka_partition, kafka_offset, count() AS c FROM sealtrail.scan_events \
-             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs GROUP BY epoch_id \
-                                HAVING argMax(status, version) != 'void') \
-             GROUP BY kafka_partition, kafka_offset HAVING c > 1 LIMIT 10",
-        )
-        .fetch_all()
-        .await?;
+    let dup = audit::records_sealed_twice(clickhouse).await?;
     for (p, o, c) in dup {
         problems.push(format!("record {p}/{o} is sealed {c} times"));
     }
     // Each event id seals once, ever: a replay is a duplicate, not a new event.
-    let twice: Vec<(String, u64)> = clickhouse
-        .query(
-            "SELECT event_id, count() AS c FROM sealtrail.scan_events \
-             WHERE epoch_id IN (SELECT epoch_id FROM sealtrail.epochs GROUP BY epoch_id \
-                                HAVING argMax(status, version) != 'void') \
-             GROUP BY event_id HAVING c > 1 LIMIT 10",
-        )
-        .fetch_all()
-        .await?;
+    let twice = audit::ids_sealed_twice(clickhouse).await?;
     for (id, c) in twice {
         problems.push(format!("event id {id} is sealed {c} times"));
     }
@@ -349,9 +281,9 @@ pub async fn run<L: Ledger>(
     }
     let mut rebuilt_states: HashMap<Hash, Snapshot> = HashMap::new();
     if !states.is_empty() {
-        let history = schemas::devices::history(clickhouse)
+        let history = crate::store::devices::history(clickhouse)
             .await
-            .context("reading sealtrail.devices")?;
+            .context("reading the device registry")?;
         for (keys, n) in &states {
             let cutoff = match ledger.key_set_of(*keys).await {
                 Ok(Some((cutoff, _, _))) => cutoff,
@@ -367,7 +299,7 @@ pub async fn run<L: Ledger>(
             let rebuilt = Snapshot::of(&history, cutoff);
             if rebuilt.root() != *keys {
                 problems.push(format!(
-                    "device registry state {} ({n} epochs name it) does not rebuild from sealtrail.devices: its rows up to version {cutoff} give {}; rows were added or changed under it",
+                    "device registry state {} ({n} epochs name it) does not rebuild from the registry table devices: its rows up to version {cutoff} give {}; rows were added or changed under it",
                     hex::encode(keys),
                     hex::encode(rebuilt.root())
                 ));
@@ -379,18 +311,11 @@ pub async fn run<L: Ledger>(
     // Every device that signed in an anchored epoch held a valid key, in the
     // state the epoch names, when the epoch was sealed: else its events can
     // never verify (a sealer pinned the wrong state).
-    #[derive(Row, Deserialize)]
-    struct Signers {
-        epoch_id: u64,
-        devices: Vec<String>,
-    }
-    let signers: Vec<Signers> = clickhouse
-        .query("SELECT epoch_id, groupUniqArray(device_id) AS devices FROM sealtrail.scan_events GROUP BY epoch_id")
-        .fetch_all()
+    let signers = audit::signers(clickhouse)
         .await
         .context("reading the devices of each epoch")?;
     let mut unpinned = 0u64;
-    for Signers { epoch_id, devices } in signers {
+    for audit::Signers { epoch_id, devices } in signers {
         let Some(keys) = pinned_of.get(&epoch_id) else {
             continue;
         };

@@ -238,7 +238,7 @@ fn ranges_of(records: &[Record]) -> Vec<Range> {
     ranges
 }
 
-/// One row of `sealtrail.scan_events`, in column order.
+/// One row of `scan_events`, in column order.
 #[derive(Row, Serialize, Debug, Clone)]
 pub struct EventRow {
     pub event_id: String,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use schemas::devices::{self, KeyHistory};
-use schemas::sealed_ids;
+use crate::store::{devices, sealed_ids};
+use schemas::devices::KeyHistory;
 use schemas::seen::SeenIds;
 
 use crate::epoch::{self, Admission, Gate, Record};

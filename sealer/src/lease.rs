@@ -15,7 +15,7 @@
 use crate::ledger::{Lease, Ledger, LedgerError};
 use crate::pipeline::{now_ms, Context};
 use crate::retry::{self, Delays, Stopped};
-use crate::store::{self, EpochRow, ANCHORED, VOID};
+use crate::store::epochs::{self as store, EpochRow, ANCHORED, VOID};
 
 /// A claim id for one assignment: random, so no two claims are equal.
 pub fn fresh() -> Lease {

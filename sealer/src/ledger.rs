@@ -506,7 +506,10 @@ mod tests {
         assert!(nonce_too_low(&answer(-32000, "Nonce too low")));
         // Other refusals, and text that only mentions it, are not.
         assert!(!nonce_too_low(&answer(-32000, "insufficient funds")));
-        assert!(!nonce_too_low(&answer(-32000, "execution reverted: nonce too low")));
+        assert!(!nonce_too_low(&answer(
+            -32000,
+            "execution reverted: nonce too low"
+        )));
         assert!(!nonce_too_low(&answer(-32000, "nonce")));
         let transport: alloy::transports::TransportError =
             TransportErrorKind::custom_str("HTTP 502: upstream says nonce too low");
@@ -532,16 +535,25 @@ mod tests {
                 ),
             })
         };
-        assert!(matches!(classify(revert(fenced.abi_encode())), LedgerError::Fenced(_)));
+        assert!(matches!(
+            classify(revert(fenced.abi_encode())),
+            LedgerError::Fenced(_)
+        ));
         let mismatch = SealRegistry::RootMismatch {
             epochId: 7,
             committed: FixedBytes::from([3; 32]),
             offered: FixedBytes::from([4; 32]),
         };
-        assert!(matches!(classify(revert(mismatch.abi_encode())), LedgerError::Refused(_)));
+        assert!(matches!(
+            classify(revert(mismatch.abi_encode())),
+            LedgerError::Refused(_)
+        ));
         // A revert the contract does not name is a refusal; no answer at all
         // is the ledger being away.
-        assert!(matches!(classify(revert(vec![1, 2, 3, 4])), LedgerError::Refused(_)));
+        assert!(matches!(
+            classify(revert(vec![1, 2, 3, 4])),
+            LedgerError::Refused(_)
+        ));
         let away: alloy::transports::TransportError =
             TransportErrorKind::custom_str("connection refused");
         assert!(matches!(classify(away), LedgerError::Unavailable(_)));

@@ -2,7 +2,6 @@
 //! with its inclusion proof in ClickHouse and anchors each root on the ledger.
 
 mod audit;
-mod migrate;
 mod run;
 mod serve;
 mod trail;
@@ -10,6 +9,7 @@ mod trail;
 // The sealing logic, the pipeline and its rows live in the library, shared
 // with tests and benches.
 use sealer::{epoch, ledger, proof, store};
+use store::migrate;
 
 use clap::{Parser, Subcommand};
 
@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     #[command(flatten)]
-    clickhouse: schemas::store::ClickHouseArgs,
+    clickhouse: sealer::store::ClickHouseArgs,
     #[command(flatten)]
     ledger: ledger::LedgerArgs,
     #[command(subcommand)]
@@ -74,7 +74,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let client = cli.clickhouse.client();
     match cli.command {
-        Command::Migrate(args) => migrate::run(&client, &args).await,
+        Command::Migrate(args) => Ok(migrate::run(
+            &cli.clickhouse.server(),
+            &cli.clickhouse.clickhouse_database,
+            &args,
+        )
+        .await?),
         Command::Run(args) => {
             sealer::memory::keep_freed_memory();
             run::run(args, client, cli.ledger.connect()?).await

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::keyset::Snapshot;
 use crate::proof::Hash;
-use schemas::devices::{self, KeyHistory};
+use crate::store::devices;
+use schemas::devices::KeyHistory;
 
 use crate::ledger::{Ledger, LedgerError};
 

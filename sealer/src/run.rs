@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// Close an epoch early at this many records (bounds memory and tree size).
     #[arg(long, env = "SEALTRAIL_MAX_EPOCH_RECORDS", default_value_t = 100_000)]
     pub max_epoch_records: usize,
-    /// Name of this sealer in `sealtrail.epochs` (default: host and pid).
+    /// Name of this sealer in `epochs` (default: host and pid).
     #[arg(long, env = "SEALTRAIL_SEALER_INSTANCE")]
     pub instance: Option<String>,
     /// Address of the Prometheus metrics endpoint.

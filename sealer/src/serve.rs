@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::ledger::{LedgerArgs, SealRegistry};
-use crate::store::ANCHORED;
+use crate::store::epochs::ANCHORED;
 use crate::trail::{self, StepRow, Verifier};
 
 const INDEX_HTML: &str = include_str!("page/index.html");
@@ -50,10 +50,10 @@ pub struct ServeArgs {
         long,
         env = "SEALTRAIL_API_CLICKHOUSE_PASSWORD_FILE",
         value_name = "FILE",
-        value_parser = schemas::store::PasswordFile::read,
+        value_parser = crate::store::config::PasswordFile::read,
         conflicts_with = "api_clickhouse_password"
     )]
-    pub api_clickhouse_password_file: Option<schemas::store::PasswordFile>,
+    pub api_clickhouse_password_file: Option<crate::store::config::PasswordFile>,
     /// Ledger JSON-RPC URL the page's browser reads roots from itself. Without
     /// it the page says it could not check the ledger: the private --ledger-rpc
     /// is never published.
@@ -83,7 +83,7 @@ pub async fn serve(
     client: clickhouse::Client,
     ledger: &LedgerArgs,
 ) -> anyhow::Result<()> {
-    let password = schemas::store::resolve_password(
+    let password = crate::store::config::resolve_password(
         args.api_clickhouse_password.as_deref(),
         args.api_clickhouse_password_file.as_ref(),
         &args.api_clickhouse_user,

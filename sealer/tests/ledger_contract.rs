@@ -399,6 +399,9 @@ async fn the_in_memory_ledger_answers_as_the_contract_does() {
     let on_chain = conformance::script(&evm, 0, 0).await;
     let in_memory = conformance::script(&MemoryLedger::new(), 0, 0).await;
     assert_eq!(on_chain, conformance::EXPECTED, "the contract");
-    assert_eq!(in_memory, on_chain, "the in-memory ledger against the contract");
+    assert_eq!(
+        in_memory, on_chain,
+        "the in-memory ledger against the contract"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

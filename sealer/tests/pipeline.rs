@@ -1025,7 +1025,10 @@ fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let stderr = stops_within(sealer, "away mid-run");
-    assert!(stderr.contains("retrying"), "it was waiting for ClickHouse:\n{stderr}");
+    assert!(
+        stderr.contains("retrying"),
+        "it was waiting for ClickHouse:\n{stderr}"
+    );
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
 

@@ -58,7 +58,9 @@ impl MemoryLedger {
     fn answering(&self) -> Result<std::sync::MutexGuard<'_, State>, LedgerError> {
         let s = self.lock();
         if s.away {
-            return Err(LedgerError::Unavailable("the in-memory ledger is away".into()));
+            return Err(LedgerError::Unavailable(
+                "the in-memory ledger is away".into(),
+            ));
         }
         Ok(s)
     }
@@ -239,27 +241,54 @@ pub mod conformance {
         let mut step = |name: &str, w: &str| out.push(format!("{name}: {w}"));
         step("commit_keys", word(&l.commit_keys(k, 11, 2).await));
         step("claim a [0,1]", word(&l.claim(&[0, 1], a).await));
-        step("commit e1 r1 under a", word(&l.commit(e1, r1, 3, k, &[0, 1], a).await));
-        step("commit e1 r1 again", word(&l.commit(e1, r1, 3, k, &[0, 1], a).await));
-        step("commit e1 r2", word(&l.commit(e1, r2, 3, k, &[0, 1], a).await));
+        step(
+            "commit e1 r1 under a",
+            word(&l.commit(e1, r1, 3, k, &[0, 1], a).await),
+        );
+        step(
+            "commit e1 r1 again",
+            word(&l.commit(e1, r1, 3, k, &[0, 1], a).await),
+        );
+        step(
+            "commit e1 r2",
+            word(&l.commit(e1, r2, 3, k, &[0, 1], a).await),
+        );
         step(
             "commit e2 naming unknown keys",
             word(&l.commit(e2, r1, 1, other, &[0], a).await),
         );
         step("claim b [1]", word(&l.claim(&[1], b).await));
-        step("commit e3 on [1] under a", word(&l.commit(e3, r3, 1, k, &[1], a).await));
-        step("commit e3 on [0] under a", word(&l.commit(e3, r3, 1, k, &[0], a).await));
+        step(
+            "commit e3 on [1] under a",
+            word(&l.commit(e3, r3, 1, k, &[1], a).await),
+        );
+        step(
+            "commit e3 on [0] under a",
+            word(&l.commit(e3, r3, 1, k, &[0], a).await),
+        );
         step(
             "commit e1 r1 again after the fence",
             word(&l.commit(e1, r1, 3, k, &[0, 1], a).await),
         );
-        step("commit e3 r4 on [1] under b", word(&l.commit(e3, r4, 1, k, &[1], b).await));
+        step(
+            "commit e3 r4 on [1] under b",
+            word(&l.commit(e3, r4, 1, k, &[1], b).await),
+        );
         step("claim a [0] again", word(&l.claim(&[0], a).await));
         step("claim a [1] again", word(&l.claim(&[1], a).await));
         step("claim zero", word(&l.claim(&[2], [0; 16]).await));
-        step("commit e4 empty root", word(&l.commit(e4, [0; 32], 1, k, &[0], a).await));
-        step("commit e5 no partitions", word(&l.commit(e5, r1, 1, k, &[], a).await));
-        step("commit e5 under zero", word(&l.commit(e5, r1, 1, k, &[0], [0; 16]).await));
+        step(
+            "commit e4 empty root",
+            word(&l.commit(e4, [0; 32], 1, k, &[0], a).await),
+        );
+        step(
+            "commit e5 no partitions",
+            word(&l.commit(e5, r1, 1, k, &[], a).await),
+        );
+        step(
+            "commit e5 under zero",
+            word(&l.commit(e5, r1, 1, k, &[0], [0; 16]).await),
+        );
         let name = |h: &Hash| match h {
             h if *h == r1 => "r1".to_string(),
             h if *h == r3 => "r3".to_string(),
@@ -312,9 +341,14 @@ mod tests {
         let l = MemoryLedger::new();
         l.commit_keys([1; 32], 1, 1).await.unwrap();
         l.claim(&[0], [9; 16]).await.unwrap();
-        l.commit(5, [7; 32], 2, [1; 32], &[0], [9; 16]).await.unwrap();
+        l.commit(5, [7; 32], 2, [1; 32], &[0], [9; 16])
+            .await
+            .unwrap();
         l.set_away(true);
-        assert!(matches!(l.seal_of(5).await, Err(LedgerError::Unavailable(_))));
+        assert!(matches!(
+            l.seal_of(5).await,
+            Err(LedgerError::Unavailable(_))
+        ));
         assert!(matches!(
             l.commit(6, [7; 32], 2, [1; 32], &[0], [9; 16]).await,
             Err(LedgerError::Unavailable(_))

@@ -17,7 +17,7 @@ use super::{fault, now_ms, Context};
 use crate::lease::{self, Settled};
 use crate::ledger::{Ledger, LedgerError};
 use crate::retry;
-use crate::store::{self, EpochRow};
+use crate::store::epochs::{self as store, EpochRow};
 
 /// Commits roots in epoch order; a ledger outage leaves epochs pending (sealing
 /// goes on) and they are committed, oldest first, once it answers again.

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use super::{fault, now_ms, Context, Shared, Window};
 use crate::epoch::Record;
 use crate::ledger::{Lease, Ledger};
-use crate::{lease, retry, store};
+use crate::store::epochs as store;
+use crate::{lease, retry};
 
 /// The rebalance callbacks.
 pub struct Rebalancing {

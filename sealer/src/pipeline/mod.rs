@@ -16,7 +16,7 @@
 //! its open window, the stages finish what they hold unless a service is away
 //! (then they stop waiting for it), and the anchoring stage gets a few seconds
 //! for what is pending. Restarts resume from the sealed offsets in
-//! `sealtrail.epochs`, not from Kafka's committed offsets (see ARCHITECTURE.md).
+//! `epochs`, not from Kafka's committed offsets (see ARCHITECTURE.md).
 
 pub mod anchor;
 pub mod consume;
@@ -42,12 +42,12 @@ use tokio_util::sync::CancellationToken;
 use crate::epoch::{self, Record};
 use crate::ledger::{Lease, Ledger};
 use crate::metrics::Metrics;
-use crate::store::EpochRow;
+use crate::store::epochs::EpochRow;
 
 /// What the stages are told (the binary maps its flags to this).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Name of this sealer in `sealtrail.epochs`.
+    /// Name of this sealer in `epochs`.
     pub instance: String,
     pub topic: String,
     /// The consumer group all sealers share.

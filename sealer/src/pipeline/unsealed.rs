@@ -11,7 +11,7 @@ use super::consume::Rebalancing;
 use super::Context;
 use crate::epoch::SealedEpoch;
 use crate::retry::{self, Stopped};
-use crate::store;
+use crate::store::epochs as store;
 
 pub async fn write(
     ctx: &Context,
@@ -20,8 +20,9 @@ pub async fn write(
     epoch: SealedEpoch,
 ) -> Result<(), Stopped> {
     let started = Instant::now();
+    let client = ctx.clickhouse.clone().with_database(database);
     let written = retry::until_done(&ctx.cancel, "writing unsealed rows", || {
-        store::insert_events_into(&ctx.clickhouse, database, &epoch.rows)
+        store::insert_events(&client, &epoch.rows)
     })
     .await;
     ctx.shared.finished_one();

@@ -14,7 +14,7 @@ use super::{dead_letter, fault, now_ms, Context};
 use crate::epoch::SealedEpoch;
 use crate::ledger::Lease;
 use crate::retry::{self, Stopped};
-use crate::store::{self, EpochRow};
+use crate::store::epochs::{self as store, EpochRow, PENDING};
 
 /// Writes epochs until the sealing stage closes the channel, or shutdown comes
 /// while ClickHouse or Kafka is away.
@@ -71,7 +71,7 @@ async fn write(
     let started = Instant::now();
     write_events(ctx, epoch).await?;
     fault!("events-written");
-    let row = EpochRow::pending(epoch, &ctx.settings.instance, lease, now_ms() as u64);
+    let row = pending_row(epoch, &ctx.settings.instance, lease, now_ms() as u64);
     retry::until_done(&ctx.cancel, "writing the epoch row", || {
         store::insert_epoch(&ctx.clickhouse, &row)
     })
@@ -115,4 +115,29 @@ async fn write_events(ctx: &Context, epoch: &SealedEpoch) -> Result<(), Stopped>
         }
     })
     .await
+}
+
+/// The epoch's row as written before its root is on the ledger.
+fn pending_row(sealed: &SealedEpoch, instance: &str, lease: [u8; 16], version: u64) -> EpochRow {
+    EpochRow {
+        epoch_id: sealed.epoch_id,
+        instance: instance.to_string(),
+        window_start: (sealed.window_start_ms / 1000) as u32,
+        window_end: (sealed.window_end_ms / 1000) as u32,
+        window_start_ms: sealed.window_start_ms,
+        window_end_ms: sealed.window_end_ms,
+        leaf_count: sealed.rows.len() as u32,
+        dlq_count: sealed.rejected.len() as u32,
+        root: sealed.root,
+        range_partitions: sealed.ranges.iter().map(|r| r.partition as u16).collect(),
+        range_first_offsets: sealed.ranges.iter().map(|r| r.first as u64).collect(),
+        range_last_offsets: sealed.ranges.iter().map(|r| r.last as u64).collect(),
+        lease,
+        ledger_tx: String::new(),
+        ledger_block: 0,
+        status: PENDING,
+        version,
+        written_ms: version as i64,
+        anchored_ms: 0,
+    }
 }

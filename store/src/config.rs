@@ -1,4 +1,5 @@
-//! How a binary reaches ClickHouse, where devices, sealed events, proofs and epochs live.
+//! How a binary reaches ClickHouse, where devices, sealed events, proofs and
+//! epochs live, and in which database.
 //!
 //! Each service is its own ClickHouse user with only the rights it needs
 //! (deploy/local/clickhouse/users.xml, deploy/prod/clickhouse/users.xml). A
@@ -50,6 +51,30 @@ pub struct ClickHouseArgs {
         global = true
     )]
     pub clickhouse_password_file: Option<PasswordFile>,
+    /// The database sealtrail's tables are in (`sealer migrate` creates it).
+    #[arg(
+        long,
+        env = "SEALTRAIL_CLICKHOUSE_DATABASE",
+        default_value = "sealtrail",
+        value_parser = database_name,
+        global = true
+    )]
+    pub clickhouse_database: String,
+}
+
+/// A database name that needs no quoting: it is put in SQL as it is.
+pub fn database_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a database name: letters, digits and _, starting with a letter or _, at most 64"
+        ))
+    }
 }
 
 impl ClickHouseArgs {
@@ -66,7 +91,13 @@ impl ClickHouseArgs {
     /// sends no settings of its own, so it works for `readonly=1` users too (such
     /// a user may not change any setting, and the server refuses the whole query
     /// if one is sent); queries that need a setting add it themselves.
+    /// A client of sealtrail's database.
     pub fn client(&self) -> clickhouse::Client {
+        self.server().with_database(&self.clickhouse_database)
+    }
+
+    /// A client naming no database (the migrations create it).
+    pub fn server(&self) -> clickhouse::Client {
         clickhouse::Client::default()
             .with_url(&self.clickhouse_url)
             .with_user(&self.clickhouse_user)
@@ -154,7 +185,7 @@ pub fn resolve_password(
     if let Some(f) = file {
         return Ok(f.password().to_string());
     }
-    let local = local_password_file(&crate::kafka::state_dir(), user);
+    let local = local_password_file(&schemas::kafka::state_dir(), user);
     match std::fs::read_to_string(&local) {
         Ok(text) => Ok(PasswordFile::from_text(&local, &text)?.password),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
@@ -237,5 +268,19 @@ mod tests {
             resolve_password(None, Some(&f), "api").unwrap(),
             "from-file"
         );
+    }
+
+    #[test]
+    fn the_database_is_a_setting_and_only_a_plain_name() {
+        let cli = Cli::try_parse_from(["t"]).unwrap();
+        assert_eq!(cli.clickhouse.clickhouse_database, "sealtrail");
+        let cli = Cli::try_parse_from(["t", "--clickhouse-database", "sealtrail_test_7"]).unwrap();
+        assert_eq!(cli.clickhouse.clickhouse_database, "sealtrail_test_7");
+        for bad in ["", "a.b", "x; DROP TABLE devices", "`x`", "1abc", &"a".repeat(65)] {
+            let err = Cli::try_parse_from(["t", "--clickhouse-database", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a database name"), "{bad}: {err}");
+        }
     }
 }

@@ -1,14 +1,55 @@
-//! The queries over the device registry, `sealtrail.devices`: reading every
+//! The queries over the device registry, the table `devices`: reading every
 //! device's key history (and the rows added since), and appending the rows that
 //! add, rotate and revoke devices. The history itself, and what it says, is
-//! `devices`; this is the part that needs ClickHouse (feature `store`).
+//! `schemas::devices`.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::devices::{Device, DeviceRow, KeyHistory, ACTIVE, REVOKED};
+use clickhouse::Row;
+use schemas::devices::{Device, DeviceRow, KeyHistory, ACTIVE, REVOKED};
+use serde::{Deserialize, Serialize};
+
+/// A `DeviceRow` as the table holds it.
+#[derive(Row, Serialize, Deserialize)]
+struct Stored {
+    device_id: String,
+    public_key: [u8; 32],
+    status: i8,
+    changed_at: u32,
+    version: u64,
+}
+
+impl From<Stored> for DeviceRow {
+    fn from(s: Stored) -> Self {
+        DeviceRow {
+            device_id: s.device_id,
+            public_key: s.public_key,
+            status: s.status,
+            changed_at: s.changed_at,
+            version: s.version,
+        }
+    }
+}
+
+impl From<&DeviceRow> for Stored {
+    fn from(r: &DeviceRow) -> Self {
+        Stored {
+            device_id: r.device_id.clone(),
+            public_key: r.public_key,
+            status: r.status,
+            changed_at: r.changed_at,
+            version: r.version,
+        }
+    }
+}
+
+async fn fetch(q: clickhouse::query::Query) -> Result<Vec<DeviceRow>, RegistryError> {
+    let rows: Vec<Stored> = q.fetch_all().await?;
+    Ok(rows.into_iter().map(DeviceRow::from).collect())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -29,8 +70,7 @@ fn now() -> (u32, u64) {
     (d.as_secs() as u32, d.as_micros() as u64)
 }
 
-const SELECT_ROWS: &str =
-    "SELECT device_id, public_key, status, changed_at, version FROM sealtrail.devices";
+const SELECT_ROWS: &str = "SELECT device_id, public_key, status, changed_at, version FROM devices";
 
 /// Rows dated further ahead than this are not believed (yet): a row from the
 /// future would otherwise hide every row written after it from `refresh`.
@@ -42,11 +82,12 @@ const REFRESH_MARGIN_US: u64 = 60_000_000;
 
 /// Every device's key history.
 pub async fn history(client: &clickhouse::Client) -> Result<KeyHistory, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE version <= ?"))
-        .bind(now().1 + MAX_CLOCK_AHEAD_US)
-        .fetch_all()
-        .await?;
+    let rows = fetch(
+        client
+            .query(&format!("{SELECT_ROWS} WHERE version <= ?"))
+            .bind(now().1 + MAX_CLOCK_AHEAD_US),
+    )
+    .await?;
     Ok(KeyHistory::from_rows(rows))
 }
 
@@ -56,12 +97,13 @@ pub async fn refresh(
     client: &clickhouse::Client,
     history: &mut KeyHistory,
 ) -> Result<usize, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE version > ? AND version <= ?"))
-        .bind(history.cutoff().saturating_sub(REFRESH_MARGIN_US))
-        .bind(now().1 + MAX_CLOCK_AHEAD_US)
-        .fetch_all()
-        .await?;
+    let rows = fetch(
+        client
+            .query(&format!("{SELECT_ROWS} WHERE version > ? AND version <= ?"))
+            .bind(history.cutoff().saturating_sub(REFRESH_MARGIN_US))
+            .bind(now().1 + MAX_CLOCK_AHEAD_US),
+    )
+    .await?;
     let before = history.change_count();
     history.extend(rows);
     Ok(history.change_count() - before)
@@ -73,14 +115,9 @@ pub async fn list(client: &clickhouse::Client) -> Result<Vec<Device>, RegistryEr
 }
 
 async fn append(client: &clickhouse::Client, rows: &[DeviceRow]) -> Result<(), RegistryError> {
-    // The crate quotes the table name whole: name the database separately.
-    let mut insert = client
-        .clone()
-        .with_database("sealtrail")
-        .insert::<DeviceRow>("devices")
-        .await?;
+    let mut insert = client.insert::<Stored>("devices").await?;
     for row in rows {
-        insert.write(row).await?;
+        insert.write(&Stored::from(row)).await?;
     }
     insert.end().await?;
     Ok(())
@@ -174,11 +211,12 @@ async fn current(
     client: &clickhouse::Client,
     device_id: &str,
 ) -> Result<Option<Device>, RegistryError> {
-    let rows: Vec<DeviceRow> = client
-        .query(&format!("{SELECT_ROWS} WHERE device_id = ?"))
-        .bind(device_id)
-        .fetch_all()
-        .await?;
+    let rows = fetch(
+        client
+            .query(&format!("{SELECT_ROWS} WHERE device_id = ?"))
+            .bind(device_id),
+    )
+    .await?;
     Ok(KeyHistory::from_rows(rows).current().pop())
 }
 

@@ -1,11 +1,11 @@
 //! Which event ids ClickHouse holds as sealed, for the `SeenIds` filters of the
 //! sealer and the gateway: every sealed id at start, the ids sealed since a
 //! moment on refresh, and the exact answer for the few ids a filter says "maybe"
-//! to. A row counts as sealed only when its epoch has a row in `sealtrail.epochs`.
+//! to. A row counts as sealed only when its epoch has a row in `epochs`.
 
 use std::collections::HashSet;
 
-use crate::seen::SeenIds;
+use schemas::seen::SeenIds;
 
 /// Adds every sealed event id (all of `events_by_id`) to `seen`; their count.
 /// Orphan rows of an interrupted epoch count too: the filter may only say
@@ -14,13 +14,7 @@ pub async fn load_seen(
     client: &clickhouse::Client,
     seen: &SeenIds,
 ) -> clickhouse::error::Result<u64> {
-    load_ids(
-        client,
-        "SELECT event_id FROM sealtrail.events_by_id",
-        None,
-        seen,
-    )
-    .await
+    load_ids(client, "SELECT event_id FROM events_by_id", None, seen).await
 }
 
 /// Adds the ids sealed from `since` (Unix seconds) on, by any sealer.
@@ -31,7 +25,7 @@ pub async fn load_seen_since(
 ) -> clickhouse::error::Result<u64> {
     load_ids(
         client,
-        "SELECT event_id FROM sealtrail.scan_events WHERE sealed_at >= toDateTime(?)",
+        "SELECT event_id FROM scan_events WHERE sealed_at >= toDateTime(?)",
         Some(since),
         seen,
     )
@@ -89,7 +83,7 @@ pub async fn sealed_among(
     // argMax, not FINAL: ClickHouse 18.16 moves WHERE before FINAL.
     let epochs_query = format!(
         "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
-         argMax(lease, version) AS lease FROM sealtrail.epochs \
+         argMax(lease, version) AS lease FROM epochs \
          WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
     );
     let mut sealed = HashSet::new();
@@ -98,7 +92,7 @@ pub async fn sealed_among(
         let items: Vec<&str> = chunk.iter().map(|(_, item)| *item).collect();
         let mut rows: Vec<(String, u64)> = client
             .query(
-                "SELECT DISTINCT event_id, epoch_id FROM sealtrail.scan_events \
+                "SELECT DISTINCT event_id, epoch_id FROM scan_events \
                  PREWHERE item_id IN (SELECT arrayJoin(?)) \
                  WHERE event_id IN (SELECT arrayJoin(?))",
             )
@@ -111,8 +105,8 @@ pub async fn sealed_among(
         if !rest.is_empty() {
             let more: Vec<(String, u64)> = client
                 .query(
-                    "SELECT DISTINCT event_id, epoch_id FROM sealtrail.scan_events \
-                     PREWHERE item_id IN (SELECT item_id FROM sealtrail.events_by_id \
+                    "SELECT DISTINCT event_id, epoch_id FROM scan_events \
+                     PREWHERE item_id IN (SELECT item_id FROM events_by_id \
                                           WHERE event_id IN (SELECT arrayJoin(?))) \
                      WHERE event_id IN (SELECT arrayJoin(?))",
                 )

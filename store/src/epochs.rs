@@ -1,5 +1,5 @@
 //! What the sealer reads and writes in ClickHouse: event rows, epoch rows, and the
-//! sealed offsets a restart resumes from. `sealtrail.epochs` is the source of truth
+//! sealed offsets a restart resumes from. `epochs` is the source of truth
 //! for what is sealed; an event row counts only if its epoch has a row there.
 
 use std::collections::HashMap;
@@ -7,15 +7,13 @@ use std::collections::HashMap;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
-use crate::epoch::{EventRow, SealedEpoch};
-
 pub const PENDING: i8 = 1;
 pub const ANCHORED: i8 = 2;
 /// Refused by the ledger because its partitions were claimed by another sealer
 /// since: not sealed, its records are sealed again by the partition's owner.
 pub const VOID: i8 = 3;
 
-/// One row of `sealtrail.epochs`, in column order.
+/// One row of `epochs`, in column order.
 #[derive(Row, Serialize, Deserialize, Debug, Clone)]
 pub struct EpochRow {
     pub epoch_id: u64,
@@ -42,61 +40,20 @@ pub struct EpochRow {
     pub anchored_ms: i64,
 }
 
-impl EpochRow {
-    pub fn pending(
-        sealed: &SealedEpoch,
-        instance: &str,
-        lease: [u8; 16],
-        version: u64,
-    ) -> EpochRow {
-        EpochRow {
-            epoch_id: sealed.epoch_id,
-            instance: instance.to_string(),
-            window_start: (sealed.window_start_ms / 1000) as u32,
-            window_end: (sealed.window_end_ms / 1000) as u32,
-            window_start_ms: sealed.window_start_ms,
-            window_end_ms: sealed.window_end_ms,
-            leaf_count: sealed.rows.len() as u32,
-            dlq_count: sealed.rejected.len() as u32,
-            root: sealed.root,
-            range_partitions: sealed.ranges.iter().map(|r| r.partition as u16).collect(),
-            range_first_offsets: sealed.ranges.iter().map(|r| r.first as u64).collect(),
-            range_last_offsets: sealed.ranges.iter().map(|r| r.last as u64).collect(),
-            lease,
-            ledger_tx: String::new(),
-            ledger_block: 0,
-            status: PENDING,
-            version,
-            written_ms: version as i64,
-            anchored_ms: 0,
-        }
-    }
-}
-
-fn sealtrail(client: &clickhouse::Client) -> clickhouse::Client {
-    client.clone().with_database("sealtrail")
-}
-
-pub async fn insert_events(
+/// Event rows (the sealer's `EventRow`) into `scan_events`. Inserts go
+/// uncompressed: the sealer sits next to ClickHouse, and LZ4 on both ends of
+/// the request costs CPU the two cores need for the insert itself.
+pub async fn insert_events<R>(
     client: &clickhouse::Client,
-    rows: &[EventRow],
-) -> clickhouse::error::Result<()> {
-    insert_events_into(client, "sealtrail", rows).await
-}
-
-/// Event rows into `database.scan_events` (the unsealed benchmark writes elsewhere).
-/// Inserts go uncompressed: the sealer sits next to ClickHouse, and LZ4 on both
-/// ends of the request costs CPU the two cores need for the insert itself.
-pub async fn insert_events_into(
-    client: &clickhouse::Client,
-    database: &str,
-    rows: &[EventRow],
-) -> clickhouse::error::Result<()> {
+    rows: &[R],
+) -> clickhouse::error::Result<()>
+where
+    R: clickhouse::RowWrite + for<'a> Row<Value<'a> = R>,
+{
     let mut insert = client
         .clone()
-        .with_database(database)
         .with_compression(clickhouse::Compression::None)
-        .insert::<EventRow>("scan_events")
+        .insert::<R>("scan_events")
         .await?;
     for row in rows {
         insert.write(row).await?;
@@ -111,7 +68,7 @@ pub async fn events_in_epoch(
     epoch_id: u64,
 ) -> clickhouse::error::Result<u64> {
     client
-        .query("SELECT count() FROM sealtrail.scan_events WHERE epoch_id = ?")
+        .query("SELECT count() FROM scan_events WHERE epoch_id = ?")
         .bind(epoch_id)
         .fetch_one()
         .await
@@ -121,7 +78,7 @@ pub async fn insert_epoch(
     client: &clickhouse::Client,
     row: &EpochRow,
 ) -> clickhouse::error::Result<()> {
-    let mut insert = sealtrail(client).insert::<EpochRow>("epochs").await?;
+    let mut insert = client.insert::<EpochRow>("epochs").await?;
     insert.write(row).await?;
     insert.end().await
 }
@@ -136,7 +93,7 @@ pub async fn sealed_offsets(
     let rows: Vec<(u16, u64)> = client
         .query(
             "SELECT p, max(o) FROM (SELECT argMax(range_partitions, version) AS ps, \
-             argMax(range_last_offsets, version) AS os FROM sealtrail.epochs GROUP BY epoch_id \
+             argMax(range_last_offsets, version) AS os FROM epochs GROUP BY epoch_id \
              HAVING argMax(status, version) = 'anchored') \
              ARRAY JOIN ps AS p, os AS o GROUP BY p",
         )
@@ -156,9 +113,7 @@ pub async fn pending_epochs(
     client: &clickhouse::Client,
 ) -> clickhouse::error::Result<Vec<EpochRow>> {
     client
-        .query(
-            "SELECT ?fields FROM sealtrail.epochs FINAL WHERE status = 'pending' ORDER BY epoch_id",
-        )
+        .query("SELECT ?fields FROM epochs FINAL WHERE status = 'pending' ORDER BY epoch_id")
         .with_setting("optimize_move_to_prewhere", "0")
         .fetch_all()
         .await
@@ -171,7 +126,7 @@ pub async fn pending_epochs_of(
 ) -> clickhouse::error::Result<Vec<EpochRow>> {
     client
         .query(
-            "SELECT ?fields FROM sealtrail.epochs FINAL \
+            "SELECT ?fields FROM epochs FINAL \
              WHERE status = 'pending' AND hasAny(range_partitions, ?) ORDER BY epoch_id",
         )
         .with_setting("optimize_move_to_prewhere", "0")

@@ -4,10 +4,32 @@
 //! after it was applied is refused rather than silently skipped: schema changes
 //! are new numbered files.
 
-use anyhow::{bail, Context};
 use clap::Args;
 use clickhouse::Row;
 use schemas::migrations::{Migration, MIGRATIONS, VERSION_TABLE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("{what}: {source}")]
+    ClickHouse {
+        what: String,
+        source: clickhouse::error::Error,
+    },
+    #[error("ClickHouse has migration {version} ({name}) that this binary does not know: it is older than the schema")]
+    Unknown { version: u32, name: String },
+    #[error("migration {name} was edited after it was applied (checksum {applied} in ClickHouse, {ours} in this binary); add a new migration instead")]
+    Edited {
+        name: String,
+        applied: String,
+        ours: String,
+    },
+}
+
+/// What failed, for a ClickHouse error.
+fn doing(what: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> MigrateError {
+    let what = what.into();
+    move |source| MigrateError::ClickHouse { what, source }
+}
 use serde::Deserialize;
 
 #[derive(Args, Debug)]
@@ -27,12 +49,19 @@ struct Applied {
     checksum: String,
 }
 
-pub async fn run(client: &clickhouse::Client, args: &MigrateArgs) -> anyhow::Result<()> {
+/// Applies what has not run yet to `database` (created if missing), as
+/// `args` says; `client` names no database (it may not exist yet).
+pub async fn run(
+    client: &clickhouse::Client,
+    database: &str,
+    args: &MigrateArgs,
+) -> Result<(), MigrateError> {
     client
-        .query("CREATE DATABASE IF NOT EXISTS sealtrail")
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
         .execute()
         .await
-        .context("creating database sealtrail")?;
+        .map_err(doing(format!("creating database {database}")))?;
+    let client = &client.clone().with_database(database);
     client
         .query(&format!(
             "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} \
@@ -41,14 +70,14 @@ pub async fn run(client: &clickhouse::Client, args: &MigrateArgs) -> anyhow::Res
         ))
         .execute()
         .await
-        .with_context(|| format!("creating {VERSION_TABLE}"))?;
+        .map_err(doing(format!("creating {VERSION_TABLE}")))?;
     let applied: Vec<Applied> = client
         .query(&format!(
             "SELECT version, name, checksum FROM {VERSION_TABLE} ORDER BY version"
         ))
         .fetch_all()
         .await
-        .with_context(|| format!("reading {VERSION_TABLE}"))?;
+        .map_err(doing(format!("reading {VERSION_TABLE}")))?;
 
     check_applied(&applied)?;
     let pending: Vec<&Migration> = MIGRATIONS
@@ -71,12 +100,12 @@ pub async fn run(client: &clickhouse::Client, args: &MigrateArgs) -> anyhow::Res
         println!("schema is current ({} migrations applied)", applied.len());
     }
     for m in pending {
-        for stmt in m.statements() {
+        for stmt in m.statements_in(database) {
             client
                 .query(&stmt)
                 .execute()
                 .await
-                .with_context(|| format!("migration {} failed at:\n{stmt}", m.name))?;
+                .map_err(doing(format!("migration {} failed at:\n{stmt}", m.name)))?;
         }
         client
             .query(&format!(
@@ -87,7 +116,7 @@ pub async fn run(client: &clickhouse::Client, args: &MigrateArgs) -> anyhow::Res
             .bind(m.checksum())
             .execute()
             .await
-            .with_context(|| format!("recording migration {}", m.name))?;
+            .map_err(doing(format!("recording migration {}", m.name)))?;
         tracing::info!(migration = m.name, "applied");
         if !args.quiet {
             println!("applied {}", m.name);
@@ -97,20 +126,22 @@ pub async fn run(client: &clickhouse::Client, args: &MigrateArgs) -> anyhow::Res
 }
 
 /// Every recorded migration must still exist with the same text.
-fn check_applied(applied: &[Applied]) -> anyhow::Result<()> {
+fn check_applied(applied: &[Applied]) -> Result<(), MigrateError> {
     for a in applied {
         match MIGRATIONS.iter().find(|m| m.version == a.version) {
-            None => bail!(
-                "ClickHouse has migration {} ({}) that this binary does not know: it is older than the schema",
-                a.version,
-                a.name
-            ),
-            Some(m) if m.checksum() != a.checksum => bail!(
-                "migration {} was edited after it was applied (checksum {} in ClickHouse, {} in this binary); add a new migration instead",
-                m.name,
-                a.checksum,
-                m.checksum()
-            ),
+            None => {
+                return Err(MigrateError::Unknown {
+                    version: a.version,
+                    name: a.name.clone(),
+                })
+            }
+            Some(m) if m.checksum() != a.checksum => {
+                return Err(MigrateError::Edited {
+                    name: m.name.to_string(),
+                    applied: a.checksum.clone(),
+                    ours: m.checksum(),
+                })
+            }
             Some(_) => {}
         }
     }

@@ -1,0 +1,216 @@
+//! The read side's queries: an event's or an item's sealed rows with their
+//! epoch, for every reader (`sealer verify`, `sealer trail`, the trail API).
+//! Only rows whose epoch has a row in `epochs`, not void, are read: rows of an
+//! interrupted epoch, or of one the ledger fenced, were sealed again under
+//! another epoch (ARCHITECTURE.md).
+
+use clickhouse::Row;
+use serde::Deserialize;
+use verifier::proof::Hash;
+use verifier::verify;
+
+/// One sealed event with its epoch, as every reader needs it. The columns
+/// beside the payload are only compared with it (`columns`), never shown.
+#[derive(Row, Deserialize, Debug, Clone)]
+pub struct StepRow {
+    pub event_id: String,
+    pub item_id: String,
+    pub item_ids: Vec<String>,
+    pub event_time: u32,
+    pub event_time_ms: i64,
+    pub event_timezone_offset: String,
+    pub action: String,
+    pub biz_step: String,
+    pub disposition: String,
+    pub read_point: String,
+    pub biz_location: String,
+    pub country: String,
+    pub biz_transaction_types: Vec<String>,
+    pub biz_transaction_ids: Vec<String>,
+    pub temperature_c: Option<f32>,
+    pub relative_humidity_pct: Option<f32>,
+    pub device_id: String,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub epoch_id: u64,
+    pub leaf_index: u32,
+    pub proof: Vec<Hash>,
+    pub epoch_root: Hash,
+    pub epoch_size: u32,
+    pub epoch_status: i8,
+    pub ledger_tx: String,
+    pub ledger_block: u64,
+}
+
+impl StepRow {
+    /// The columns, for comparison with the payload.
+    pub fn columns(&self) -> verify::Columns<'_> {
+        verifier::columns_of!(self)
+    }
+
+    /// The device the payload names (the column's only if it does not decode,
+    /// and then the payload check fails anyway).
+    pub fn signer(&self) -> String {
+        schemas::avro::decode_datum(&self.payload)
+            .map(|e| e.device_id)
+            .unwrap_or_else(|_| self.device_id.clone())
+    }
+}
+
+/// The rows `rows` (a PREWHERE over `scan_events`) selects, with their epoch.
+/// Only the epochs of rows `rows` selects are read from `epochs`: joining the
+/// whole table (a row a second, for ever) would grow every trail's cost, and
+/// the API's memory limit would stop it one day. `rows` is in the text twice,
+/// so its parameters are bound twice.
+fn step_query(rows: &str) -> String {
+    format!(
+        "\
+SELECT event_id, item_id, item_ids, event_time, event_time_ms, event_timezone_offset,
+       toString(action) AS action, toString(biz_step) AS biz_step,
+       toString(disposition) AS disposition, read_point, biz_location, country,
+       arrayMap(t -> toString(t), biz_transaction_types) AS biz_transaction_types,
+       biz_transaction_ids, temperature_c, relative_humidity_pct, device_id, payload, leaf_hash,
+       epoch_id, leaf_index, proof, epoch_root, epoch_size, epoch_status, ledger_tx, ledger_block
+FROM scan_events
+ANY INNER JOIN
+(
+    SELECT epoch_id, argMax(root, version) AS epoch_root, argMax(leaf_count, version) AS epoch_size,
+           argMax(status, version) AS epoch_status, argMax(ledger_tx, version) AS ledger_tx,
+           argMax(ledger_block, version) AS ledger_block
+    FROM epochs
+    WHERE epoch_id IN (SELECT epoch_id FROM scan_events {rows})
+    GROUP BY epoch_id HAVING epoch_status != 'void'
+) USING epoch_id
+{rows}"
+    )
+}
+
+/// One event by id: events_by_id gives its item, and the item's rows are few.
+pub async fn event_row(
+    client: &clickhouse::Client,
+    event_id: &str,
+) -> clickhouse::error::Result<Option<StepRow>> {
+    let rows = "PREWHERE item_id IN \
+                (SELECT item_id FROM events_by_id WHERE event_id = ?) \
+                AND event_id = ?";
+    client
+        .query(&format!("{} LIMIT 1", step_query(rows)))
+        .bind(event_id)
+        .bind(event_id)
+        .bind(event_id)
+        .bind(event_id)
+        .fetch_optional::<StepRow>()
+        .await
+}
+
+/// Where a page of an item's trail ends: the last step's place in the order of
+/// `item_page` (time, event id, epoch, leaf), which is unique even for rows
+/// that share a time and an id. Written `<time_ms>,<epoch_id>,<leaf_index>,<event_id>`,
+/// the event id last so that a comma in it changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ms: i64,
+    pub epoch_id: u64,
+    pub leaf_index: u64,
+    pub event_id: String,
+}
+
+impl Cursor {
+    pub fn after(row: &StepRow) -> Cursor {
+        Cursor {
+            time_ms: row.event_time_ms,
+            epoch_id: row.epoch_id,
+            leaf_index: row.leaf_index as u64,
+            event_id: row.event_id.clone(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Cursor, String> {
+        let shape =
+            "not '<event_time_ms>,<epoch_id>,<leaf_index>,<event_id>' (the `next` of a page)";
+        let mut parts = text.splitn(4, ',');
+        let mut number = |what: &str| -> Result<&str, String> {
+            parts
+                .next()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| format!("{shape}: no {what}"))
+        };
+        let (time, epoch, leaf) = (number("time")?, number("epoch")?, number("leaf")?);
+        let event_id = parts.next().unwrap_or("");
+        let bad = |what: &str, v: &str| {
+            format!(
+                "{what} '{}' is not a number",
+                v.chars().take(24).collect::<String>()
+            )
+        };
+        if event_id.is_empty() || event_id.len() > 1024 {
+            return Err(format!("{shape}: the event id is empty or over 1024 bytes"));
+        }
+        Ok(Cursor {
+            time_ms: time.parse().map_err(|_| bad("the time", time))?,
+            epoch_id: epoch.parse().map_err(|_| bad("the epoch", epoch))?,
+            leaf_index: leaf.parse().map_err(|_| bad("the leaf index", leaf))?,
+            event_id: event_id.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{},{},{},{}",
+            self.time_ms, self.epoch_id, self.leaf_index, self.event_id
+        )
+    }
+}
+
+/// The most steps one page of a trail holds: a page is read, checked and
+/// answered whole, so its size bounds what one request costs.
+pub const PAGE_MAX: usize = 200;
+
+/// One page of an item's steps in time order, after `after`: the events whose
+/// first item id is `item_id` (the sort key of `scan_events`), at most `limit`,
+/// and the cursor of the next page if there are more. PREWHERE, not WHERE:
+/// ClickHouse then reads payloads and proofs only for the matching rows, not
+/// for whole granules, which halved the API's latency.
+pub async fn item_page(
+    client: &clickhouse::Client,
+    item_id: &str,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> clickhouse::error::Result<(Vec<StepRow>, Option<Cursor>)> {
+    let limit = limit.clamp(1, PAGE_MAX);
+    let start = Cursor {
+        time_ms: i64::MIN,
+        epoch_id: 0,
+        leaf_index: 0,
+        event_id: String::new(),
+    };
+    let c = after.unwrap_or(&start);
+    let mut rows = client
+        .query(&format!(
+            "{} WHERE event_time_ms > ? OR (event_time_ms = ? AND (event_id > ? OR (event_id = ? \
+             AND (epoch_id > ? OR (epoch_id = ? AND leaf_index > ?))))) \
+             ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
+            step_query("PREWHERE item_id = ?")
+        ))
+        .bind(item_id)
+        .bind(item_id)
+        .bind(c.time_ms)
+        .bind(c.time_ms)
+        .bind(&c.event_id)
+        .bind(&c.event_id)
+        .bind(c.epoch_id)
+        .bind(c.epoch_id)
+        .bind(c.leaf_index)
+        .bind(limit as u64 + 1)
+        .fetch_all::<StepRow>()
+        .await?;
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        Cursor::after(rows.last().expect("limit is at least 1"))
+    });
+    Ok((rows, next))
+}
