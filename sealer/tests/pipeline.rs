@@ -60,16 +60,12 @@ struct Sealer {
 }
 
 impl Sealer {
-    fn start(instance: &str, port: u16, fault: Option<&str>) -> Sealer {
-        Sealer::start_with(instance, port, fault, &[])
+    fn start(instance: &str, fault: Option<&str>) -> Sealer {
+        Sealer::start_with(instance, fault, &[])
     }
 
-    fn start_with(
-        instance: &str,
-        port: u16,
-        fault: Option<&str>,
-        env: &[(&str, String)],
-    ) -> Sealer {
+    fn start_with(instance: &str, fault: Option<&str>, env: &[(&str, String)]) -> Sealer {
+        let port = free_port();
         let mut c = sealer_command(&[
             "run",
             "--instance",
@@ -103,6 +99,11 @@ impl Sealer {
             child,
             metrics: format!("http://127.0.0.1:{port}/metrics"),
         }
+    }
+
+    /// A counter or gauge of the sealer's, 0 until the endpoint has it.
+    fn count(&self, name: &str) -> f64 {
+        self.metric(name).unwrap_or(0.0)
     }
 
     fn metric(&self, name: &str) -> Option<f64> {
@@ -341,6 +342,23 @@ fn assert_sealed_exactly_once(within: Duration) {
     );
 }
 
+/// Waits until `ready` holds, polling every 200 ms; fails naming `what` after `within`.
+fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A port nothing listens on now, for a sealer's metrics endpoint.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -359,7 +377,7 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
     .enumerate()
     {
         produce(20_000, 200_000);
-        let sealer = Sealer::start(&format!("crash-{n}"), 19464, Some(point));
+        let sealer = Sealer::start(&format!("crash-{n}"), Some(point));
         let (status, stderr) = sealer.wait(Duration::from_secs(60));
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
@@ -371,13 +389,15 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
     }
     // And SIGKILL from outside at an arbitrary moment, while records arrive.
     let (stop, producing) = produce_until(20_000);
-    let sealer = Sealer::start("crash-kill9", 19464, None);
-    std::thread::sleep(Duration::from_millis(2500));
+    let sealer = Sealer::start("crash-kill9", None);
+    wait_until("crash-kill9 seals", Duration::from_secs(60), || {
+        sealer.count("sealtrail_sealer_sealed_epochs_total") >= 3.0
+    });
     sealer.kill9();
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
 
-    let sealer = Sealer::start("crash-recovery", 19464, None);
+    let sealer = Sealer::start("crash-recovery", None);
     assert_sealed_exactly_once(Duration::from_secs(120));
     sealer.stop();
 }
@@ -389,27 +409,36 @@ fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
     assert_sealed_exactly_once(Duration::from_secs(120));
     let run = std::process::id();
     let (a_name, b_name) = (format!("group-a-{run}"), format!("group-b-{run}"));
-    let a = Sealer::start(&a_name, 19464, None);
-    let b = Sealer::start(&b_name, 19465, None);
+    let a = Sealer::start(&a_name, None);
+    let b = Sealer::start(&b_name, None);
     let (stop, producing) = produce_until(10_000);
-    std::thread::sleep(Duration::from_secs(8));
+    wait_until("both sealers seal", Duration::from_secs(60), || {
+        a.count("sealtrail_sealer_sealed_epochs_total") >= 1.0
+            && b.count("sealtrail_sealer_sealed_epochs_total") >= 1.0
+    });
     let killed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
     a.kill9();
-    std::thread::sleep(Duration::from_secs(20));
+    // The session (10 s) expires, b is given every partition and seals them.
+    let after = || {
+        clickhouse(&format!(
+            "SELECT uniqExact(p) FROM sealtrail.epochs ARRAY JOIN range_partitions AS p \
+             WHERE instance = '{b_name}' AND window_start_ms > {}",
+            killed_at + 12_000
+        ))
+    };
+    wait_until("b seals every partition", Duration::from_secs(90), || {
+        after() == "12"
+    });
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
     assert_sealed_exactly_once(Duration::from_secs(120));
     let before = clickhouse(&format!(
         "SELECT uniqExact(p) FROM sealtrail.epochs ARRAY JOIN range_partitions AS p WHERE instance = '{a_name}'"
     ));
-    let after = clickhouse(&format!(
-        "SELECT uniqExact(p) FROM sealtrail.epochs ARRAY JOIN range_partitions AS p \
-         WHERE instance = '{b_name}' AND window_start_ms > {}",
-        killed_at + 12_000
-    ));
+    let after = after();
     assert!(
         before.parse::<u32>().unwrap() > 0,
         "a sealed something before it was killed"
@@ -424,10 +453,12 @@ fn an_epoch_a_dead_group_member_left_pending_is_committed_by_the_survivor() {
     let _guard = lock();
     assert_sealed_exactly_once(Duration::from_secs(120));
     let run = std::process::id();
-    let b = Sealer::start(&format!("orphan-b-{run}"), 19465, None);
-    std::thread::sleep(Duration::from_secs(3));
+    let b = Sealer::start(&format!("orphan-b-{run}"), None);
+    wait_until("b claims its partitions", Duration::from_secs(60), || {
+        b.count("sealtrail_sealer_ledger_claims_total") >= 1.0
+    });
     // a dies right after writing its first epoch row, before committing the root.
-    let a = Sealer::start(&format!("orphan-a-{run}"), 19464, Some("before-ledger:1"));
+    let a = Sealer::start(&format!("orphan-a-{run}"), Some("before-ledger:1"));
     // Records keep coming until a has sealed an epoch of its own, however late
     // the group hands it partitions (a fixed burst could all go to b first).
     let (stop, producing) = produce_until(10_000);
@@ -464,8 +495,8 @@ fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
     assert_sealed_exactly_once(Duration::from_secs(120));
     let run = std::process::id();
     let zombie = format!("zombie-a-{run}");
-    let a = Sealer::start(&zombie, 19464, None);
-    let b = Sealer::start(&format!("zombie-b-{run}"), 19465, None);
+    let a = Sealer::start(&zombie, None);
+    let b = Sealer::start(&format!("zombie-b-{run}"), None);
     let (stop, producing) = produce_until(10_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     let sealing = |s: &Sealer| {
@@ -481,14 +512,27 @@ fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
     // flight almost always; a few rounds make sure one did.
     let mut void = 0.0;
     for _ in 0..4 {
+        let b_claims = b.count("sealtrail_sealer_ledger_claims_total");
         a.signal("-STOP");
-        // The session (10 s) expires and b is given every partition.
-        std::thread::sleep(Duration::from_secs(16));
+        // The session (10 s) expires and b claims every partition.
+        wait_until(
+            "b takes a's partitions over",
+            Duration::from_secs(60),
+            || b.count("sealtrail_sealer_ledger_claims_total") > b_claims,
+        );
         a.signal("-CONT");
-        std::thread::sleep(Duration::from_secs(8));
-        void = a
-            .metric("sealtrail_sealer_void_epochs_total")
-            .unwrap_or(0.0);
+        // What a held is refused now, or it held nothing: then b's epochs
+        // anchor under the new claim, and the round is over.
+        let b_anchored = b.count("sealtrail_sealer_anchored_epochs_total");
+        wait_until(
+            "a's epoch fenced, or b anchors on",
+            Duration::from_secs(60),
+            || {
+                a.count("sealtrail_sealer_void_epochs_total") > 0.0
+                    || b.count("sealtrail_sealer_anchored_epochs_total") >= b_anchored + 5.0
+            },
+        );
+        void = a.count("sealtrail_sealer_void_epochs_total");
         if void > 0.0 {
             break;
         }
@@ -564,7 +608,7 @@ fn steal_claim(partitions: Vec<u16>) {
 fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
     let _guard = lock();
     assert_sealed_exactly_once(Duration::from_secs(120));
-    let sealer = Sealer::start("claim-taken", 19464, None);
+    let sealer = Sealer::start("claim-taken", None);
     let (stop, producing) = produce_until(5_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sealer
@@ -591,7 +635,12 @@ fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    let anchored = sealer.count("sealtrail_sealer_anchored_epochs_total");
+    wait_until(
+        "anchoring under the new claim",
+        Duration::from_secs(60),
+        || sealer.count("sealtrail_sealer_anchored_epochs_total") >= anchored + 2.0,
+    );
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
     let void = sealer
@@ -609,30 +658,25 @@ fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
     let _guard = lock();
-    let sealer = Sealer::start("ledger-outage", 19464, None);
+    let sealer = Sealer::start("ledger-outage", None);
     let (stop, producing) = produce_until(5_000);
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until("anchoring", Duration::from_secs(60), || {
+        sealer.count("sealtrail_sealer_anchored_epochs_total") >= 2.0
+    });
     let down = Command::new(root().join("deploy/local/down"))
         .arg("anvil")
         .output()
         .unwrap();
     assert!(down.status.success());
-    std::thread::sleep(Duration::from_secs(10));
-    let sealed_early = sealer
-        .metric("sealtrail_sealer_sealed_events_total")
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(20));
-    let sealed_late = sealer
-        .metric("sealtrail_sealer_sealed_events_total")
-        .unwrap();
-    let pending = sealer.metric("sealtrail_sealer_pending_epochs").unwrap();
+    let sealed_early = sealer.count("sealtrail_sealer_sealed_events_total");
+    // Sealing into ClickHouse goes on while epochs wait as pending.
+    wait_until("10 epochs pending", Duration::from_secs(60), || {
+        sealer.count("sealtrail_sealer_pending_epochs") >= 10.0
+    });
+    let sealed_late = sealer.count("sealtrail_sealer_sealed_events_total");
     assert!(
         sealed_late > sealed_early,
         "sealing into ClickHouse went on: {sealed_early} -> {sealed_late}"
-    );
-    assert!(
-        pending >= 10.0,
-        "epochs wait as pending while the ledger is away: {pending}"
     );
     let up = Command::new(root().join("deploy/local/up"))
         .env("SEALTRAIL_SEALER_BIN", SEALER)
@@ -659,18 +703,28 @@ fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing() {
     let _guard = lock();
-    let sealer = Sealer::start("clickhouse-outage", 19464, None);
+    let sealer = Sealer::start("clickhouse-outage", None);
     let (stop, producing) = produce_until(20_000);
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until("sealing", Duration::from_secs(60), || {
+        sealer.count("sealtrail_sealer_sealed_epochs_total") >= 2.0
+    });
     let down = Command::new(root().join("deploy/local/down"))
         .arg("clickhouse")
         .output()
         .unwrap();
     assert!(down.status.success());
-    std::thread::sleep(Duration::from_secs(15));
-    let consumed_mid = sealer
-        .metric("sealtrail_sealer_consumed_records_total")
-        .unwrap();
+    // Backpressure: the stages fill (two epochs held) and polling stops.
+    let consumed = || sealer.count("sealtrail_sealer_consumed_records_total");
+    let mut last = consumed();
+    let mut still_since = Instant::now();
+    wait_until("consumption stops", Duration::from_secs(60), || {
+        let now = consumed();
+        if now != last {
+            (last, still_since) = (now, Instant::now());
+        }
+        still_since.elapsed() >= Duration::from_secs(3)
+    });
+    let consumed_mid = consumed();
     let mut peak_rss = 0;
     for _ in 0..15 {
         peak_rss = peak_rss.max(sealer.rss_kb());
@@ -804,7 +858,7 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
         .map(|e| (e.key().to_string(), avro::encode_single_object(&e)))
         .collect();
 
-    let sealer = Sealer::start("hostile", 19464, None);
+    let sealer = Sealer::start("hostile", None);
     // Each record keyed as producers key it (its first item), so each reaches the
     // check it is meant for; what does not decode gets any key.
     let key_of = |i: usize, v: &[u8]| {
@@ -843,7 +897,7 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
     // The same events again, later, to a sealer that has not seen them (its
     // filter comes from ClickHouse): replays, each sealed once.
     sealer.stop();
-    let sealer = Sealer::start("hostile-again", 19464, None);
+    let sealer = Sealer::start("hostile-again", None);
     send(&[(
         replayed.key().to_string(),
         avro::encode_single_object(&replayed),
@@ -996,14 +1050,19 @@ fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
     let proxy = Cuttable::to("127.0.0.1:8123");
     proxy.cut();
     let url = vec![("SEALTRAIL_CLICKHOUSE_URL", proxy.url())];
-    let sealer = Sealer::start_with("outage-at-start", 19464, None, &url);
-    std::thread::sleep(Duration::from_secs(3));
+    let sealer = Sealer::start_with("outage-at-start", None, &url);
+    // Its metrics endpoint answers first; the stages then wait for ClickHouse.
+    wait_until("the sealer starts", Duration::from_secs(30), || {
+        sealer
+            .metric("sealtrail_sealer_consumed_records_total")
+            .is_some()
+    });
     stops_within(sealer, "away at start");
 
     // Away in the middle of sealing.
     let proxy = Cuttable::to("127.0.0.1:8123");
     let url = vec![("SEALTRAIL_CLICKHOUSE_URL", proxy.url())];
-    let sealer = Sealer::start_with("outage-mid-run", 19464, None, &url);
+    let sealer = Sealer::start_with("outage-mid-run", None, &url);
     let (stop, producing) = produce_until(5_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sealer
@@ -1018,12 +1077,12 @@ fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
     // Records keep coming; the next epoch's writes fail and are retried.
     let consumed = |s: &Sealer| s.metric("sealtrail_sealer_consumed_records_total");
     let before = consumed(&sealer).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while consumed(&sealer).unwrap() <= before {
-        assert!(Instant::now() < deadline, "no record read after the cut");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    // A window's worth and more read after the cut: an epoch is being written.
+    wait_until(
+        "records read after the cut",
+        Duration::from_secs(30),
+        || consumed(&sealer).unwrap() >= before + 3_000.0,
+    );
     let stderr = stops_within(sealer, "away mid-run");
     assert!(
         stderr.contains("retrying"),
@@ -1032,7 +1091,7 @@ fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
 
-    let sealer = Sealer::start("outage-recovery", 19464, None);
+    let sealer = Sealer::start("outage-recovery", None);
     assert_sealed_exactly_once(Duration::from_secs(120));
     sealer.stop();
 }
