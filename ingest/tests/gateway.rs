@@ -2,6 +2,7 @@
 //! has them; every kind of bad input gets its status and a body naming the
 //! problem, and the gateway keeps serving; revoked devices and overload are refused.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,11 +39,85 @@ impl Drop for Gateway {
     }
 }
 
-fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
-    start_gateway_logging(port, extra, Stdio::inherit())
+/// A port nothing listens on now, chosen by the system; never the same twice in
+/// this process, so tests running side by side (or one test's two gateways)
+/// do not share one.
+fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding 127.0.0.1:0")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
-fn start_gateway_logging(port: u16, extra: &[&str], stderr: Stdio) -> Gateway {
+/// The status line of `GET path` on `port`, asked over a connection of its own.
+fn status_line(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match s.read(&mut buf)? {
+            0 => break,
+            n => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    Ok(answer.lines().next().unwrap_or("").to_string())
+}
+
+/// Waits (20 s at most) until `what` on `port` answers `GET path` with 200; fails
+/// at once if its process has exited.
+fn wait_ready(what: &str, child: &mut Child, port: u16, path: &str, log: Option<&Path>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = match status_line(port, path) {
+            Ok(line) if line.starts_with("HTTP/1.1 200") => None,
+            Ok(line) if line.is_empty() => Some("closed without an answer".to_string()),
+            Ok(line) => Some(format!("answered {line:?}")),
+            Err(e) => Some(format!("error: {e}")),
+        };
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            let log = log.map_or(String::new(), |l| format!("; its stderr: {}", l.display()));
+            panic!("{what} on 127.0.0.1:{port} exited ({exit}) before it was ready{log}");
+        }
+        let Some(last) = last else { return };
+        assert!(
+            Instant::now() < deadline,
+            "{what} on 127.0.0.1:{port} not ready after 20 s: GET {path} last {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
+    spawn_gateway(port, extra, None)
+}
+
+/// A gateway whose stderr goes to `log`.
+fn start_gateway_logging(port: u16, extra: &[&str], log: &Path) -> Gateway {
+    spawn_gateway(port, extra, Some(log))
+}
+
+fn spawn_gateway(port: u16, extra: &[&str], log: Option<&Path>) -> Gateway {
+    let stderr = match log {
+        Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
+        None => Stdio::inherit(),
+    };
     let state = schemas::kafka::checkout_state_dir();
     let child = Command::new(INGEST)
         // As the gateway's own, read-only ClickHouse user.
@@ -63,18 +138,12 @@ fn start_gateway_logging(port: u16, extra: &[&str], stderr: Stdio) -> Gateway {
         .stderr(stderr)
         .spawn()
         .expect("start ingest serve");
-    let gateway = Gateway {
+    let mut gateway = Gateway {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return gateway;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("gateway on {port} did not come up");
+    wait_ready("the gateway", &mut gateway.child, port, "/readyz", log);
+    gateway
 }
 
 async fn metrics_of(url: &str) -> String {
@@ -252,7 +321,7 @@ fn records_since(from: &[(i32, i64)]) -> Vec<ScanEvent> {
 async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
     let device = unique("gw").replace('-', "");
     let key = add_device(&device);
-    let gw = start_gateway(18080, &[]);
+    let gw = start_gateway(free_port(), &[]);
     let url = gw.url.as_str();
 
     let before = end_offsets();
@@ -391,8 +460,8 @@ async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revoked() {
-    let gw = start_gateway(18096, &["--device-refresh-ms", "3600000"]);
-    let running = start_gateway(18083, &[]);
+    let gw = start_gateway(free_port(), &["--device-refresh-ms", "3600000"]);
+    let running = start_gateway(free_port(), &[]);
     let device = unique("rv").replace('-', "");
     let key = add_device(&device);
     assert_eq!(
@@ -447,7 +516,7 @@ async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revok
 async fn overload_is_answered_503_with_retry_after() {
     let device = unique("ov").replace('-', "");
     let key = add_device(&device);
-    let gw = start_gateway(18082, &["--max-in-flight", "1"]);
+    let gw = start_gateway(free_port(), &["--max-in-flight", "1"]);
     let batch = json!([
         json::to_json(&event(&device, &key, 1)),
         json::to_json(&event(&device, &key, 2))
@@ -471,7 +540,7 @@ async fn overload_is_answered_503_with_retry_after() {
 async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
     let device = unique("reuse").replace('-', "");
     let key = add_device(&device);
-    let gw = start_gateway(18084, &[]);
+    let gw = start_gateway(free_port(), &[]);
     let before = end_offsets();
 
     let genuine = event(&device, &key, 1);
@@ -587,7 +656,10 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
     rows.add(&orphan, false);
     // One event in flight at most: a batch of two passes the sealed-id check and
     // is then answered 503 "overloaded", so waiting for the filter lands nothing.
-    let gw = start_gateway(18085, &["--max-in-flight", "1", "--seen-refresh-ms", "200"]);
+    let gw = start_gateway(
+        free_port(),
+        &["--max-in-flight", "1", "--seen-refresh-ms", "200"],
+    );
     let batch = json!([json::to_json(&fresh), json::to_json(&sealed)]).to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
@@ -643,7 +715,7 @@ async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
     let device = unique("to").replace('-', "");
     let key = add_device(&device);
     let gw = start_gateway(
-        18086,
+        free_port(),
         &[
             "--request-timeout-ms",
             "250",
@@ -758,8 +830,9 @@ fn closed_after(port: u16, sent: &[u8]) -> Option<(Duration, String)> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn slow_clients_are_cut_off() {
+    let port = free_port();
     let gw = start_gateway(
-        18087,
+        port,
         &[
             "--header-timeout-ms",
             "1000",
@@ -767,7 +840,6 @@ async fn slow_clients_are_cut_off() {
             "2000",
         ],
     );
-    let port = 18087;
     let (took, _) = tokio::task::spawn_blocking(move || {
         closed_after(port, b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
     })
@@ -803,7 +875,7 @@ async fn a_device_over_its_quota_is_answered_429() {
     let other = unique("quota2").replace('-', "");
     let (key, other_key) = (add_device(&device), add_device(&other));
     let gw = start_gateway(
-        18088,
+        free_port(),
         &["--device-events-per-second", "0.5", "--device-burst", "3"],
     );
     let body = |events: Vec<ScanEvent>| {
@@ -872,7 +944,7 @@ async fn hostile_requests_never_panic_the_gateway() {
     use web::hostile::{barrage, request, still_serving, Tally};
     let device = unique("hostile").replace('-', "");
     let key = add_device(&device);
-    let port = 18090;
+    let port = free_port();
     let log = std::env::temp_dir().join(format!(
         "sealtrail-gateway-hostile-{}.log",
         std::process::id()
@@ -886,7 +958,7 @@ async fn hostile_requests_never_panic_the_gateway() {
             "--http-request-timeout-ms",
             "400",
         ],
-        Stdio::from(std::fs::File::create(&log).unwrap()),
+        &log,
     );
     let one = json::to_json(&event(&device, &key, 1)).to_string();
     let batch = json!([

@@ -5,7 +5,7 @@
 //! (ALTER TABLE … UPDATE) and each reader must flag exactly the affected steps.
 //! The altered values are put back at the end, also when the test fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +16,77 @@ use schemas::{avro, signature, Action, BizStep, Disposition, ScanEvent};
 use serde_json::Value;
 
 const SEALER: &str = env!("CARGO_BIN_EXE_sealer");
-const API_PORT: u16 = 18081;
+
+/// The port of the main test's `sealer serve`, chosen at the first use.
+fn api_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(free_port)
+}
+
+/// A port nothing listens on now, chosen by the system; never the same twice in
+/// this process, so tests running side by side (or one test's several servers)
+/// do not share one.
+fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding 127.0.0.1:0")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// The status line of `GET path` on `port`, asked over a connection of its own.
+fn status_line(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match s.read(&mut buf)? {
+            0 => break,
+            n => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    Ok(answer.lines().next().unwrap_or("").to_string())
+}
+
+/// Waits (20 s at most) until `what` on `port` answers `GET path` with 200; fails
+/// at once if its process has exited.
+fn wait_ready(what: &str, child: &mut Child, port: u16, path: &str, log: Option<&Path>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = match status_line(port, path) {
+            Ok(line) if line.starts_with("HTTP/1.1 200") => None,
+            Ok(line) if line.is_empty() => Some("closed without an answer".to_string()),
+            Ok(line) => Some(format!("answered {line:?}")),
+            Err(e) => Some(format!("error: {e}")),
+        };
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            let log = log.map_or(String::new(), |l| format!("; its stderr: {}", l.display()));
+            panic!("{what} on 127.0.0.1:{port} exited ({exit}) before it was ready{log}");
+        }
+        let Some(last) = last else { return };
+        assert!(
+            Instant::now() < deadline,
+            "{what} on 127.0.0.1:{port} not ready after 20 s: GET {path} last {last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -87,7 +157,8 @@ fn mutate(statement: &str) {
     }
 }
 
-/// Another `sealer serve` on `port` (global flags, then serve's), once it listens.
+/// Another `sealer serve` on `port` (global flags, then serve's), once it answers
+/// /healthz.
 fn serve_at(port: u16, global: &[&str], serve: &[&str]) -> Killed {
     let listen = format!("127.0.0.1:{port}");
     let args: Vec<&str> = global
@@ -96,21 +167,14 @@ fn serve_at(port: u16, global: &[&str], serve: &[&str]) -> Killed {
         .chain(["serve", "--listen", &listen])
         .chain(serve.iter().copied())
         .collect();
-    let child = Killed(
+    let mut child = Killed(
         sealer(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sealer serve on {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready("sealer serve", &mut child.0, port, "/healthz", None);
     child
 }
 
@@ -222,7 +286,7 @@ fn api(path: &str) -> (u16, Value, String) {
             "-s",
             "-D",
             "-",
-            &format!("http://127.0.0.1:{API_PORT}{path}"),
+            &format!("http://127.0.0.1:{}{path}", api_port()),
         ])
         .output()
         .unwrap();
@@ -253,7 +317,7 @@ fn enc(s: &str) -> String {
 
 /// The page's verdict per step, from a real headless Chromium.
 fn page(item: &str) -> Value {
-    page_at(API_PORT, item)
+    page_at(api_port(), item)
 }
 
 fn page_at(port: u16, item: &str) -> Value {
@@ -357,7 +421,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
                 "--instance",
                 "trail-test",
                 "--metrics-listen",
-                "127.0.0.1:19464",
+                &format!("127.0.0.1:{}", free_port()),
             ])
             .env("SEALTRAIL_EPOCH_MS", "300")
             // As the sealer's own ClickHouse user (deploy/local/up made its password).
@@ -386,11 +450,11 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert_ne!(epoch_of(0), epoch_of(7), "groups land in different epochs");
     assert_eq!(epoch_of(7), epoch_of(9));
 
-    let _api = Killed(
+    let mut api_server = Killed(
         sealer(&[
             "serve",
             "--listen",
-            &format!("127.0.0.1:{API_PORT}"),
+            &format!("127.0.0.1:{}", api_port()),
             "--public-ledger-rpc",
             "http://127.0.0.1:8545",
             "--header-timeout-ms",
@@ -400,16 +464,18 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
         .spawn()
         .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while api("/healthz").0 != 200 {
-        assert!(Instant::now() < deadline, "sealer serve did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready(
+        "sealer serve",
+        &mut api_server.0,
+        api_port(),
+        "/healthz",
+        None,
+    );
 
     // A client that never finishes its headers is cut off at the deadline.
     {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", API_PORT)).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", api_port())).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let started = Instant::now();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -480,7 +546,11 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     // 200 trail requests at once all complete; the p99 is printed (the closing
     // note compares it with the API that served one request at a time).
     {
-        let url = format!("http://127.0.0.1:{API_PORT}/v1/items/{}/trail", enc(&item));
+        let url = format!(
+            "http://127.0.0.1:{}/v1/items/{}/trail",
+            api_port(),
+            enc(&item)
+        );
         let rt = tokio::runtime::Runtime::new().unwrap();
         let mut took: Vec<Duration> = rt.block_on(async {
             let client = reqwest::Client::new();
@@ -510,7 +580,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     }
     // A 5xx says what happened, not what failed inside: no address, no query.
     {
-        let port = API_PORT + 11;
+        let port = free_port();
         let _cut_off = serve_at(port, &["--clickhouse-url", "http://127.0.0.1:1"], &[]);
         let out = Command::new("curl")
             .args([
@@ -530,7 +600,7 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     // With the chain out of its reach the page says so for every step and never
     // falls back to the server's root.
     {
-        let port = API_PORT + 10;
+        let port = free_port();
         let _blind = serve_at(port, &[], &["--public-ledger-rpc", "http://127.0.0.1:1"]);
         let p = page_at(port, &item);
         let steps = p["steps"].as_array().unwrap();
@@ -871,14 +941,14 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     // 1 is the audit's "problems found" (a panic would be 101).
     assert_eq!(audit.status.code(), Some(1), "{report}");
     assert!(
-        report.contains("does not rebuild from sealtrail.devices"),
+        report.contains("does not rebuild from the registry table devices"),
         "{report}"
     );
     {
         // A server that reads the registry now cannot give the page the
         // device's leaf in the pinned state: the page fails every step rather
         // than take a key on the server's word.
-        let port = API_PORT + 12;
+        let port = free_port();
         let _fresh = serve_at(port, &[], &["--public-ledger-rpc", "http://127.0.0.1:8545"]);
         let p = page_at(port, &item);
         assert_eq!(
@@ -1009,11 +1079,11 @@ fn seed(n: u64) -> [u8; 32] {
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn hostile_requests_never_panic_the_api() {
     use web::hostile::{barrage, request, still_serving, Tally};
-    let port = 18089;
+    let port = free_port();
     let log =
         std::env::temp_dir().join(format!("sealtrail-api-hostile-{}.log", std::process::id()));
     let listen = format!("127.0.0.1:{port}");
-    let _api = Killed(
+    let mut api_server = Killed(
         sealer(&[
             "serve",
             "--listen",
@@ -1031,11 +1101,13 @@ fn hostile_requests_never_panic_the_api() {
         .spawn()
         .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sealer serve did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready(
+        "sealer serve",
+        &mut api_server.0,
+        port,
+        "/healthz",
+        Some(&log),
+    );
     let item = "urn:epc:id:sgtin:4012345.011111.1";
     let seeds = [
         request("GET", &format!("/v1/items/{}/trail?limit=3&after=1700000000000,00000000-0000-4000-8000-000000000001", enc(item)), &[], b""),
