@@ -2,7 +2,10 @@
 //! After each: every record on the topic is in exactly one epoch, every proof
 //! verifies against its root, every root is on the ledger (`sealer audit --complete`).
 //!
-//! The tests share the topic, the database and the chain, so they run one at a time.
+//! Each test has a lab of its own (`Lab`): its topics, its consumer group and
+//! its database, new each run, so no test sees another's records, epochs or
+//! leftovers. They share the chain (claims on partitions are the contract's),
+//! so they run one at a time.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -40,9 +43,138 @@ fn kafka(user: &str) -> ClientConfig {
     c
 }
 
+/// What one test has to itself: topics, a consumer group and a database, new
+/// each run (the database is one of the lab databases `deploy/local/up` lets
+/// the services use, chosen by the test, emptied and migrated).
+#[derive(Clone, Debug)]
+struct Lab {
+    topic: String,
+    dlq: String,
+    group: String,
+    database: String,
+}
+
+static LAB: Mutex<Option<Lab>> = Mutex::new(None);
+
+/// The lab of the test running (tests run one at a time).
+fn lab() -> Lab {
+    LAB.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .expect("the test opened no lab")
+}
+
+/// The one-at-a-time lock and the test's lab, dropped (topics deleted,
+/// database dropped when the test passed) at the end of the test.
+struct Bench {
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    fn open(slot: u8) -> Bench {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let lab = Lab {
+            topic: format!("lab-{slot:02}-{stamp}-scan-events"),
+            dlq: format!("lab-{slot:02}-{stamp}-scan-events-dlq"),
+            group: format!("sealtrail-lab-{slot:02}-{stamp}"),
+            database: format!("sealtrail_lab_{slot:02}"),
+        };
+        let dropped = Command::new("curl")
+            .args(["-sf", "http://127.0.0.1:8123/", "--data-binary"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", lab.database))
+            .status()
+            .unwrap();
+        assert!(dropped.success(), "dropping {}", lab.database);
+        let migrated = Command::new(SEALER)
+            .args(["migrate", "--quiet"])
+            .env("SEALTRAIL_CLICKHOUSE_DATABASE", &lab.database)
+            .env("SEALTRAIL_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            migrated.status.success(),
+            "migrating {}: {}",
+            lab.database,
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = kafka("admin")
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .create()
+            .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let made = rt
+            .block_on(admin.create_topics(
+                &[
+                    NewTopic::new(&lab.topic, 12, TopicReplication::Fixed(1)),
+                    NewTopic::new(&lab.dlq, 1, TopicReplication::Fixed(1)),
+                ],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            ))
+            .unwrap();
+        for r in made {
+            assert!(r.is_ok(), "creating a lab topic: {r:?}");
+        }
+        // The topics are there once every partition has a leader.
+        let probe: BaseConsumer = kafka("admin")
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .create()
+            .unwrap();
+        wait_until("the lab's topics", Duration::from_secs(30), || {
+            probe
+                .fetch_metadata(Some(&lab.topic), Duration::from_secs(2))
+                .is_ok_and(|m| {
+                    m.topics()
+                        .first()
+                        .is_some_and(|t| t.error().is_none() && t.partitions().len() == 12)
+                })
+        });
+        *LAB.lock().unwrap_or_else(|e| e.into_inner()) = Some(lab);
+        Bench {
+            _one_at_a_time: guard,
+        }
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let Some(lab) = LAB.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        if let Ok(admin) = kafka("admin")
+            .set("bootstrap.servers", "127.0.0.1:9092")
+            .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
+        {
+            if let Ok(rt) = tokio::runtime::Runtime::new() {
+                let _ = rt.block_on(admin.delete_topics(
+                    &[lab.topic.as_str(), lab.dlq.as_str()],
+                    &AdminOptions::new(),
+                ));
+            }
+        }
+        // Kept when the test failed, to look at; emptied by the next run.
+        if !std::thread::panicking() {
+            let _ = Command::new("curl")
+                .args(["-sf", "http://127.0.0.1:8123/", "--data-binary"])
+                .arg(format!("DROP DATABASE IF EXISTS {}", lab.database))
+                .status();
+        }
+    }
+}
+
 fn sealer_command(args: &[&str]) -> Command {
+    let lab = lab();
     let mut c = Command::new(SEALER);
     c.args(args)
+        .env("SEALTRAIL_KAFKA_TOPIC", &lab.topic)
+        .env("SEALTRAIL_KAFKA_DLQ_TOPIC", &lab.dlq)
+        .env("SEALTRAIL_SEALER_GROUP", &lab.group)
+        .env("SEALTRAIL_CLICKHOUSE_DATABASE", &lab.database)
         .env("SEALTRAIL_STATE_DIR", state())
         .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
         .env(
@@ -187,20 +319,18 @@ fn now_ms() -> i64 {
 }
 
 /// Registers the test device once per database (rows are only appended).
+/// The test device, in the lab's registry (once per lab).
 fn register_device() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let key = hex(device_key().verifying_key().as_bytes());
-        if clickhouse(&format!(
-            "SELECT count() FROM sealtrail.devices WHERE device_id = '{DEVICE}' AND hex(public_key) = upper('{key}')"
-        )) == "0"
-        {
-            clickhouse(&format!(
-                "INSERT INTO sealtrail.devices VALUES ('{DEVICE}', unhex('{key}'), 'active', now(), {})",
-                (now_ms() - 60_000) * 1000
-            ));
-        }
-    });
+    let key = hex(device_key().verifying_key().as_bytes());
+    if clickhouse(&format!(
+        "SELECT count() FROM sealtrail.devices WHERE device_id = '{DEVICE}' AND hex(public_key) = upper('{key}')"
+    )) == "0"
+    {
+        clickhouse(&format!(
+            "INSERT INTO sealtrail.devices VALUES ('{DEVICE}', unhex('{key}'), 'active', now(), {})",
+            (now_ms() - 60_000) * 1000
+        ));
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -253,6 +383,7 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
 fn produce(count: u64, per_second: u64) {
     register_device();
     let p = producer();
+    let topic = lab().topic;
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -264,7 +395,7 @@ fn produce(count: u64, per_second: u64) {
         }
         let e = event(run, n);
         let value = avro::encode_single_object(&e);
-        let mut record = BaseRecord::to("scan-events").key(e.key()).payload(&value);
+        let mut record = BaseRecord::to(&topic).key(e.key()).payload(&value);
         loop {
             match p.send(record) {
                 Ok(()) => break,
@@ -290,9 +421,11 @@ fn produce_until(per_second: u64) -> (Arc<AtomicBool>, std::thread::JoinHandle<(
     (stop, handle)
 }
 
+/// A query as the admin, written against `sealtrail.` and run in the lab's database.
 fn clickhouse(query: &str) -> String {
+    let query = query.replace("sealtrail.", &format!("{}.", lab().database));
     let out = Command::new("curl")
-        .args(["-sf", "http://127.0.0.1:8123/", "--data-binary", query])
+        .args(["-sf", "http://127.0.0.1:8123/", "--data-binary", &query])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -303,10 +436,11 @@ fn on_topic() -> i64 {
         .set("bootstrap.servers", "127.0.0.1:9092")
         .create()
         .unwrap();
+    let topic = lab().topic;
     (0..12)
         .map(|p| {
             let (low, high) = c
-                .fetch_watermarks("scan-events", p, Duration::from_secs(5))
+                .fetch_watermarks(&topic, p, Duration::from_secs(5))
                 .unwrap();
             high - low
         })
@@ -359,14 +493,10 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
-    let _guard = lock();
+    let _lab = Lab::open(1);
     for (n, point) in [
         "consumed:4000",
         "events-written:1",
@@ -405,8 +535,7 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
-    let _guard = lock();
-    assert_sealed_exactly_once(Duration::from_secs(120));
+    let _lab = Lab::open(2);
     let run = std::process::id();
     let (a_name, b_name) = (format!("group-a-{run}"), format!("group-b-{run}"));
     let a = Sealer::start(&a_name, None);
@@ -450,8 +579,7 @@ fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn an_epoch_a_dead_group_member_left_pending_is_committed_by_the_survivor() {
-    let _guard = lock();
-    assert_sealed_exactly_once(Duration::from_secs(120));
+    let _lab = Lab::open(3);
     let run = std::process::id();
     let b = Sealer::start(&format!("orphan-b-{run}"), None);
     wait_until("b claims its partitions", Duration::from_secs(60), || {
@@ -491,8 +619,7 @@ impl Sealer {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
-    let _guard = lock();
-    assert_sealed_exactly_once(Duration::from_secs(120));
+    let _lab = Lab::open(4);
     let run = std::process::id();
     let zombie = format!("zombie-a-{run}");
     let a = Sealer::start(&zombie, None);
@@ -606,8 +733,7 @@ fn steal_claim(partitions: Vec<u16>) {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
-    let _guard = lock();
-    assert_sealed_exactly_once(Duration::from_secs(120));
+    let _lab = Lab::open(5);
     let sealer = Sealer::start("claim-taken", None);
     let (stop, producing) = produce_until(5_000);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -657,7 +783,7 @@ fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
-    let _guard = lock();
+    let _lab = Lab::open(6);
     let sealer = Sealer::start("ledger-outage", None);
     let (stop, producing) = produce_until(5_000);
     wait_until("anchoring", Duration::from_secs(60), || {
@@ -702,7 +828,7 @@ fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing() {
-    let _guard = lock();
+    let _lab = Lab::open(7);
     let sealer = Sealer::start("clickhouse-outage", None);
     let (stop, producing) = produce_until(20_000);
     wait_until("sealing", Duration::from_secs(60), || {
@@ -766,11 +892,10 @@ fn dead_letters() -> Vec<(Vec<u8>, String)> {
         .set("group.id", format!("dlq-reader-{}", std::process::id()))
         .create()
         .unwrap();
-    let (low, high) = c
-        .fetch_watermarks("scan-events-dlq", 0, Duration::from_secs(5))
-        .unwrap();
+    let dlq = lab().dlq;
+    let (low, high) = c.fetch_watermarks(&dlq, 0, Duration::from_secs(5)).unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("scan-events-dlq", 0, Offset::Offset(low))
+    tpl.add_partition_offset(&dlq, 0, Offset::Offset(low))
         .unwrap();
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -794,8 +919,9 @@ fn dead_letters() -> Vec<(Vec<u8>, String)> {
 
 fn send(records: &[(String, Vec<u8>)]) {
     let p = producer();
+    let topic = lab().topic;
     for (key, value) in records {
-        p.send(BaseRecord::to("scan-events").key(key).payload(value))
+        p.send(BaseRecord::to(&topic).key(key).payload(value))
             .map_err(|(e, _)| e)
             .unwrap();
     }
@@ -808,7 +934,7 @@ fn send(records: &[(String, Vec<u8>)]) {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
-    let _guard = lock();
+    let _lab = Lab::open(8);
     register_device();
     let run = now_ms() as u64 * 1000 + 7;
     let mut attacks: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -1031,7 +1157,7 @@ impl Cuttable {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
-    let _guard = lock();
+    let _lab = Lab::open(9);
     let stops_within = |sealer: Sealer, what: &str| {
         sealer.signal("-TERM");
         let started = Instant::now();
