@@ -158,7 +158,8 @@ mod tests {
         let m = Migration {
             version: 9,
             name: "009_x",
-            sql: "CREATE TABLE sealtrail.a (x UInt8) ENGINE = Log;\n\
+            sql:
+                "CREATE TABLE sealtrail.a (x UInt8) ENGINE = Log;\n\
                   CREATE MATERIALIZED VIEW sealtrail.v TO sealtrail.b AS SELECT x FROM sealtrail.a;",
         };
         assert_eq!(

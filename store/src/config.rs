@@ -276,7 +276,14 @@ mod tests {
         assert_eq!(cli.clickhouse.clickhouse_database, "sealtrail");
         let cli = Cli::try_parse_from(["t", "--clickhouse-database", "sealtrail_test_7"]).unwrap();
         assert_eq!(cli.clickhouse.clickhouse_database, "sealtrail_test_7");
-        for bad in ["", "a.b", "x; DROP TABLE devices", "`x`", "1abc", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "a.b",
+            "x; DROP TABLE devices",
+            "`x`",
+            "1abc",
+            &"a".repeat(65),
+        ] {
             let err = Cli::try_parse_from(["t", "--clickhouse-database", bad])
                 .unwrap_err()
                 .to_string();
