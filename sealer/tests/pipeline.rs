@@ -485,13 +485,7 @@ fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// A port nothing listens on now, for a sealer's metrics endpoint.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use web::probe::free_port;
 
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]

@@ -8,6 +8,8 @@
 
 #[cfg(feature = "hostile")]
 pub mod hostile;
+#[cfg(feature = "hostile")]
+pub mod probe;
 
 use std::future::Future;
 use std::time::Duration;
