@@ -9,22 +9,19 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use schemas::{avro, json, signature, Action, BizStep, Disposition, ScanEvent};
 use serde_json::{json, Value};
 
 const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
 
-/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
-/// writes the credentials).
-fn kafka(user: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&schemas::kafka::checkout_state_dir(), user)
-        .expect("local Kafka credentials")
-    {
-        c.set(k, v);
-    }
-    c
+use lab::{kafka, Lab};
+
+/// Opens the test's lab in `slot` (of `lab::slots::GATEWAY`): its own topic
+/// and database, so the tests of this file run side by side.
+fn open_lab(slot: u8) -> Lab {
+    assert!(lab::slots::GATEWAY.contains(&slot));
+    Lab::open(slot)
 }
 
 struct Gateway {
@@ -41,29 +38,28 @@ impl Drop for Gateway {
 
 use web::probe::{free_port, wait_ready};
 
-fn start_gateway(port: u16, extra: &[&str]) -> Gateway {
-    spawn_gateway(port, extra, None)
+fn start_gateway(lab: &Lab, port: u16, extra: &[&str]) -> Gateway {
+    spawn_gateway(lab, port, extra, None)
 }
 
 /// A gateway whose stderr goes to `log`.
-fn start_gateway_logging(port: u16, extra: &[&str], log: &Path) -> Gateway {
-    spawn_gateway(port, extra, Some(log))
+fn start_gateway_logging(lab: &Lab, port: u16, extra: &[&str], log: &Path) -> Gateway {
+    spawn_gateway(lab, port, extra, Some(log))
 }
 
-fn spawn_gateway(port: u16, extra: &[&str], log: Option<&Path>) -> Gateway {
+fn spawn_gateway(lab: &Lab, port: u16, extra: &[&str], log: Option<&Path>) -> Gateway {
     let stderr = match log {
         Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
         None => Stdio::inherit(),
     };
-    let state = schemas::kafka::checkout_state_dir();
-    let child = Command::new(INGEST)
+    let child = lab
+        .env(&mut Command::new(INGEST))
         // As the gateway's own, read-only ClickHouse user.
         .env("SEALTRAIL_CLICKHOUSE_USER", "gateway")
         .env(
             "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
-            state.join("clickhouse/users/gateway.password"),
+            lab::state().join("clickhouse/users/gateway.password"),
         )
-        .env("SEALTRAIL_STATE_DIR", state)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(if extra.contains(&"--device-refresh-ms") {
             &[][..]
@@ -101,9 +97,10 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Registers a fresh device with `ingest device add` and returns its signing key.
-fn add_device(name: &str) -> SigningKey {
+fn add_device(lab: &Lab, name: &str) -> SigningKey {
     let dir = std::env::temp_dir().join(unique("keys"));
-    let out = Command::new(INGEST)
+    let out = lab
+        .env(&mut Command::new(INGEST))
         .args(["device", "add", name, "--keys-dir", dir.to_str().unwrap()])
         .output()
         .unwrap();
@@ -189,41 +186,23 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value, Option<
     (status, body, retry)
 }
 
-fn end_offsets() -> Vec<(i32, i64)> {
+/// Every record on the lab's topic after the end offsets `from`, decoded.
+fn records_since(lab: &Lab, from: &[i64]) -> Vec<ScanEvent> {
+    let to = lab.end_offsets();
     let c: BaseConsumer = kafka("admin")
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .create()
-        .unwrap();
-    (0..12)
-        .map(|p| {
-            (
-                p,
-                c.fetch_watermarks("scan-events", p, Duration::from_secs(5))
-                    .unwrap()
-                    .1,
-            )
-        })
-        .collect()
-}
-
-/// Every record after `from` on scan-events, decoded.
-fn records_since(from: &[(i32, i64)]) -> Vec<ScanEvent> {
-    let to = end_offsets();
-    let c: BaseConsumer = kafka("admin")
-        .set("bootstrap.servers", "127.0.0.1:9092")
         .set("group.id", unique("gateway-test"))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    // Other tests of this file produce at the same time: read each partition
-    // exactly up to the end offset seen now, not a count of records.
+    // Read each partition exactly up to the end offset seen now: a count of
+    // records would wait for ones that never come when the gateway lost some.
     let mut tpl = TopicPartitionList::new();
     let mut remaining: std::collections::HashMap<i32, i64> = Default::default();
-    for ((p, start), (_, end)) in from.iter().zip(&to) {
+    for (p, (start, end)) in (0..).zip(from.iter().zip(&to)) {
         if end > start {
-            tpl.add_partition_offset("scan-events", *p, Offset::Offset(*start))
+            tpl.add_partition_offset(&lab.topic, p, Offset::Offset(*start))
                 .unwrap();
-            remaining.insert(*p, *end);
+            remaining.insert(p, *end);
         }
     }
     let mut out = Vec::new();
@@ -256,12 +235,13 @@ fn records_since(from: &[(i32, i64)]) -> Vec<ScanEvent> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
+    let lab = open_lab(12);
     let device = unique("gw").replace('-', "");
-    let key = add_device(&device);
-    let gw = start_gateway(free_port(), &[]);
+    let key = add_device(&lab, &device);
+    let gw = start_gateway(&lab, free_port(), &[]);
     let url = gw.url.as_str();
 
-    let before = end_offsets();
+    let before = lab.end_offsets();
     let good: Vec<Value> = (1..=3)
         .map(|i| json::to_json(&event(&device, &key, i)))
         .collect();
@@ -275,12 +255,12 @@ async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
         202,
         "a single object is accepted too"
     );
-    let landed = records_since(&before);
+    let landed = records_since(&lab, &before);
     for i in 1..=4u64 {
         let e = event(&device, &key, i);
         assert!(
             landed.contains(&e),
-            "event {i} is on scan-events, byte for byte"
+            "event {i} is on the topic, byte for byte"
         );
     }
 
@@ -397,10 +377,11 @@ async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revoked() {
-    let gw = start_gateway(free_port(), &["--device-refresh-ms", "3600000"]);
-    let running = start_gateway(free_port(), &[]);
+    let lab = open_lab(13);
+    let gw = start_gateway(&lab, free_port(), &["--device-refresh-ms", "3600000"]);
+    let running = start_gateway(&lab, free_port(), &[]);
     let device = unique("rv").replace('-', "");
-    let key = add_device(&device);
+    let key = add_device(&lab, &device);
     assert_eq!(
         post(&gw.url, json::to_json(&event(&device, &key, 1)).to_string())
             .await
@@ -420,12 +401,14 @@ async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revok
         202,
         "the running gateway knows the device as active"
     );
-    let out = Command::new(INGEST)
+    let out = lab
+        .env(&mut Command::new(INGEST))
         .args(["device", "revoke", &device])
         .output()
         .unwrap();
     assert!(out.status.success());
-    let list = Command::new(INGEST)
+    let list = lab
+        .env(&mut Command::new(INGEST))
         .args(["device", "list"])
         .output()
         .unwrap();
@@ -436,24 +419,35 @@ async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revok
             .any(|l| l.starts_with(&device) && l.contains("revoked")),
         "{listed}"
     );
-    // A gateway that was already running learns of it at its next refresh.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let gw = running;
-    let (status, body, _) =
-        post(&gw.url, json::to_json(&event(&device, &key, 2)).to_string()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("revoked_device")),
-        "{body}"
-    );
+    // A gateway that was already running learns of it at its next refresh
+    // (every 200 ms): accepted until then, refused from then on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for serial in 4.. {
+        let (status, body, _) = post(
+            &running.url,
+            json::to_json(&event(&device, &key, serial)).to_string(),
+        )
+        .await;
+        if status == 401 {
+            assert_eq!(body["error"], "revoked_device", "{body}");
+            break;
+        }
+        assert_eq!(status, 202, "before the refresh: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the running gateway still takes the revoked device's events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn overload_is_answered_503_with_retry_after() {
+    let lab = open_lab(14);
     let device = unique("ov").replace('-', "");
-    let key = add_device(&device);
-    let gw = start_gateway(free_port(), &["--max-in-flight", "1"]);
+    let key = add_device(&lab, &device);
+    let gw = start_gateway(&lab, free_port(), &["--max-in-flight", "1"]);
     let batch = json!([
         json::to_json(&event(&device, &key, 1)),
         json::to_json(&event(&device, &key, 2))
@@ -475,10 +469,11 @@ async fn overload_is_answered_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
+    let lab = open_lab(15);
     let device = unique("reuse").replace('-', "");
-    let key = add_device(&device);
-    let gw = start_gateway(free_port(), &[]);
-    let before = end_offsets();
+    let key = add_device(&lab, &device);
+    let gw = start_gateway(&lab, free_port(), &[]);
+    let before = lab.end_offsets();
 
     let genuine = event(&device, &key, 1);
     let mut forged = event(&device, &key, 2);
@@ -498,31 +493,16 @@ async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
     assert_eq!(body["error"], "event_time_in_future");
     assert_eq!(body["field"], "event_time");
 
-    assert!(
-        records_since(&before).iter().all(|e| e.device_id != device),
-        "nothing of the refused requests is on scan-events"
+    assert_eq!(
+        records_since(&lab, &before).len(),
+        0,
+        "nothing of the refused requests is on the topic"
     );
 }
 
-/// Runs one statement on the local ClickHouse over HTTP; its output.
-fn clickhouse_sql(sql: &str) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail-with-body",
-            "http://127.0.0.1:8123/",
-            "--data-binary",
-            sql,
-        ])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(out.status.success(), "ClickHouse refused {sql}: {text}");
-    text
-}
-
-/// Rows a test wrote to make ids look sealed, removed when it ends however it
-/// ends. Their epoch ids close in 1970: no sealer makes such an id.
+/// Rows a test writes in its lab's database to make ids look sealed (the
+/// database goes with the lab). Their epoch ids close in 1970: no sealer
+/// makes such an id.
 struct SealedRows {
     epoch_ids: [u64; 2],
     item_id: String,
@@ -530,7 +510,7 @@ struct SealedRows {
 
 impl SealedRows {
     fn new() -> Self {
-        let epoch = (u64::from(std::process::id()) % 1_000_000 + 1_000) << 16;
+        let epoch = 1_000 << 16;
         SealedRows {
             epoch_ids: [epoch, epoch + 1],
             item_id: format!("urn:test:gateway-sealed:{}", unique("item")),
@@ -539,9 +519,9 @@ impl SealedRows {
 
     /// An event row for `e` in the first epoch, which gets its epoch row
     /// (`sealed`), or in the second, which does not (an interrupted epoch).
-    fn add(&self, e: &ScanEvent, sealed: bool) {
+    fn add(&self, lab: &Lab, e: &ScanEvent, sealed: bool) {
         let epoch = self.epoch_ids[usize::from(!sealed)];
-        clickhouse_sql(&format!(
+        lab.sql(&format!(
             "INSERT INTO sealtrail.scan_events (event_id, item_id, item_ids, device_id, epoch_id, sealed_at) \
              VALUES ('{}', '{item}', ['{item}'], '{}', {epoch}, now())",
             e.event_id,
@@ -549,29 +529,10 @@ impl SealedRows {
             item = self.item_id
         ));
         if sealed {
-            // Anchored, so no sealer tries to commit its (empty) root.
-            clickhouse_sql(&format!(
+            lab.sql(&format!(
                 "INSERT INTO sealtrail.epochs (epoch_id, instance, status, version) \
                  VALUES ({epoch}, 'gateway-test', 'anchored', 1)"
             ));
-        }
-    }
-}
-
-impl Drop for SealedRows {
-    fn drop(&mut self) {
-        let [a, b] = self.epoch_ids;
-        for sql in [
-            format!("ALTER TABLE sealtrail.epochs DELETE WHERE epoch_id IN ({a}, {b})"),
-            format!("ALTER TABLE sealtrail.scan_events DELETE WHERE epoch_id IN ({a}, {b})"),
-            format!(
-                "ALTER TABLE sealtrail.events_by_id DELETE WHERE item_id = '{}'",
-                self.item_id
-            ),
-        ] {
-            let _ = Command::new("curl")
-                .args(["-sS", "http://127.0.0.1:8123/", "--data-binary", &sql])
-                .output();
         }
     }
 }
@@ -581,19 +542,21 @@ impl Drop for SealedRows {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
+    let lab = open_lab(16);
     let device = unique("dup").replace('-', "");
-    let key = add_device(&device);
+    let key = add_device(&lab, &device);
     let (sealed, fresh, orphan) = (
         event(&device, &key, 1),
         event(&device, &key, 2),
         event(&device, &key, 3),
     );
     let rows = SealedRows::new();
-    rows.add(&sealed, true);
-    rows.add(&orphan, false);
+    rows.add(&lab, &sealed, true);
+    rows.add(&lab, &orphan, false);
     // One event in flight at most: a batch of two passes the sealed-id check and
     // is then answered 503 "overloaded", so waiting for the filter lands nothing.
     let gw = start_gateway(
+        &lab,
         free_port(),
         &["--max-in-flight", "1", "--seen-refresh-ms", "200"],
     );
@@ -620,7 +583,7 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
             .is_some_and(|p| p.contains(&sealed.event_id)),
         "{body}"
     );
-    let before = end_offsets();
+    let before = lab.end_offsets();
     let (status, body, _) = post(&gw.url, json::to_json(&sealed).to_string()).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
@@ -631,7 +594,7 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
         let (status, body, _) = post(&gw.url, json::to_json(e).to_string()).await;
         assert_eq!(status, 202, "{}: {body}", e.event_id);
     }
-    let landed = records_since(&before);
+    let landed = records_since(&lab, &before);
     assert!(landed.contains(&fresh) && landed.contains(&orphan));
     assert!(
         !landed.contains(&sealed),
@@ -649,9 +612,11 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
+    let lab = open_lab(17);
     let device = unique("to").replace('-', "");
-    let key = add_device(&device);
+    let key = add_device(&lab, &device);
     let gw = start_gateway(
+        &lab,
         free_port(),
         &[
             "--request-timeout-ms",
@@ -694,7 +659,7 @@ async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
     for _ in 0..60 {
         let n = (lo + hi) / 2;
         let (events, body) = batch(n);
-        let before = end_offsets();
+        let before = lab.end_offsets();
         let (status, answer, retry) = post(&gw.url, body).await;
         tried.push((
             n,
@@ -735,14 +700,14 @@ async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
         }
         let sent: std::collections::HashSet<&str> =
             events.iter().map(|e| e.event_id.as_str()).collect();
-        let landed: std::collections::HashSet<String> = records_since(&before)
+        let landed: std::collections::HashSet<String> = records_since(&lab, &before)
             .into_iter()
             .map(|e| e.event_id)
             .collect();
         assert!(
             ids.iter()
                 .all(|id| sent.contains(id) && landed.contains(*id)),
-            "every id listed is one of the request's, on scan-events"
+            "every id listed is one of the request's, on the topic"
         );
         return;
     }
@@ -781,8 +746,10 @@ fn closed_after(port: u16, sent: &[u8]) -> Option<(Duration, String)> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn slow_clients_are_cut_off() {
+    let lab = open_lab(18);
     let port = free_port();
     let gw = start_gateway(
+        &lab,
         port,
         &[
             "--header-timeout-ms",
@@ -822,10 +789,12 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_over_its_quota_is_answered_429() {
+    let lab = open_lab(19);
     let device = unique("quota").replace('-', "");
     let other = unique("quota2").replace('-', "");
-    let (key, other_key) = (add_device(&device), add_device(&other));
+    let (key, other_key) = (add_device(&lab, &device), add_device(&lab, &other));
     let gw = start_gateway(
+        &lab,
         free_port(),
         &["--device-events-per-second", "0.5", "--device-burst", "3"],
     );
@@ -835,7 +804,7 @@ async fn a_device_over_its_quota_is_answered_429() {
     // The first produce waits for Kafka's metadata and may time out: a third
     // device takes that, so the two under test start with full buckets.
     let warm = unique("quota3").replace('-', "");
-    let warm_key = add_device(&warm);
+    let warm_key = add_device(&lab, &warm);
     let deadline = Instant::now() + Duration::from_secs(20);
     for n in 1.. {
         let (status, answer, _) = post(&gw.url, body(vec![event(&warm, &warm_key, n)])).await;
@@ -851,7 +820,7 @@ async fn a_device_over_its_quota_is_answered_429() {
     let first: Vec<ScanEvent> = (1..=3).map(|n| event(&device, &key, n)).collect();
     let (status, answer, _) = post(&gw.url, body(first)).await;
     assert_eq!(status, 202, "a burst of 3 passes: {answer}");
-    let before = end_offsets();
+    let before = lab.end_offsets();
     let over = event(&device, &key, 4);
     let (status, answer, retry) = post(&gw.url, body(vec![over.clone()])).await;
     assert_eq!(
@@ -873,7 +842,7 @@ async fn a_device_over_its_quota_is_answered_429() {
     let (status, answer, _) = post(&gw.url, body(vec![event(&other, &other_key, 1)])).await;
     assert_eq!(status, 202, "another device is not held back: {answer}");
     assert!(
-        !records_since(&before)
+        !records_since(&lab, &before)
             .iter()
             .any(|e| e.event_id == over.event_id),
         "the refused event reached Kafka"
@@ -893,14 +862,16 @@ async fn a_device_over_its_quota_is_answered_429() {
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn hostile_requests_never_panic_the_gateway() {
     use web::hostile::{barrage, request, still_serving, Tally};
+    let lab = open_lab(20);
     let device = unique("hostile").replace('-', "");
-    let key = add_device(&device);
+    let key = add_device(&lab, &device);
     let port = free_port();
     let log = std::env::temp_dir().join(format!(
         "sealtrail-gateway-hostile-{}.log",
         std::process::id()
     ));
     let _gw = start_gateway_logging(
+        &lab,
         port,
         &[
             // A request cut short is closed at these deadlines: keep the run short.

@@ -1,5 +1,5 @@
 //! The simulator against the real stack: it puts exactly the events it was asked
-//! for on `scan-events` (counted by Kafka's own offsets, not by the simulator), each
+//! for on its topic (counted by Kafka's own offsets, not by the simulator), each
 //! one readable with the `.avsc` alone; the same seed writes the same corpus.
 
 use std::collections::HashSet;
@@ -9,44 +9,22 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
-
-/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
-/// writes the credentials).
-fn kafka(user: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&schemas::kafka::checkout_state_dir(), user)
-        .expect("local Kafka credentials")
-    {
-        c.set(k, v);
-    }
-    c
-}
-
-fn end_offsets(c: &BaseConsumer) -> Vec<i64> {
-    (0..12)
-        .map(|p| {
-            c.fetch_watermarks("scan-events", p, Duration::from_secs(5))
-                .unwrap()
-                .1
-        })
-        .collect()
-}
 
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
-    let consumer: BaseConsumer = kafka("admin")
-        .set("bootstrap.servers", "127.0.0.1:9092")
+    // A topic of its own: every record on it is the simulator's.
+    let lab = lab::Lab::open(*lab::slots::SIMULATE.start());
+    let consumer: BaseConsumer = lab::kafka("admin")
         .set("group.id", format!("simulate-test-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let before = end_offsets(&consumer);
-    let out = Command::new(INGEST)
-        .env("SEALTRAIL_STATE_DIR", schemas::kafka::checkout_state_dir())
+    let out = lab
+        .env(&mut Command::new(INGEST))
         .args([
             "simulate", "--events", "100000", "--seed", "1", "--items", "2000",
         ])
@@ -62,8 +40,8 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
         stdout.contains("sent=100000 acknowledged=100000 failed=0"),
         "{stdout}"
     );
-    let after = end_offsets(&consumer);
-    let added: i64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
+    let after = lab.end_offsets();
+    let added: i64 = after.iter().sum();
     assert_eq!(
         added, 100_000,
         "Kafka's offsets grew by exactly the events sent"
@@ -80,8 +58,8 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
     .unwrap();
     let reader = apache_avro::GenericSingleObjectReader::new(schema).unwrap();
     let mut tpl = TopicPartitionList::new();
-    for (p, start) in before.iter().enumerate() {
-        tpl.add_partition_offset("scan-events", p as i32, Offset::Offset(*start))
+    for p in 0..lab::PARTITIONS {
+        tpl.add_partition_offset(&lab.topic, p, Offset::Offset(0))
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();

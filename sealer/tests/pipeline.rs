@@ -17,7 +17,6 @@ use ed25519_dalek::SigningKey;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 use schemas::{avro, signature, Action, BizStep, Disposition, ScanEvent};
 
 const SEALER: &str = env!("CARGO_BIN_EXE_sealer");
@@ -27,155 +26,45 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-fn state() -> PathBuf {
-    std::env::var_os("SEALTRAIL_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".local"))
-}
+use lab::{kafka, state, wait_until};
 
-/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
-/// writes the credentials).
-fn kafka(user: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
-        c.set(k, v);
-    }
-    c
-}
-
-/// What one test has to itself: topics, a consumer group and a database, new
-/// each run (the database is one of the lab databases `deploy/local/up` lets
-/// the services use, chosen by the test, emptied and migrated).
-#[derive(Clone, Debug)]
-struct Lab {
-    topic: String,
-    dlq: String,
-    group: String,
-    database: String,
-}
-
-static LAB: Mutex<Option<Lab>> = Mutex::new(None);
+static LAB: Mutex<Option<Arc<lab::Lab>>> = Mutex::new(None);
 
 /// The lab of the test running (tests run one at a time).
-fn lab() -> Lab {
+fn lab() -> Arc<lab::Lab> {
     LAB.lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .expect("the test opened no lab")
 }
 
-/// The one-at-a-time lock and the test's lab, dropped (topics deleted,
-/// database dropped when the test passed) at the end of the test.
+/// The one-at-a-time lock and the test's lab (`lab::Lab`), closed at the end
+/// of the test.
 struct Bench {
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
-impl Lab {
-    fn open(slot: u8) -> Bench {
-        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
-        let lab = Lab {
-            topic: format!("lab-{slot:02}-{stamp}-scan-events"),
-            dlq: format!("lab-{slot:02}-{stamp}-scan-events-dlq"),
-            group: format!("sealtrail-lab-{slot:02}-{stamp}"),
-            database: format!("sealtrail_lab_{slot:02}"),
-        };
-        let dropped = Command::new("curl")
-            .args(["-sf", "http://127.0.0.1:8123/", "--data-binary"])
-            .arg(format!("DROP DATABASE IF EXISTS {}", lab.database))
-            .status()
-            .unwrap();
-        assert!(dropped.success(), "dropping {}", lab.database);
-        let migrated = Command::new(SEALER)
-            .args(["migrate", "--quiet"])
-            .env("SEALTRAIL_CLICKHOUSE_DATABASE", &lab.database)
-            .env("SEALTRAIL_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            migrated.status.success(),
-            "migrating {}: {}",
-            lab.database,
-            String::from_utf8_lossy(&migrated.stderr)
-        );
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = kafka("admin")
-            .set("bootstrap.servers", "127.0.0.1:9092")
-            .create()
-            .unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let made = rt
-            .block_on(admin.create_topics(
-                &[
-                    NewTopic::new(&lab.topic, 12, TopicReplication::Fixed(1)),
-                    NewTopic::new(&lab.dlq, 1, TopicReplication::Fixed(1)),
-                ],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            ))
-            .unwrap();
-        for r in made {
-            assert!(r.is_ok(), "creating a lab topic: {r:?}");
-        }
-        // The topics are there once every partition has a leader.
-        let probe: BaseConsumer = kafka("admin")
-            .set("bootstrap.servers", "127.0.0.1:9092")
-            .create()
-            .unwrap();
-        wait_until("the lab's topics", Duration::from_secs(30), || {
-            probe
-                .fetch_metadata(Some(&lab.topic), Duration::from_secs(2))
-                .is_ok_and(|m| {
-                    m.topics()
-                        .first()
-                        .is_some_and(|t| t.error().is_none() && t.partitions().len() == 12)
-                })
-        });
-        *LAB.lock().unwrap_or_else(|e| e.into_inner()) = Some(lab);
-        Bench {
-            _one_at_a_time: guard,
-        }
+/// Opens the test's lab in `slot` (of `lab::slots::PIPELINE`), after the
+/// test before it has finished.
+fn open_lab(slot: u8) -> Bench {
+    assert!(lab::slots::PIPELINE.contains(&slot));
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    *LAB.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(lab::Lab::open(slot)));
+    Bench {
+        _one_at_a_time: guard,
     }
 }
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        let Some(lab) = LAB.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return;
-        };
-        use rdkafka::admin::{AdminClient, AdminOptions};
-        if let Ok(admin) = kafka("admin")
-            .set("bootstrap.servers", "127.0.0.1:9092")
-            .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
-        {
-            if let Ok(rt) = tokio::runtime::Runtime::new() {
-                let _ = rt.block_on(admin.delete_topics(
-                    &[lab.topic.as_str(), lab.dlq.as_str()],
-                    &AdminOptions::new(),
-                ));
-            }
-        }
-        // Kept when the test failed, to look at; emptied by the next run.
-        if !std::thread::panicking() {
-            let _ = Command::new("curl")
-                .args(["-sf", "http://127.0.0.1:8123/", "--data-binary"])
-                .arg(format!("DROP DATABASE IF EXISTS {}", lab.database))
-                .status();
-        }
+        LAB.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
 fn sealer_command(args: &[&str]) -> Command {
-    let lab = lab();
     let mut c = Command::new(SEALER);
-    c.args(args)
-        .env("SEALTRAIL_KAFKA_TOPIC", &lab.topic)
-        .env("SEALTRAIL_KAFKA_DLQ_TOPIC", &lab.dlq)
-        .env("SEALTRAIL_SEALER_GROUP", &lab.group)
-        .env("SEALTRAIL_CLICKHOUSE_DATABASE", &lab.database)
-        .env("SEALTRAIL_STATE_DIR", state())
+    lab()
+        .env(c.args(args))
         .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
         .env(
             "SEALTRAIL_LEDGER_CONTRACT_FILE",
@@ -369,7 +258,6 @@ fn unsigned_event(run: u64, n: u64) -> ScanEvent {
 
 fn producer() -> ThreadedProducer<DefaultProducerContext> {
     kafka("scanner")
-        .set("bootstrap.servers", "127.0.0.1:9092")
         // Java's partitioner, as the gateway uses: the sealer checks the partition.
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
@@ -383,7 +271,7 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
 fn produce(count: u64, per_second: u64) {
     register_device();
     let p = producer();
-    let topic = lab().topic;
+    let topic = lab().topic.clone();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -423,7 +311,7 @@ fn produce_until(per_second: u64) -> (Arc<AtomicBool>, std::thread::JoinHandle<(
 
 /// A query as the admin, written against `sealtrail.` and run in the lab's database.
 fn clickhouse(query: &str) -> String {
-    let query = query.replace("sealtrail.", &format!("{}.", lab().database));
+    let query = lab().qualify(query);
     let out = Command::new("curl")
         .args(["-sf", "http://127.0.0.1:8123/", "--data-binary", &query])
         .output()
@@ -432,11 +320,8 @@ fn clickhouse(query: &str) -> String {
 }
 
 fn on_topic() -> i64 {
-    let c: BaseConsumer = kafka("admin")
-        .set("bootstrap.servers", "127.0.0.1:9092")
-        .create()
-        .unwrap();
-    let topic = lab().topic;
+    let c: BaseConsumer = kafka("admin").create().unwrap();
+    let topic = lab().topic.clone();
     (0..12)
         .map(|p| {
             let (low, high) = c
@@ -476,21 +361,12 @@ fn assert_sealed_exactly_once(within: Duration) {
     );
 }
 
-/// Waits until `ready` holds, polling every 200 ms; fails naming `what` after `within`.
-fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 use web::probe::free_port;
 
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
-    let _lab = Lab::open(1);
+    let _lab = open_lab(1);
     for (n, point) in [
         "consumed:4000",
         "events-written:1",
@@ -529,7 +405,7 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
-    let _lab = Lab::open(2);
+    let _lab = open_lab(2);
     let run = std::process::id();
     let (a_name, b_name) = (format!("group-a-{run}"), format!("group-b-{run}"));
     let a = Sealer::start(&a_name, None);
@@ -573,7 +449,7 @@ fn a_second_sealer_in_the_group_takes_over_when_one_is_killed() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn an_epoch_a_dead_group_member_left_pending_is_committed_by_the_survivor() {
-    let _lab = Lab::open(3);
+    let _lab = open_lab(3);
     let run = std::process::id();
     let b = Sealer::start(&format!("orphan-b-{run}"), None);
     wait_until("b claims its partitions", Duration::from_secs(60), || {
@@ -613,7 +489,7 @@ impl Sealer {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_sealer_paused_past_its_session_cannot_seal_over_the_new_owner() {
-    let _lab = Lab::open(4);
+    let _lab = open_lab(4);
     let run = std::process::id();
     let zombie = format!("zombie-a-{run}");
     let a = Sealer::start(&zombie, None);
@@ -722,7 +598,7 @@ fn steal_claim(partitions: Vec<u16>) {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
-    let _lab = Lab::open(5);
+    let _lab = open_lab(5);
     let sealer = Sealer::start("claim-taken", None);
     let (stop, producing) = produce_until(5_000);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -772,17 +648,13 @@ fn a_sealer_whose_claim_is_taken_takes_its_partitions_back_and_loses_nothing() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
-    let _lab = Lab::open(6);
+    let _lab = open_lab(6);
     let sealer = Sealer::start("ledger-outage", None);
     let (stop, producing) = produce_until(5_000);
     wait_until("anchoring", Duration::from_secs(60), || {
         sealer.count("sealtrail_sealer_anchored_epochs_total") >= 2.0
     });
-    let down = Command::new(root().join("deploy/local/down"))
-        .arg("anvil")
-        .output()
-        .unwrap();
-    assert!(down.status.success());
+    let outage = Outage::of("anvil");
     let sealed_early = sealer.count("sealtrail_sealer_sealed_events_total");
     // Sealing into ClickHouse goes on while epochs wait as pending.
     wait_until("10 epochs pending", Duration::from_secs(60), || {
@@ -793,15 +665,7 @@ fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
         sealed_late > sealed_early,
         "sealing into ClickHouse went on: {sealed_early} -> {sealed_late}"
     );
-    let up = Command::new(root().join("deploy/local/up"))
-        .env("SEALTRAIL_SEALER_BIN", SEALER)
-        .output()
-        .unwrap();
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    outage.end();
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
     assert_sealed_exactly_once(Duration::from_secs(120));
@@ -817,17 +681,13 @@ fn a_ledger_outage_leaves_epochs_pending_then_they_are_anchored_in_order() {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing() {
-    let _lab = Lab::open(7);
+    let _lab = open_lab(7);
     let sealer = Sealer::start("clickhouse-outage", None);
     let (stop, producing) = produce_until(20_000);
     wait_until("sealing", Duration::from_secs(60), || {
         sealer.count("sealtrail_sealer_sealed_epochs_total") >= 2.0
     });
-    let down = Command::new(root().join("deploy/local/down"))
-        .arg("clickhouse")
-        .output()
-        .unwrap();
-    assert!(down.status.success());
+    let outage = Outage::of("clickhouse");
     // Backpressure: the stages fill (two epochs held) and polling stops.
     let consumed = || sealer.count("sealtrail_sealer_consumed_records_total");
     let mut last = consumed();
@@ -856,19 +716,51 @@ fn a_clickhouse_outage_stops_consumption_with_bounded_memory_and_loses_nothing()
         peak_rss < 1024 * 1024,
         "sealer RSS {peak_rss} kB stayed under 1 GiB"
     );
-    let up = Command::new(root().join("deploy/local/up"))
-        .env("SEALTRAIL_SEALER_BIN", SEALER)
-        .output()
-        .unwrap();
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    outage.end();
     stop.store(true, Ordering::Relaxed);
     producing.join().unwrap();
     assert_sealed_exactly_once(Duration::from_secs(180));
     sealer.stop();
+}
+
+/// A service of the stack stopped (`deploy/local/down SERVICE`) until `end`,
+/// or until the test ends however it ends, so a failed test does not leave
+/// the stack without it for the tests after it.
+struct Outage(Option<&'static str>);
+
+impl Outage {
+    fn of(service: &'static str) -> Outage {
+        let down = Command::new(root().join("deploy/local/down"))
+            .arg(service)
+            .output()
+            .unwrap();
+        assert!(down.status.success(), "stopping {service}");
+        Outage(Some(service))
+    }
+
+    /// Brings the stack back (`deploy/local/up`, which starts what is down).
+    fn end(mut self) {
+        self.0 = None;
+        let up = Command::new(root().join("deploy/local/up"))
+            .env("SEALTRAIL_SEALER_BIN", SEALER)
+            .output()
+            .unwrap();
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let _ = Command::new(root().join("deploy/local/up"))
+                .env("SEALTRAIL_SEALER_BIN", SEALER)
+                .output();
+        }
+    }
 }
 
 /// Every record of the dead-letter topic: (payload, reason header).
@@ -876,12 +768,11 @@ fn dead_letters() -> Vec<(Vec<u8>, String)> {
     use rdkafka::message::{Headers, Message};
     use rdkafka::{Offset, TopicPartitionList};
     let c: BaseConsumer = kafka("admin")
-        .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.auto.commit", "false")
         .set("group.id", format!("dlq-reader-{}", std::process::id()))
         .create()
         .unwrap();
-    let dlq = lab().dlq;
+    let dlq = lab().dlq.clone();
     let (low, high) = c.fetch_watermarks(&dlq, 0, Duration::from_secs(5)).unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&dlq, 0, Offset::Offset(low))
@@ -908,7 +799,7 @@ fn dead_letters() -> Vec<(Vec<u8>, String)> {
 
 fn send(records: &[(String, Vec<u8>)]) {
     let p = producer();
-    let topic = lab().topic;
+    let topic = lab().topic.clone();
     for (key, value) in records {
         p.send(BaseRecord::to(&topic).key(key).payload(value))
             .map_err(|(e, _)| e)
@@ -923,7 +814,7 @@ fn send(records: &[(String, Vec<u8>)]) {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
-    let _lab = Lab::open(8);
+    let _lab = open_lab(8);
     register_device();
     let run = now_ms() as u64 * 1000 + 7;
     let mut attacks: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -1146,7 +1037,7 @@ impl Cuttable {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn sigterm_during_a_clickhouse_outage_stops_the_sealer_and_loses_nothing() {
-    let _lab = Lab::open(9);
+    let _lab = open_lab(9);
     let stops_within = |sealer: Sealer, what: &str| {
         sealer.signal("-TERM");
         let started = Instant::now();

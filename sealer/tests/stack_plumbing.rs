@@ -2,6 +2,10 @@
 //! Kafka takes a record on `scan-events` and gives it back, ClickHouse stores and
 //! returns a row through the `clickhouse` crate, anvil answers JSON-RPC, and
 //! `sealer migrate` is applied and idempotent.
+//!
+//! The Kafka tests use the deployed topics themselves (their partitions and
+//! ACLs are what they check), each with a consumer group of its own; the
+//! ClickHouse ones a table or a lab database of their own.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -215,9 +219,20 @@ async fn anvil_answers_with_its_chain_id() {
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn migrate_is_applied_once_and_idempotent() {
     let sealer = env!("CARGO_BIN_EXE_sealer");
+    // From nothing: a database of its own, dropped first.
+    let database = format!("sealtrail_lab_{:02}", lab::slots::PLUMBING.start());
+    let client = clickhouse::Client::default()
+        .with_url(CLICKHOUSE)
+        .with_validation(false);
+    client
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await
+        .expect("drop the database");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(sealer)
             .args(args)
+            .env("SEALTRAIL_CLICKHOUSE_DATABASE", &database)
             .output()
             .expect("run sealer");
         assert!(
@@ -227,7 +242,7 @@ async fn migrate_is_applied_once_and_idempotent() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    run(&["migrate"]);
+    let first = run(&["migrate"]);
     let again = run(&["migrate"]);
     assert!(
         again.starts_with("schema is current"),
@@ -236,12 +251,16 @@ async fn migrate_is_applied_once_and_idempotent() {
     let list = run(&["migrate", "--list"]);
     let known = list.lines().count() as u64;
     assert!(list.lines().all(|l| l.ends_with("applied")), "{list}");
+    assert_eq!(
+        first.lines().filter(|l| l.starts_with("applied ")).count() as u64,
+        known,
+        "the first run applied every migration: {first}"
+    );
 
-    let client = clickhouse::Client::default()
-        .with_url(CLICKHOUSE)
-        .with_validation(false);
     let (rows, versions): (u64, u64) = client
-        .query("SELECT count(), uniqExact(version) FROM sealtrail.schema_migrations")
+        .query(&format!(
+            "SELECT count(), uniqExact(version) FROM {database}.schema_migrations"
+        ))
         .fetch_one()
         .await
         .expect("version table");
@@ -251,11 +270,16 @@ async fn migrate_is_applied_once_and_idempotent() {
         "each migration recorded exactly once"
     );
     let devices: u64 = client
-        .query(
-            "SELECT count() FROM system.tables WHERE database = 'sealtrail' AND name = 'devices'",
-        )
+        .query(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{database}' AND name = 'devices'"
+        ))
         .fetch_one::<u64>()
         .await
         .expect("system.tables");
-    assert_eq!(devices, 1, "migration 001 created sealtrail.devices");
+    assert_eq!(devices, 1, "migration 001 created {database}.devices");
+    client
+        .query(&format!("DROP DATABASE {database}"))
+        .execute()
+        .await
+        .expect("drop the database");
 }

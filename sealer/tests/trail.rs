@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 use schemas::{avro, signature, Action, BizStep, Disposition, ScanEvent};
 use serde_json::Value;
 
@@ -29,25 +28,37 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// A Kafka client of the local stack, authenticated as `user` (deploy/local/up
-/// writes the credentials).
-fn kafka(user: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in schemas::kafka::local(&state(), user).expect("local Kafka credentials") {
-        c.set(k, v);
-    }
-    c
+use lab::{kafka, state};
+
+thread_local! {
+    /// The lab (`lab::Lab`) of the test running on this thread.
+    static LAB: std::cell::RefCell<Option<std::rc::Rc<lab::Lab>>> = const { std::cell::RefCell::new(None) };
 }
 
-fn state() -> PathBuf {
-    std::env::var_os("SEALTRAIL_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".local"))
+fn lab() -> std::rc::Rc<lab::Lab> {
+    LAB.with(|l| l.borrow().clone().expect("the test opened no lab"))
+}
+
+/// The test's lab is closed when this is dropped.
+struct Opened;
+impl Drop for Opened {
+    fn drop(&mut self) {
+        LAB.with(|l| l.borrow_mut().take());
+    }
+}
+
+/// Opens the test's lab in `slot` (of `lab::slots::TRAIL`).
+fn open_lab(slot: u8) -> Opened {
+    assert!(lab::slots::TRAIL.contains(&slot));
+    let opened = std::rc::Rc::new(lab::Lab::open(slot));
+    LAB.with(|l| *l.borrow_mut() = Some(opened));
+    Opened
 }
 
 fn sealer(args: &[&str]) -> Command {
     let mut c = Command::new(SEALER);
-    c.env("SEALTRAIL_STATE_DIR", state())
+    lab()
+        .env(&mut c)
         .args(args)
         .env("SEALTRAIL_LEDGER_KEY_FILE", state().join("ledger/key"))
         .env(
@@ -62,20 +73,9 @@ fn run(args: &[&str]) -> Output {
     sealer(args).output().expect("running sealer")
 }
 
+/// A query written against `sealtrail.`, run in the test's lab.
 fn clickhouse(query: &str) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail-with-body",
-            "http://127.0.0.1:8123/",
-            "--data-binary",
-            query,
-        ])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(out.status.success(), "ClickHouse refused {query}: {text}");
-    text
+    lab().sql(query)
 }
 
 /// Runs an ALTER … UPDATE and waits until the mutation has been applied.
@@ -180,14 +180,14 @@ fn produce(events: &[ScanEvent]) {
     let p: ThreadedProducer<DefaultProducerContext> = kafka("scanner")
         // Java's partitioner, as the gateway uses: the sealer checks the partition.
         .set("partitioner", "murmur2_random")
-        .set("bootstrap.servers", "127.0.0.1:9092")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
         .unwrap();
+    let topic = lab().topic.clone();
     for e in events {
         let value = avro::encode_single_object(e);
-        p.send(BaseRecord::to("scan-events").key(e.key()).payload(&value))
+        p.send(BaseRecord::to(&topic).key(e.key()).payload(&value))
             .map_err(|(e, _)| e)
             .unwrap();
     }
@@ -329,6 +329,7 @@ impl Drop for Restore {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_steps() {
+    let _lab = open_lab(10);
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -1015,6 +1016,7 @@ fn seed(n: u64) -> [u8; 32] {
 #[test]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 fn hostile_requests_never_panic_the_api() {
+    let _lab = open_lab(11);
     use web::hostile::{barrage, request, still_serving, Tally};
     let port = free_port();
     let log =

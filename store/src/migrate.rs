@@ -42,6 +42,17 @@ pub struct MigrateArgs {
     quiet: bool,
 }
 
+impl MigrateArgs {
+    /// Apply, printing nothing when there is nothing to apply (for callers
+    /// that are not the command line, e.g. the tests' labs).
+    pub fn quiet() -> Self {
+        MigrateArgs {
+            list: false,
+            quiet: true,
+        }
+    }
+}
+
 #[derive(Row, Deserialize, Debug)]
 struct Applied {
     version: u32,
