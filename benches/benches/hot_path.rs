@@ -1,7 +1,7 @@
-//! The sealer's hot path on one core: leaf hash → tree → proofs → rows for
+//! The sealer's hot path on one core: leaf hash → tree → tiles → rows for
 //! epochs of 1k, 100k and 1M admitted events (`seal_epoch`), and apart from it
 //! the gate that admits them (`gate`: canonical decode, rules, signatures in
-//! batches) on one thread and on two; then the parts: the tree and its proofs at
+//! batches) on one thread and on two; then the parts: the tree and its tiles at
 //! each size, Avro decode, leaf hashing, and the ClickHouse client's RowBinary
 //! encoding of the rows. `BENCH_MALLOC_DEFAULTS=1` measures with glibc's
 //! defaults instead of the sealer's allocator settings.
@@ -92,13 +92,13 @@ fn tree(c: &mut Criterion) {
         });
     }
     g.finish();
-    let mut g = c.benchmark_group("proofs_all_leaves");
+    let mut g = c.benchmark_group("tiles_of_tree");
     g.sample_size(10);
     for n in SIZES {
         let tree = EpochTree::build(&leaves(n));
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}"), |b| {
-            b.iter(|| (0..n).map(|i| tree.proof(i).len()).sum::<usize>())
+            b.iter(|| sealer::tile::tiles_of(&tree).len())
         });
     }
     g.finish();
@@ -138,10 +138,16 @@ fn rows(c: &mut Criterion) {
     let bytes: usize = sealed
         .rows
         .iter()
-        .map(|r| r.payload.len() + 32 * (r.proof.len() + 1))
-        .sum();
+        .map(|r| r.payload.len() + 32)
+        .sum::<usize>()
+        + sealed
+            .tiles
+            .iter()
+            .flat_map(|t| &t.rows)
+            .map(|r| 32 * r.len())
+            .sum::<usize>();
     println!(
-        "{n} rows, {} bytes of payload, leaf hash and proof each on average",
+        "{n} rows, {} bytes of payload, leaf hash and stored tree each on average",
         bytes / n
     );
     let rt = tokio::runtime::Builder::new_current_thread()

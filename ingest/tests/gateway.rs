@@ -235,7 +235,7 @@ fn records_since(lab: &Lab, from: &[i64]) -> Vec<ScanEvent> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
-    let lab = open_lab(12);
+    let lab = open_lab(13);
     let device = unique("gw").replace('-', "");
     let key = add_device(&lab, &device);
     let gw = start_gateway(&lab, free_port(), &[]);
@@ -377,7 +377,7 @@ async fn gateway_accepts_signed_events_refuses_bad_input_and_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revoked() {
-    let lab = open_lab(13);
+    let lab = open_lab(14);
     let gw = start_gateway(&lab, free_port(), &["--device-refresh-ms", "3600000"]);
     let running = start_gateway(&lab, free_port(), &[]);
     let device = unique("rv").replace('-', "");
@@ -444,7 +444,7 @@ async fn a_device_added_while_serving_is_accepted_at_once_and_refused_once_revok
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn overload_is_answered_503_with_retry_after() {
-    let lab = open_lab(14);
+    let lab = open_lab(15);
     let device = unique("ov").replace('-', "");
     let key = add_device(&lab, &device);
     let gw = start_gateway(&lab, free_port(), &["--max-in-flight", "1"]);
@@ -469,7 +469,7 @@ async fn overload_is_answered_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_signature_reused_in_a_batch_or_a_future_time_is_refused() {
-    let lab = open_lab(15);
+    let lab = open_lab(16);
     let device = unique("reuse").replace('-', "");
     let key = add_device(&lab, &device);
     let gw = start_gateway(&lab, free_port(), &[]);
@@ -542,7 +542,7 @@ impl SealedRows {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
-    let lab = open_lab(16);
+    let lab = open_lab(17);
     let device = unique("dup").replace('-', "");
     let key = add_device(&lab, &device);
     let (sealed, fresh, orphan) = (
@@ -612,7 +612,7 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_timeout_names_the_events_kafka_acknowledged_before_it() {
-    let lab = open_lab(17);
+    let lab = open_lab(18);
     let device = unique("to").replace('-', "");
     let key = add_device(&lab, &device);
     let gw = start_gateway(
@@ -746,7 +746,7 @@ fn closed_after(port: u16, sent: &[u8]) -> Option<(Duration, String)> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn slow_clients_are_cut_off() {
-    let lab = open_lab(18);
+    let lab = open_lab(19);
     let port = free_port();
     let gw = start_gateway(
         &lab,
@@ -789,7 +789,7 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn a_device_over_its_quota_is_answered_429() {
-    let lab = open_lab(19);
+    let lab = open_lab(20);
     let device = unique("quota").replace('-', "");
     let other = unique("quota2").replace('-', "");
     let (key, other_key) = (add_device(&lab, &device), add_device(&lab, &other));
@@ -862,7 +862,7 @@ async fn a_device_over_its_quota_is_answered_429() {
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn hostile_requests_never_panic_the_gateway() {
     use web::hostile::{barrage, request, still_serving, Tally};
-    let lab = open_lab(20);
+    let lab = open_lab(21);
     let device = unique("hostile").replace('-', "");
     let key = add_device(&lab, &device);
     let port = free_port();

@@ -22,13 +22,13 @@ pub mod slots {
     /// sealer/tests/pipeline.rs
     pub const PIPELINE: std::ops::RangeInclusive<u8> = 1..=9;
     /// sealer/tests/trail.rs
-    pub const TRAIL: std::ops::RangeInclusive<u8> = 10..=11;
+    pub const TRAIL: std::ops::RangeInclusive<u8> = 10..=12;
     /// ingest/tests/gateway.rs
-    pub const GATEWAY: std::ops::RangeInclusive<u8> = 12..=20;
+    pub const GATEWAY: std::ops::RangeInclusive<u8> = 13..=21;
     /// ingest/tests/simulate.rs
-    pub const SIMULATE: std::ops::RangeInclusive<u8> = 21..=21;
+    pub const SIMULATE: std::ops::RangeInclusive<u8> = 22..=22;
     /// sealer/tests/stack_plumbing.rs (its database only)
-    pub const PLUMBING: std::ops::RangeInclusive<u8> = 22..=22;
+    pub const PLUMBING: std::ops::RangeInclusive<u8> = 23..=23;
 }
 
 /// Partitions of a lab topic, as of `scan-events`.

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "005_device_key_history"),
     migration!(6, "006_partition_by_sealing_month"),
     migration!(7, "007_epoch_leases"),
+    migration!(8, "008_epoch_tiles"),
 ];
 
 /// Where the applied versions are recorded.

@@ -17,6 +17,8 @@ use crate::ledger::Ledger;
 use crate::proof::{leaf_hash, verify, EpochTree, Hash};
 use crate::store::audit;
 use crate::store::epochs::{EpochRow, ANCHORED, VOID};
+use crate::store::tiles;
+use crate::tile::{tiles_of, Tile};
 use schemas::devices::KeyAt;
 use sealer::keyset::{self, Snapshot};
 use sealer::verify::altered_columns;
@@ -129,21 +131,24 @@ pub async fn run<L: Ledger>(
     }
 
     // 2. Every epoch's rows: the right count, each record once, leaves recomputed
-    //    from the payload, and the tree root equal to the epoch's root.
-    // Streamed epoch by epoch: only the current epoch's leaf hashes are held.
+    //    from the payload, the tree root equal to the epoch's root, and the
+    //    stored tree (tiles) equal to the one the leaves build. Rows sealed
+    //    before tiles carry their own proofs instead, each checked.
     let committed: HashMap<u64, &EpochRow> = epochs.iter().map(|e| (e.epoch_id, e)).collect();
     let mut cursor = audit::leaves(clickhouse).context("reading the event rows")?;
     let (mut events, mut orphans, mut void_rows) = (0u64, 0u64, 0u64);
     let mut mismatched = 0u64;
     let void_ids: std::collections::HashSet<u64> = void.iter().map(|e| e.epoch_id).collect();
-    let mut seen: HashMap<u64, Vec<Hash>> = HashMap::new();
-    let mut current: Option<(u64, Vec<Hash>, Option<String>)> = None;
-    let mut finish = |cur: Option<(u64, Vec<Hash>, Option<String>)>, problems: &mut Vec<String>| {
-        if let Some((id, hashes, problem)) = cur {
+    // Per epoch: its leaf hashes, and whether its rows carry their own proofs.
+    let mut seen: HashMap<u64, (Vec<Hash>, bool)> = HashMap::new();
+    let mut current: Option<(u64, Vec<Hash>, bool, Option<String>)> = None;
+    let mut finish = |cur: Option<(u64, Vec<Hash>, bool, Option<String>)>,
+                      problems: &mut Vec<String>| {
+        if let Some((id, hashes, own_proofs, problem)) = cur {
             if let Some(p) = problem {
                 problems.push(p);
             }
-            seen.insert(id, hashes);
+            seen.insert(id, (hashes, own_proofs));
         }
     };
     while let Some(l) = cursor.next().await.context("reading the event rows")? {
@@ -175,9 +180,14 @@ pub async fn run<L: Ledger>(
         }
         if current.as_ref().is_none_or(|c| c.0 != l.epoch_id) {
             finish(current.take(), &mut problems);
-            current = Some((l.epoch_id, Vec::with_capacity(e.leaf_count as usize), None));
+            current = Some((
+                l.epoch_id,
+                Vec::with_capacity(e.leaf_count as usize),
+                !l.proof.is_empty(),
+                None,
+            ));
         }
-        let (_, hashes, problem) = current.as_mut().expect("set above");
+        let (_, hashes, own_proofs, problem) = current.as_mut().expect("set above");
         if problem.is_some() {
             continue;
         }
@@ -192,13 +202,23 @@ pub async fn run<L: Ledger>(
                 "epoch {}: leaf {} does not hash from its payload",
                 e.epoch_id, l.leaf_index
             ));
-        } else if !verify(
-            &l.leaf_hash,
-            l.leaf_index.into(),
-            e.leaf_count.into(),
-            &l.proof,
-            &e.root,
-        ) {
+        } else if *own_proofs == l.proof.is_empty() && e.leaf_count > 1 {
+            *problem = Some(format!(
+                "epoch {}: leaf {} {} a proof of its own and leaf 0 {}",
+                e.epoch_id,
+                l.leaf_index,
+                if l.proof.is_empty() { "has no" } else { "has" },
+                if *own_proofs { "has" } else { "has not" }
+            ));
+        } else if *own_proofs
+            && !verify(
+                &l.leaf_hash,
+                l.leaf_index.into(),
+                e.leaf_count.into(),
+                &l.proof,
+                &e.root,
+            )
+        {
             *problem = Some(format!(
                 "epoch {}: the proof of leaf {} does not verify",
                 e.epoch_id, l.leaf_index
@@ -213,8 +233,31 @@ pub async fn run<L: Ledger>(
             mismatched - LISTED_MISMATCHES
         ));
     }
+    // The stored trees, streamed in epoch order beside the epochs.
+    let mut stored_tiles = tiles::all(clickhouse).context("reading the stored trees")?;
+    let mut next_tile = stored_tiles
+        .next()
+        .await
+        .context("reading the stored trees")?;
+    let mut tiles_checked = 0u64;
     for e in &epochs {
-        let hashes = seen.remove(&e.epoch_id).unwrap_or_default();
+        let mut stored: Vec<Tile> = Vec::new();
+        while let Some(t) = next_tile.take() {
+            if t.epoch_id > e.epoch_id {
+                next_tile = Some(t);
+                break;
+            }
+            if t.epoch_id == e.epoch_id {
+                stored.push(t.tile());
+            }
+            next_tile = stored_tiles
+                .next()
+                .await
+                .context("reading the stored trees")?;
+        }
+        // An insert retried after it had landed stores a tile twice.
+        stored.dedup();
+        let (hashes, own_proofs) = seen.remove(&e.epoch_id).unwrap_or_default();
         if hashes.len() != e.leaf_count as usize {
             problems.push(format!(
                 "epoch {}: {} event rows for {} leaves",
@@ -224,11 +267,10 @@ pub async fn run<L: Ledger>(
             ));
             continue;
         }
-        let root = if hashes.is_empty() {
-            crate::epoch::empty_root()
-        } else {
-            EpochTree::build(&hashes).root()
-        };
+        let tree = (!hashes.is_empty()).then(|| EpochTree::build(&hashes));
+        let root = tree
+            .as_ref()
+            .map_or_else(crate::epoch::empty_root, EpochTree::root);
         if root != e.root {
             problems.push(format!(
                 "epoch {}: its rows build root {} but the epoch row says {}",
@@ -236,6 +278,35 @@ pub async fn run<L: Ledger>(
                 hex::encode(root),
                 hex::encode(e.root)
             ));
+            continue;
+        }
+        if own_proofs {
+            continue;
+        }
+        let built = tree.as_ref().map(tiles_of).unwrap_or_default();
+        tiles_checked += built.len() as u64;
+        if stored != built {
+            let differs = built
+                .iter()
+                .find(|b| stored.iter().find(|s| s.id == b.id) != Some(*b))
+                .map(|b| b.id)
+                .or_else(|| {
+                    stored
+                        .iter()
+                        .find(|s| !built.iter().any(|b| b.id == s.id))
+                        .map(|s| s.id)
+                });
+            problems.push(match differs {
+                Some(id) => format!(
+                    "epoch {}: stored tile {}/{} is not the tree its leaves build ({} tiles stored, {} built)",
+                    e.epoch_id,
+                    id.level,
+                    id.index,
+                    stored.len(),
+                    built.len()
+                ),
+                None => format!("epoch {}: its stored tiles are not its tree", e.epoch_id),
+            });
         }
     }
     let dup = audit::records_sealed_twice(clickhouse).await?;
@@ -370,6 +441,7 @@ pub async fn run<L: Ledger>(
         epochs.len(),
         epochs.iter().map(|e| u64::from(e.dlq_count)).sum::<u64>()
     );
+    println!("trees      {tiles_checked} stored tiles equal to the trees the leaves build");
     println!(
         "ledger     {anchored} epochs anchored, {pending} pending; {} device registry states pinned",
         states.len()

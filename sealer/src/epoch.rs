@@ -1,6 +1,7 @@
 //! Sealing one epoch: the records a sealer consumed in one window, in (partition,
 //! offset) order, decoded, hashed into leaves, built into an RFC 6962 tree, and
-//! turned into the rows ClickHouse stores with each event's inclusion proof.
+//! turned into the rows ClickHouse stores: one per event (its leaf hash and
+//! index, no proof) and the tree once, in tiles (`verifier::tile`).
 //! Pure and synchronous: this is the hot path the criterion bench measures.
 
 use std::collections::HashSet;
@@ -17,6 +18,7 @@ use serde::Serialize;
 // An epoch with no leaves (every record rejected) has RFC 6962's empty root.
 pub use crate::proof::empty_root;
 use crate::proof::{leaf_hash, EpochTree, Hash};
+use crate::tile::{tiles_of, Tile};
 
 /// A record as consumed from Kafka.
 #[derive(Debug, Clone)]
@@ -238,7 +240,8 @@ fn ranges_of(records: &[Record]) -> Vec<Range> {
     ranges
 }
 
-/// One row of `scan_events`, in column order.
+/// One row of `scan_events`, in column order; `proof`, which rows sealed before
+/// the tree was stored in tiles carry, is left empty.
 #[derive(Row, Serialize, Debug, Clone)]
 pub struct EventRow {
     pub event_id: String,
@@ -263,7 +266,6 @@ pub struct EventRow {
     pub leaf_hash: Hash,
     pub epoch_id: u64,
     pub leaf_index: u32,
-    pub proof: Vec<Hash>,
     pub kafka_partition: u16,
     pub kafka_offset: u64,
     pub sealed_at: u32,
@@ -278,6 +280,8 @@ pub struct SealedEpoch {
     pub window_end_ms: i64,
     pub root: Hash,
     pub rows: Vec<EventRow>,
+    /// The tree below the root (empty for fewer than two leaves).
+    pub tiles: Vec<Tile>,
     pub ranges: Vec<Range>,
     pub rejected: Vec<Rejected>,
 }
@@ -335,7 +339,7 @@ pub fn seal_admitted(
 }
 
 /// The same rows without sealing them: no gate beyond decoding, no leaf hashes,
-/// no tree, no proofs (zero hashes, empty proofs). Only for `sealer run
+/// no tree (zero hashes, no tiles). Only for `sealer run
 /// --bench-unsealed`, which measures what sealing costs; such rows prove nothing.
 pub fn unsealed(
     window_start_ms: i64,
@@ -395,13 +399,13 @@ fn build(
     } else {
         vec![[0; 32]; admitted.len()]
     };
-    let (root, tree) = if !sealing {
-        ([0; 32], None)
+    let (root, tiles) = if !sealing {
+        ([0; 32], Vec::new())
     } else if leaves.is_empty() {
-        (empty_root(), None)
+        (empty_root(), Vec::new())
     } else {
         let tree = EpochTree::build(&leaves);
-        (tree.root(), Some(tree))
+        (tree.root(), tiles_of(&tree))
     };
 
     let rows = admitted
@@ -409,7 +413,6 @@ fn build(
         .zip(leaves)
         .enumerate()
         .map(|(i, (a, leaf))| {
-            let proof = tree.as_ref().map(|t| t.proof(i)).unwrap_or_default();
             let Admitted {
                 record,
                 event: e,
@@ -440,7 +443,6 @@ fn build(
                 leaf_hash: leaf,
                 epoch_id,
                 leaf_index: i as u32,
-                proof,
                 kafka_partition: record.partition as u16,
                 kafka_offset: record.offset as u64,
                 sealed_at,
@@ -454,6 +456,7 @@ fn build(
         window_end_ms,
         root,
         rows,
+        tiles,
         ranges,
         rejected,
     }
@@ -581,11 +584,15 @@ mod tests {
                 leaf_hash(&row.payload),
                 "the leaf is the stored payload"
             );
+            let proof = crate::tile::proof_from(row.leaf_index.into(), 4, |id| {
+                sealed.tiles.iter().find(|t| t.id == id)
+            })
+            .unwrap();
             assert!(verify(
                 &row.leaf_hash,
                 row.leaf_index.into(),
                 4,
-                &row.proof,
+                &proof,
                 &sealed.root
             ));
             assert_eq!(row.epoch_id, 42);

@@ -17,4 +17,4 @@ pub use store;
 
 // The checks every reader runs live in the `verifier` crate, which builds
 // without Kafka, ClickHouse, HTTP or EVM clients; re-exported under their old paths.
-pub use verifier::{bundle, keyset, proof, verify};
+pub use verifier::{bundle, keyset, proof, tile, verify};

@@ -8,7 +8,7 @@ mod trail;
 
 // The sealing logic, the pipeline and its rows live in the library, shared
 // with tests and benches.
-use sealer::{epoch, ledger, proof, store};
+use sealer::{epoch, ledger, proof, store, tile};
 use store::migrate;
 
 use clap::{Parser, Subcommand};

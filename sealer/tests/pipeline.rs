@@ -370,6 +370,7 @@ fn crashes_at_every_stage_then_restarts_seal_each_record_exactly_once() {
     for (n, point) in [
         "consumed:4000",
         "events-written:1",
+        "tiles-written:1",
         "epoch-written:1",
         "before-ledger:1",
     ]

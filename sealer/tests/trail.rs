@@ -925,29 +925,71 @@ fn verify_trail_api_and_page_pass_a_sealed_item_and_flag_exactly_the_altered_ste
     assert_eq!(failed_on_page(&page(&item), &events), vec![1]);
     assert_eq!(verify_code(&events[1].event_id), 4, "payload altered");
 
-    // 3. And one proof sibling, and the root of the last group's epoch.
-    let original_proof = clickhouse(&format!(
-        "SELECT arrayStringConcat(arrayMap(h -> hex(h), proof), ',') FROM sealtrail.scan_events WHERE event_id = '{}'",
-        events[5].event_id
-    ));
-    let proof_sql = |hashes: &[String]| {
-        let list: Vec<String> = hashes.iter().map(|h| format!("'{h}'")).collect();
-        format!(
-            "arrayMap(h -> toFixedString(unhex(h), 32), [{}])",
-            list.join(",")
-        )
+    // 3. And one node of the stored tree: the sibling of step 5's leaf, which
+    //    no other step's proof holds (the leaf hash of step 4, its left
+    //    neighbour, read from the tiles only by the proof of leaf 5); and the
+    //    root of the last group's epoch.
+    let (epoch5, leaf5): (u64, u64) = {
+        let row = clickhouse(&format!(
+            "SELECT epoch_id, leaf_index FROM sealtrail.scan_events WHERE event_id = '{}' FORMAT TSV",
+            events[5].event_id
+        ));
+        let mut cols = row.split('\t').map(|c| c.parse().unwrap());
+        (cols.next().unwrap(), cols.next().unwrap())
     };
-    let mut proof: Vec<String> = original_proof.split(',').map(String::from).collect();
-    restore.0.push(format!(
-        "ALTER TABLE sealtrail.scan_events UPDATE proof = {} WHERE event_id = '{}'",
-        proof_sql(&proof),
-        events[5].event_id
+    let size5: u64 = clickhouse(&format!(
+        "SELECT argMax(leaf_count, version) FROM sealtrail.epochs WHERE epoch_id = {epoch5}"
+    ))
+    .parse()
+    .unwrap();
+    let sibling = sealer::tile::siblings(leaf5, size5)[0];
+    assert_eq!((sibling.level, sibling.node), (0, leaf5 ^ 1));
+    // Which of the item's steps read that node for their proofs: step 5 only.
+    let holding: Vec<usize> = (0..events.len())
+        .filter(|&i| {
+            let row = clickhouse(&format!(
+                "SELECT epoch_id, leaf_index FROM sealtrail.scan_events WHERE event_id = '{}' FORMAT TSV",
+                events[i].event_id
+            ));
+            let mut cols = row.split('\t').map(|c| c.parse::<u64>().unwrap());
+            let (epoch, leaf) = (cols.next().unwrap(), cols.next().unwrap());
+            epoch == epoch5
+                && sealer::tile::siblings(leaf, size5)
+                    .iter()
+                    .any(|s| (s.level, s.node) == (sibling.level, sibling.node))
+        })
+        .collect();
+    assert_eq!(
+        holding,
+        vec![5],
+        "only step 5's proof holds the node altered"
+    );
+    let tile_where = format!(
+        "epoch_id = {epoch5} AND tile_level = {} AND tile_index = {}",
+        sibling.tile.level, sibling.tile.index
+    );
+    let original_rows = clickhouse(&format!(
+        "SELECT arrayStringConcat(arrayMap(r -> hex(r), rows), ',') FROM sealtrail.epoch_tiles WHERE {tile_where}"
     ));
-    proof[0] = if proof[0].starts_with('0') { "1" } else { "0" }.to_string() + &proof[0][1..];
+    let rows_sql = |rows: &[String]| {
+        let list: Vec<String> = rows.iter().map(|r| format!("unhex('{r}')")).collect();
+        format!("[{}]", list.join(","))
+    };
+    let mut rows: Vec<String> = original_rows.split(',').map(String::from).collect();
+    restore.0.push(format!(
+        "ALTER TABLE sealtrail.epoch_tiles UPDATE rows = {} WHERE {tile_where}",
+        rows_sql(&rows)
+    ));
+    let at = sibling.at * 64; // hex digits of the node
+    let flipped = if &rows[0][at..at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    rows[0].replace_range(at..at + 1, flipped);
     mutate(&format!(
-        "ALTER TABLE sealtrail.scan_events UPDATE proof = {} WHERE event_id = '{}'",
-        proof_sql(&proof),
-        events[5].event_id
+        "ALTER TABLE sealtrail.epoch_tiles UPDATE rows = {} WHERE {tile_where}",
+        rows_sql(&rows)
     ));
     let epoch = epoch_of(8);
     let original_root = clickhouse(&format!(
@@ -1065,4 +1107,225 @@ fn hostile_requests_never_panic_the_api() {
     );
     assert!(tally.answered() > 1_500, "most requests get an answer");
     still_serving(port, &log).unwrap();
+}
+
+/// The proof of each event as the documented SQL query reads it from the
+/// stored tiles (schemas/clickhouse/queries/event_proofs.sql) is the
+/// verifier's own, for every leaf of epochs of several odd sizes, some across
+/// a tile's edge; an epoch stored as sealers wrote them before tiles (a proof
+/// on each row, no tiles) verifies through `sealer verify`, the API, the query
+/// and the audit; and an altered tile fails the audit.
+#[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
+fn the_proof_query_gives_the_verifiers_proofs_and_epochs_of_the_old_layout_still_verify() {
+    let _lab = open_lab(12);
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let device = format!("proofs-test-{}", run_id % 1_000_000_000);
+    let key = SigningKey::from_bytes(&seed(run_id));
+    clickhouse(&format!(
+        "INSERT INTO sealtrail.devices VALUES ('{device}', unhex('{}'), 'active', now(), {run_id})",
+        hex::encode(key.verifying_key().to_bytes())
+    ));
+    // Batches sealed one after another, so each is an epoch or (over 300, the
+    // most an epoch takes here) a few.
+    let mut journeys = (0u64..).map(|n| journey(run_id + 10 + n, &device, &key).1);
+    let mut batch = |n: usize| -> Vec<ScanEvent> { journeys.by_ref().flatten().take(n).collect() };
+    let batches: Vec<Vec<ScanEvent>> = [1, 3, 5, 257, 641].into_iter().map(&mut batch).collect();
+    {
+        let _sealer = Killed(
+            sealer(&[
+                "run",
+                "--instance",
+                "proofs-test",
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .env("SEALTRAIL_EPOCH_MS", "300")
+            .env("SEALTRAIL_MAX_EPOCH_RECORDS", "300")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+        for b in &batches {
+            produce(b);
+            wait_anchored(b);
+        }
+    }
+    let sizes: Vec<(u64, u64)> = clickhouse(
+        "SELECT epoch_id, argMax(leaf_count, version) FROM sealtrail.epochs GROUP BY epoch_id ORDER BY epoch_id FORMAT TSV",
+    )
+    .lines()
+    .map(|l| {
+        let mut c = l.split('\t').map(|v| v.parse().unwrap());
+        (c.next().unwrap(), c.next().unwrap())
+    })
+    .collect();
+    assert!(
+        sizes.iter().filter(|(_, n)| n % 2 == 1).count() >= 3
+            && sizes.iter().any(|(_, n)| *n > 256),
+        "odd sizes and one across a tile's edge: {sizes:?}"
+    );
+
+    // Every leaf of every epoch: the query's proof is the verifier's.
+    let all: Vec<&ScanEvent> = batches.iter().flatten().collect();
+    let proofs = proofs_by_query(&all);
+    assert_eq!(proofs.len(), all.len(), "a proof for every event");
+    let mut checked = 0;
+    for &(epoch, size) in &sizes {
+        let leaves: Vec<sealer::proof::Hash> = clickhouse(&format!(
+            "SELECT hex(leaf_hash) FROM sealtrail.scan_events WHERE epoch_id = {epoch} ORDER BY leaf_index"
+        ))
+        .lines()
+        .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+        .collect();
+        assert_eq!(leaves.len() as u64, size);
+        let tree = sealer::proof::EpochTree::build(&leaves);
+        for (i, leaf) in leaves.iter().enumerate() {
+            let (e, index, proof) = proofs
+                .values()
+                .find(|(e, index, _)| *e == epoch && *index == i as u64)
+                .expect("the query gives every leaf");
+            assert_eq!((*e, *index), (epoch, i as u64));
+            assert_eq!(
+                proof,
+                &tree.proof(i),
+                "epoch {epoch} ({size} leaves), leaf {i}"
+            );
+            assert!(sealer::proof::verify(
+                leaf,
+                i as u64,
+                size,
+                proof,
+                &tree.root()
+            ));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, all.len());
+    println!(
+        "{checked} proofs from the query equal the verifier's, in epochs of {:?} leaves",
+        sizes.iter().map(|s| s.1).collect::<Vec<_>>()
+    );
+
+    // The 5-event batch as sealers stored it before tiles: each row's own
+    // proof, no tiles. Every reader still verifies it.
+    let old = &batches[2];
+    let epoch: u64 = clickhouse(&format!(
+        "SELECT epoch_id FROM sealtrail.scan_events WHERE event_id = '{}'",
+        old[0].event_id
+    ))
+    .parse()
+    .unwrap();
+    let size = sizes.iter().find(|(e, _)| *e == epoch).unwrap().1;
+    assert!(size > 1, "the old-layout epoch has a tree");
+    let own: Vec<String> = (0..size as usize)
+        .map(|i| {
+            let p = &proofs
+                .values()
+                .find(|(e, index, _)| *e == epoch && *index == i as u64)
+                .unwrap()
+                .2;
+            let hashes: Vec<String> = p.iter().map(|h| format!("'{}'", hex::encode(h))).collect();
+            format!("[{}]", hashes.join(","))
+        })
+        .collect();
+    mutate(&format!(
+        "ALTER TABLE sealtrail.scan_events UPDATE proof = arrayMap(h -> toFixedString(unhex(h), 32), \
+         arrayElement(CAST([{}] AS Array(Array(String))), leaf_index + 1)) WHERE epoch_id = {epoch}",
+        own.join(",")
+    ));
+    mutate(&format!(
+        "ALTER TABLE sealtrail.epoch_tiles DELETE WHERE epoch_id = {epoch}"
+    ));
+    assert_eq!(
+        clickhouse(&format!(
+            "SELECT countIf(empty(proof)) FROM sealtrail.scan_events WHERE epoch_id = {epoch}"
+        )),
+        "0"
+    );
+    let old_refs: Vec<&ScanEvent> = old.iter().collect();
+    let again = proofs_by_query(&old_refs);
+    for e in old {
+        assert_eq!(verify_code(&e.event_id), 0, "old layout: {}", e.event_id);
+        assert_eq!(
+            again[&e.event_id], proofs[&e.event_id],
+            "the query takes the row's own"
+        );
+    }
+    let port = free_port();
+    let _api = serve_at(port, &[], &["--public-ledger-rpc", "http://127.0.0.1:8545"]);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            &format!(
+                "http://127.0.0.1:{port}/v1/events/{}/proof",
+                old[1].event_id
+            ),
+        ])
+        .output()
+        .unwrap();
+    let bundle: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        bundle["proof"],
+        serde_json::json!(proofs[&old[1].event_id]
+            .2
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>()),
+        "{bundle}"
+    );
+    let audit = run(&["audit"]);
+    let report = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert_eq!(audit.status.code(), Some(0), "{report}");
+
+    // One node of a stored tree altered: the audit names the tile.
+    let (big, _) = *sizes.iter().max_by_key(|(_, n)| *n).unwrap();
+    mutate(&format!(
+        "ALTER TABLE sealtrail.epoch_tiles UPDATE rows = arrayMap((r, i) -> if(i = 1, \
+         concat(reverse(substring(r, 1, 32)), substring(r, 33)), r), rows, arrayEnumerate(rows)) \
+         WHERE epoch_id = {big} AND tile_level = 0 AND tile_index = 1"
+    ));
+    let audit = run(&["audit"]);
+    let report = String::from_utf8_lossy(&audit.stdout).to_string();
+    assert_eq!(audit.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!(
+            "epoch {big}: stored tile 0/1 is not the tree its leaves build"
+        )),
+        "{report}"
+    );
+}
+
+/// Each event's (epoch, leaf index, proof) as the documented query gives it,
+/// by event id; asked 100 ids at a time (the query names them twice).
+fn proofs_by_query(
+    events: &[&ScanEvent],
+) -> std::collections::HashMap<String, (u64, u64, Vec<sealer::proof::Hash>)> {
+    let query = std::fs::read_to_string(root().join("schemas/clickhouse/queries/event_proofs.sql"))
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for chunk in events.chunks(100) {
+        let ids: Vec<String> = chunk.iter().map(|e| format!("'{}'", e.event_id)).collect();
+        let text = clickhouse(&format!(
+            "SELECT event_id, epoch_id, leaf_index, arrayStringConcat(arrayMap(h -> hex(h), proof), ',') \
+             FROM ({}) FORMAT TSV",
+            query.replace("{event_ids}", &ids.join(","))
+        ));
+        for line in text.lines() {
+            let c: Vec<&str> = line.split('\t').collect();
+            let proof = c[3]
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+                .collect();
+            out.insert(
+                c[0].to_string(),
+                (c[1].parse().unwrap(), c[2].parse().unwrap(), proof),
+            );
+        }
+    }
+    out
 }

@@ -1,6 +1,6 @@
 //! Every query sealtrail runs on ClickHouse, in one place: the device registry
 //! (`devices`), the ids already sealed (`sealed_ids`), event and epoch rows
-//! (`epochs`), trails (`trail`), the audit's reads (`audit`) and the migrations'
+//! (`epochs`), each epoch's tree (`tiles`), trails (`trail`), the audit's reads (`audit`) and the migrations'
 //! runner (`migrate`). The migrations themselves are files in
 //! `schemas/clickhouse/`.
 //!
@@ -14,6 +14,7 @@ pub mod devices;
 pub mod epochs;
 pub mod migrate;
 pub mod sealed_ids;
+pub mod tiles;
 pub mod trail;
 
 pub use config::ClickHouseArgs;

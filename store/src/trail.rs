@@ -1,5 +1,7 @@
 //! The read side's queries: an event's or an item's sealed rows with their
-//! epoch, for every reader (`sealer verify`, `sealer trail`, the trail API).
+//! epoch and inclusion proof, for every reader (`sealer verify`, `sealer
+//! trail`, the trail API). The proof is the row's own when it was sealed with
+//! one (before trees were stored in tiles), else read from its epoch's tiles.
 //! Only rows whose epoch has a row in `epochs`, not void, are read: rows of an
 //! interrupted epoch, or of one the ledger fenced, were sealed again under
 //! another epoch (ARCHITECTURE.md).
@@ -7,7 +9,10 @@
 use clickhouse::Row;
 use serde::Deserialize;
 use verifier::proof::Hash;
+use verifier::tile::{self, TileId};
 use verifier::verify;
+
+use crate::tiles;
 
 /// One sealed event with its epoch, as every reader needs it. The columns
 /// beside the payload are only compared with it (`columns`), never shown.
@@ -35,6 +40,8 @@ pub struct StepRow {
     pub leaf_hash: Hash,
     pub epoch_id: u64,
     pub leaf_index: u32,
+    /// The row's own proof (rows sealed before tiles), else the one `prove`
+    /// reads from the tiles.
     pub proof: Vec<Hash>,
     pub epoch_root: Hash,
     pub epoch_size: u32,
@@ -56,6 +63,40 @@ impl StepRow {
             .map(|e| e.device_id)
             .unwrap_or_else(|_| self.device_id.clone())
     }
+}
+
+/// Gives every row without a proof of its own the one its epoch's tiles hold,
+/// all read in one query. A row whose tiles are missing or short keeps an
+/// empty proof, which no verifier accepts for a tree of two leaves or more:
+/// the readers report it as a bad proof.
+pub async fn prove(
+    client: &clickhouse::Client,
+    rows: &mut [StepRow],
+) -> clickhouse::error::Result<()> {
+    let place = |r: &StepRow| (r.epoch_id, u64::from(r.leaf_index), u64::from(r.epoch_size));
+    let mut wanted: Vec<(u64, TileId)> = rows
+        .iter()
+        .filter(|r| r.proof.is_empty())
+        .flat_map(|r| {
+            let (epoch, index, size) = place(r);
+            tile::tiles_for(index, size)
+                .into_iter()
+                .map(move |id| (epoch, id))
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let tiles = tiles::fetch(client, &wanted).await?;
+    for r in rows.iter_mut().filter(|r| r.proof.is_empty()) {
+        let (epoch, index, size) = place(r);
+        match tile::proof_from(index, size, |id| tiles.get(&(epoch, id))) {
+            Ok(p) => r.proof = p,
+            Err(e) => {
+                tracing::warn!(epoch, leaf = index, error = %e, "no proof in the stored tree")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rows `rows` (a PREWHERE over `scan_events`) selects, with their epoch.
@@ -94,14 +135,18 @@ pub async fn event_row(
     let rows = "PREWHERE item_id IN \
                 (SELECT item_id FROM events_by_id WHERE event_id = ?) \
                 AND event_id = ?";
-    client
+    let mut row = client
         .query(&format!("{} LIMIT 1", step_query(rows)))
         .bind(event_id)
         .bind(event_id)
         .bind(event_id)
         .bind(event_id)
         .fetch_optional::<StepRow>()
-        .await
+        .await?;
+    if let Some(r) = row.as_mut() {
+        prove(client, std::slice::from_mut(r)).await?;
+    }
+    Ok(row)
 }
 
 /// Where a page of an item's trail ends: the last step's place in the order of
@@ -212,5 +257,6 @@ pub async fn item_page(
         rows.truncate(limit);
         Cursor::after(rows.last().expect("limit is at least 1"))
     });
+    prove(client, &mut rows).await?;
     Ok((rows, next))
 }

@@ -1,5 +1,5 @@
 //! Checking one sealed sealtrail event, for every reader alike: RFC 6962 trees
-//! and inclusion proofs (`proof`), the checks and their failures (`verify`),
+//! and inclusion proofs (`proof`), how trees are stored (`tile`), the checks and their failures (`verify`),
 //! device registry states as the ledger pins them (`keyset`) and proof bundles
 //! (`bundle`). It reads nothing itself: the caller brings the payload, the
 //! proof, the ledger's seal and the device's leaf. So it depends on the formats
@@ -10,4 +10,5 @@
 pub mod bundle;
 pub mod keyset;
 pub mod proof;
+pub mod tile;
 pub mod verify;

@@ -96,6 +96,11 @@ impl EpochTree {
         self.levels[0].len()
     }
 
+    /// Every level, leaves first, root last.
+    pub fn levels(&self) -> &[Vec<Hash>] {
+        &self.levels
+    }
+
     /// The inclusion proof of leaf `index`: sibling hashes from the leaf to the root.
     pub fn proof(&self, index: usize) -> Vec<Hash> {
         let mut proof = Vec::with_capacity(self.levels.len());

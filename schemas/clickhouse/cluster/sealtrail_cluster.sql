@@ -94,6 +94,22 @@ ORDER BY epoch_id;
 CREATE TABLE IF NOT EXISTS sealtrail.epochs ON CLUSTER sealtrail AS sealtrail.epochs_local
 ENGINE = Distributed(sealtrail, sealtrail, epochs_local, intHash64(epoch_id));
 
+-- Each epoch's tree once, in tiles (migration 008); an epoch's tiles share a
+-- shard, so one proof's reads go to one shard.
+CREATE TABLE IF NOT EXISTS sealtrail.epoch_tiles_local ON CLUSTER sealtrail
+(
+    epoch_id UInt64,
+    tile_level UInt8,
+    tile_index UInt32,
+    rows Array(String)
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/epoch_tiles', '{replica}')
+PARTITION BY toYYYYMM(toDateTime(intDiv(bitShiftRight(epoch_id, 16), 1000)))
+ORDER BY (epoch_id, tile_level, tile_index);
+
+CREATE TABLE IF NOT EXISTS sealtrail.epoch_tiles ON CLUSTER sealtrail AS sealtrail.epoch_tiles_local
+ENGINE = Distributed(sealtrail, sealtrail, epoch_tiles_local, intHash64(epoch_id));
+
 CREATE TABLE IF NOT EXISTS sealtrail.events_by_id_local ON CLUSTER sealtrail
 (
     event_id String,

@@ -1,6 +1,6 @@
 //! Stage 3: an epoch into ClickHouse, in the order recovery relies on (see
-//! ARCHITECTURE.md): dead letters, event rows, then the epoch row, which makes
-//! the events count; then on to the anchoring stage. Kafka's offsets move only
+//! ARCHITECTURE.md): dead letters, event rows, the tree's tiles, then the epoch
+//! row, which makes the events count; then on to the anchoring stage. Kafka's offsets move only
 //! once the epoch is anchored.
 
 use std::time::Instant;
@@ -15,6 +15,7 @@ use crate::epoch::SealedEpoch;
 use crate::ledger::Lease;
 use crate::retry::{self, Stopped};
 use crate::store::epochs::{self as store, EpochRow, PENDING};
+use crate::store::tiles;
 
 /// Writes epochs until the sealing stage closes the channel, or shutdown comes
 /// while ClickHouse or Kafka is away.
@@ -60,7 +61,7 @@ pub async fn run(
     }
 }
 
-/// Dead letters, event rows, epoch row; the epoch row to anchor.
+/// Dead letters, event rows, tiles, epoch row; the epoch row to anchor.
 async fn write(
     ctx: &Context,
     dlq: &FutureProducer,
@@ -71,6 +72,8 @@ async fn write(
     let started = Instant::now();
     write_events(ctx, epoch).await?;
     fault!("events-written");
+    write_tiles(ctx, epoch).await?;
+    fault!("tiles-written");
     let row = pending_row(epoch, &ctx.settings.instance, lease, now_ms() as u64);
     retry::until_done(&ctx.cancel, "writing the epoch row", || {
         store::insert_epoch(&ctx.clickhouse, &row)
@@ -106,6 +109,27 @@ async fn write_events(ctx: &Context, epoch: &SealedEpoch) -> Result<(), Stopped>
                     .await
                     .ok()
                     == Some(epoch.rows.len() as u64);
+                if landed {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    })
+    .await
+}
+
+async fn write_tiles(ctx: &Context, epoch: &SealedEpoch) -> Result<(), Stopped> {
+    if epoch.tiles.is_empty() {
+        return Ok(());
+    }
+    retry::until_done(&ctx.cancel, "writing the tree to ClickHouse", || async {
+        match tiles::insert(&ctx.clickhouse, epoch.epoch_id, &epoch.tiles).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let landed = tiles::count(&ctx.clickhouse, epoch.epoch_id).await.ok()
+                    == Some(epoch.tiles.len() as u64);
                 if landed {
                     Ok(())
                 } else {

@@ -1,0 +1,131 @@
+//! Each epoch's tree in `epoch_tiles` (the layout is `verifier::tile`'s): written
+//! by the sealer between the event rows and the epoch row, read back as the
+//! inclusion proofs of the rows every reader checks, and streamed by the audit.
+
+use std::collections::HashMap;
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use verifier::proof::Hash;
+use verifier::tile::{Tile, TileId};
+
+/// One row of `epoch_tiles`: `rows[r]` is row r of the tile, 32 bytes a node.
+#[derive(Row, Serialize, Deserialize, Debug, Clone)]
+pub struct TileRow {
+    pub epoch_id: u64,
+    pub tile_level: u8,
+    pub tile_index: u32,
+    pub rows: Vec<ByteBuf>,
+}
+
+impl TileRow {
+    pub fn of(epoch_id: u64, t: &Tile) -> TileRow {
+        TileRow {
+            epoch_id,
+            tile_level: t.id.level,
+            tile_index: t.id.index,
+            rows: t
+                .rows
+                .iter()
+                .map(|row| ByteBuf::from(row.concat()))
+                .collect(),
+        }
+    }
+
+    /// The tile as stored. A row whose length is not a whole number of hashes
+    /// keeps only its whole hashes: what it lacks reads as missing.
+    pub fn tile(&self) -> Tile {
+        Tile {
+            id: TileId {
+                level: self.tile_level,
+                index: self.tile_index,
+            },
+            rows: self
+                .rows
+                .iter()
+                .map(|row| {
+                    row.chunks_exact(32)
+                        .map(|c| {
+                            let mut h: Hash = [0; 32];
+                            h.copy_from_slice(c);
+                            h
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An epoch's tiles, in one insert (one block: it lands whole or not at all).
+pub async fn insert(
+    client: &clickhouse::Client,
+    epoch_id: u64,
+    tiles: &[Tile],
+) -> clickhouse::error::Result<()> {
+    let mut insert = client
+        .clone()
+        .with_compression(clickhouse::Compression::None)
+        .insert::<TileRow>("epoch_tiles")
+        .await?;
+    for t in tiles {
+        insert.write(&TileRow::of(epoch_id, t)).await?;
+    }
+    insert.end().await
+}
+
+/// Tile rows already written for an epoch: after a failed insert, tells whether
+/// it landed anyway.
+pub async fn count(client: &clickhouse::Client, epoch_id: u64) -> clickhouse::error::Result<u64> {
+    client
+        .query("SELECT count() FROM epoch_tiles WHERE epoch_id = ?")
+        .bind(epoch_id)
+        .fetch_one()
+        .await
+}
+
+/// The tiles `wanted` (sorted) names that are stored, by epoch and tile. A tile stored
+/// twice (an insert retried after it had landed) is the same tile: one is kept.
+pub async fn fetch(
+    client: &clickhouse::Client,
+    wanted: &[(u64, TileId)],
+) -> clickhouse::error::Result<HashMap<(u64, TileId), Tile>> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Numbers, so they go into the text as they are. The epochs first: the
+    // table's key, so only their granules are read.
+    let mut epochs: Vec<String> = wanted.iter().map(|w| w.0.to_string()).collect();
+    epochs.dedup();
+    let keys: Vec<String> = wanted
+        .iter()
+        .map(|(e, id)| format!("({e},{},{})", id.level, id.index))
+        .collect();
+    let rows: Vec<TileRow> = client
+        .query(&format!(
+            "SELECT ?fields FROM epoch_tiles WHERE epoch_id IN ({}) \
+             AND (epoch_id, tile_level, tile_index) IN ({}) \
+             LIMIT 1 BY epoch_id, tile_level, tile_index",
+            epochs.join(","),
+            keys.join(",")
+        ))
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let t = r.tile();
+            ((r.epoch_id, t.id), t)
+        })
+        .collect())
+}
+
+/// Every tile, in epoch, level and index order, streamed (the audit's).
+pub fn all(
+    client: &clickhouse::Client,
+) -> clickhouse::error::Result<clickhouse::query::RowCursor<TileRow>> {
+    client
+        .query("SELECT ?fields FROM epoch_tiles ORDER BY epoch_id, tile_level, tile_index")
+        .fetch::<TileRow>()
+}
