@@ -2,11 +2,12 @@
 //! every inclusion proof follows, so anyone can check a proof with the RFC alone.
 //!
 //! leaf hash = SHA-256(0x00 ‖ leaf bytes), node hash = SHA-256(0x01 ‖ left ‖ right);
-//! an unpaired last node is promoted, never duplicated. Trees are built with
-//! `rs_merkle` through the `Rfc6962` hasher; verification is the RFC's own
-//! algorithm (RFC 9162 §2.1.3.2), written independently of the builder.
+//! an unpaired last node is promoted, never duplicated. Trees are built here,
+//! level by level in one buffer (the sealer's hot path), and checked in the
+//! tests against the RFC's vectors and against `rs_merkle`, an independent
+//! builder; verification is the RFC's own algorithm (RFC 9162 §2.1.3.2),
+//! written independently of the builder.
 
-use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
@@ -33,80 +34,68 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
         .into()
 }
 
-/// rs_merkle's hasher with RFC 6962's interior-node prefix. Leaves are handed to
-/// the tree already hashed (`leaf_hash`), so `hash` only serves rs_merkle itself.
-#[derive(Clone)]
-pub struct Rfc6962;
-
-impl Hasher for Rfc6962 {
-    type Hash = Hash;
-
-    fn hash(data: &[u8]) -> Hash {
-        Sha256::digest(data).into()
-    }
-
-    fn concat_and_hash(left: &Hash, right: Option<&Hash>) -> Hash {
-        match right {
-            Some(r) => node_hash(left, r),
-            None => *left,
-        }
-    }
-
-    fn hash_size() -> usize {
-        32
-    }
-}
-
-/// One epoch's tree over its leaf hashes.
-///
-/// rs_merkle builds the root. Its per-leaf `proof()` cost 2.4 µs a leaf in the
-/// hot-path bench (more than everything else together), so the levels are also
-/// kept here, paired with the same hasher, and a proof is read off them: the
-/// sibling at each level where one exists, which is the RFC's audit path.
+/// One epoch's tree over its leaf hashes: every level in one buffer, leaves
+/// first, root last, so building it is one allocation and one pass per level,
+/// its tiles are slices of it (`tile::tiles_of`), and a proof is read off it:
+/// the sibling at each level where one exists, which is the RFC's audit path.
 pub struct EpochTree {
-    levels: Vec<Vec<Hash>>,
-    root: Hash,
+    nodes: Vec<Hash>,
+    /// Where each level starts in `nodes`; one more entry, its end.
+    starts: Vec<usize>,
 }
 
 impl EpochTree {
     /// Builds the tree; `leaves` must not be empty (an empty epoch is not sealed).
     pub fn build(leaves: &[Hash]) -> EpochTree {
         assert!(!leaves.is_empty(), "an epoch tree needs at least one leaf");
-        let root = MerkleTree::<Rfc6962>::from_leaves(leaves)
-            .root()
-            .expect("non-empty tree has a root");
-        let mut levels = vec![leaves.to_vec()];
-        while levels.last().expect("one level at least").len() > 1 {
-            let below = levels.last().expect("one level at least");
-            let above = below
-                .chunks(2)
-                .map(|p| Rfc6962::concat_and_hash(&p[0], p.get(1)))
-                .collect();
-            levels.push(above);
+        let mut nodes = Vec::with_capacity(2 * leaves.len());
+        nodes.extend_from_slice(leaves);
+        let mut starts = vec![0, leaves.len()];
+        loop {
+            let (from, to) = (starts[starts.len() - 2], starts[starts.len() - 1]);
+            if to - from == 1 {
+                break;
+            }
+            for i in (from..to).step_by(2) {
+                let up = if i + 1 < to {
+                    node_hash(&nodes[i], &nodes[i + 1])
+                } else {
+                    nodes[i] // unpaired: promoted
+                };
+                nodes.push(up);
+            }
+            starts.push(nodes.len());
         }
-        debug_assert_eq!(levels.last().expect("top")[0], root);
-        EpochTree { levels, root }
+        EpochTree { nodes, starts }
     }
 
     pub fn root(&self) -> Hash {
-        self.root
+        self.nodes[self.nodes.len() - 1]
     }
 
     pub fn size(&self) -> usize {
-        self.levels[0].len()
+        self.starts[1]
     }
 
-    /// Every level, leaves first, root last.
-    pub fn levels(&self) -> &[Vec<Hash>] {
-        &self.levels
+    /// Levels, the leaves' and the root's included.
+    pub fn height(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Level `k` (0: the leaves), left to right; empty past the root.
+    pub fn level(&self, k: usize) -> &[Hash] {
+        match (self.starts.get(k), self.starts.get(k + 1)) {
+            (Some(&from), Some(&to)) => &self.nodes[from..to],
+            _ => &[],
+        }
     }
 
     /// The inclusion proof of leaf `index`: sibling hashes from the leaf to the root.
     pub fn proof(&self, index: usize) -> Vec<Hash> {
-        let mut proof = Vec::with_capacity(self.levels.len());
+        let mut proof = Vec::with_capacity(self.height());
         let mut i = index;
-        for level in &self.levels[..self.levels.len() - 1] {
-            if let Some(sibling) = level.get(i ^ 1) {
+        for k in 0..self.height() - 1 {
+            if let Some(sibling) = self.level(k).get(i ^ 1) {
                 proof.push(*sibling);
             }
             i >>= 1;
@@ -199,6 +188,35 @@ mod tests {
             assert_eq!(
                 hex::encode(EpochTree::build(&leaves[..n]).root()),
                 ROOTS[n - 1],
+                "{n} leaves"
+            );
+        }
+    }
+
+    /// rs_merkle, built by others, gives the same roots (with RFC 6962's node
+    /// prefix; an unpaired node is promoted in both).
+    #[test]
+    fn roots_match_an_independent_builder() {
+        #[derive(Clone)]
+        struct Rfc6962;
+        impl rs_merkle::Hasher for Rfc6962 {
+            type Hash = Hash;
+            fn hash(data: &[u8]) -> Hash {
+                Sha256::digest(data).into()
+            }
+            fn concat_and_hash(left: &Hash, right: Option<&Hash>) -> Hash {
+                right.map_or(*left, |r| node_hash(left, r))
+            }
+            fn hash_size() -> usize {
+                32
+            }
+        }
+        let leaves: Vec<Hash> = (0u32..1100).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        for n in (1..=300).chain([511, 512, 513, 1023, 1024, 1025, 1100]) {
+            let theirs = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&leaves[..n]).root();
+            assert_eq!(
+                Some(EpochTree::build(&leaves[..n]).root()),
+                theirs,
                 "{n} leaves"
             );
         }

@@ -103,16 +103,15 @@ pub fn tiles_for(index: u64, size: u64) -> Vec<TileId> {
 
 /// The tiles of `tree`, in (level, index) order.
 pub fn tiles_of(tree: &EpochTree) -> Vec<Tile> {
-    let levels = tree.levels();
-    let stored = levels.len().saturating_sub(1); // not the root's
+    let stored = tree.height().saturating_sub(1); // not the root's
     let mut tiles = Vec::new();
     for base in (0..stored).step_by(HEIGHT as usize) {
-        let width = levels[base].len().div_ceil(WIDTH as usize);
+        let width = tree.level(base).len().div_ceil(WIDTH as usize);
         for n in 0..width {
             let rows = (base..stored.min(base + HEIGHT as usize))
                 .map(|k| {
                     let span = 1usize << (HEIGHT as usize - (k - base));
-                    let level = &levels[k];
+                    let level = tree.level(k);
                     let from = (n * span).min(level.len());
                     let to = ((n + 1) * span).min(level.len());
                     level[from..to].to_vec()
@@ -190,11 +189,11 @@ mod tests {
     fn depth_and_level_sizes_follow_the_tree() {
         for n in [1usize, 2, 3, 4, 5, 255, 256, 257, 511, 513, 65_537] {
             let (_, t) = tree(n);
-            assert_eq!(depth(n as u64) as usize, t.levels().len() - 1, "{n}");
-            for (k, level) in t.levels().iter().enumerate() {
+            assert_eq!(depth(n as u64) as usize, t.height() - 1, "{n}");
+            for k in 0..t.height() {
                 assert_eq!(
                     level_size(n as u64, k as u32),
-                    level.len() as u64,
+                    t.level(k).len() as u64,
                     "{n} {k}"
                 );
             }
