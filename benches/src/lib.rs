@@ -36,6 +36,7 @@ pub fn gate(keys: &KeyHistory, threads: usize) -> Gate<'_> {
         bounds: TimeBounds::default(),
         threads,
         partitions: Some(12),
+        check_signatures: true,
     }
 }
 

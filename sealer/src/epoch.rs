@@ -61,6 +61,10 @@ pub struct Gate<'a> {
     /// its key (first item id) maps to, so every replay of it meets the one
     /// sealer that owns that partition (`schemas::partition`).
     pub partitions: Option<u32>,
+    /// Whether signatures are verified: always, but in the benchmark that
+    /// measures what verifying costs (`sealer run --bench-unchecked-signatures`,
+    /// only in builds with the `bench` feature).
+    pub check_signatures: bool,
 }
 
 /// An admitted record: its event and where its datum (the leaf bytes) starts.
@@ -166,6 +170,9 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
             catch_unwind(AssertUnwindSafe(|| check_one(r, gate))).unwrap_or(Err(Refusal::Internal))
         })
         .collect();
+    if !gate.check_signatures {
+        return outcomes;
+    }
     // Signatures of those that passed everything else, in batches.
     let mut at = Vec::new();
     let mut messages = Vec::new();
@@ -488,6 +495,7 @@ mod tests {
             bounds: TimeBounds::default(),
             threads: 2,
             partitions: None,
+            check_signatures: true,
         }
     }
 
@@ -598,6 +606,39 @@ mod tests {
             assert_eq!(row.epoch_id, 42);
         }
         assert_eq!(sealed.rows[3].event_id, event(4).event_id);
+    }
+
+    /// The benchmark's gate without signature checks admits a forged
+    /// signature that the real gate refuses; nothing else changes.
+    #[test]
+    fn only_the_benchmark_gate_skips_signatures() {
+        let keys = keys();
+        let mut forged = event(1);
+        forged.country = "DE".into();
+        let mut unsigned_one = unsigned(2);
+        unsigned_one.signature.clear();
+        let records = || {
+            vec![
+                record(0, 0, avro::encode_single_object(&forged)),
+                record(0, 1, avro::encode_single_object(&unsigned_one)),
+            ]
+        };
+        let checked = seal(1, 0, 1000, records(), 0, &gate(&keys));
+        assert_eq!(
+            reasons(&checked),
+            vec![(0, "bad_signature"), (1, "bad_signature")]
+        );
+        let unchecked = Gate {
+            check_signatures: false,
+            ..gate(&keys)
+        };
+        let sealed = seal(1, 0, 1000, records(), 0, &unchecked);
+        assert_eq!(sealed.rows.len(), 1, "the forged one passes");
+        assert_eq!(
+            reasons(&sealed),
+            vec![(1, "bad_signature")],
+            "a missing one does not"
+        );
     }
 
     #[test]

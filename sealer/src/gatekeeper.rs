@@ -97,6 +97,7 @@ impl Gatekeeper {
         }
         let keys = self.keys.clone();
         let (bounds, threads) = (self.settings.bounds, self.settings.verify_threads);
+        let check_signatures = self.settings.check_signatures();
         let partitions = match self.shared.partitions.load(Ordering::SeqCst) {
             0 => None,
             n => Some(n),
@@ -108,6 +109,7 @@ impl Gatekeeper {
                 bounds,
                 threads,
                 partitions,
+                check_signatures,
             };
             epoch::admit(records, &gate)
         })

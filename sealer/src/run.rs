@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// epochs or ledger).
     #[arg(long, hide = true)]
     pub bench_unsealed: bool,
+    /// Benchmark only (builds with the `bench` feature): seal as usual but
+    /// without verifying signatures, to measure what verifying costs.
+    #[arg(long, hide = true)]
+    pub bench_unchecked_signatures: bool,
     /// Benchmark only: where --bench-unsealed writes.
     #[arg(long, hide = true, default_value = "sealtrail_bench")]
     pub bench_database: String,
@@ -89,11 +93,19 @@ impl RunArgs {
             )
         });
         #[cfg(not(feature = "bench"))]
-        if self.bench_unsealed {
-            anyhow::bail!(
-                "--bench-unsealed: this sealer was built without the benchmark mode \
-                 (cargo build --release -p sealer --features bench)"
-            );
+        for (set, flag) in [
+            (self.bench_unsealed, "--bench-unsealed"),
+            (
+                self.bench_unchecked_signatures,
+                "--bench-unchecked-signatures",
+            ),
+        ] {
+            if set {
+                anyhow::bail!(
+                    "{flag}: this sealer was built without the benchmark modes \
+                     (cargo build --release -p sealer --features bench)"
+                );
+            }
         }
         Ok(Settings {
             instance,
@@ -107,6 +119,8 @@ impl RunArgs {
             bounds: self.bounds,
             #[cfg(feature = "bench")]
             unsealed_into: self.bench_unsealed.then(|| self.bench_database.clone()),
+            #[cfg(feature = "bench")]
+            unchecked_signatures: self.bench_unchecked_signatures,
         })
     }
 }

@@ -62,9 +62,21 @@ pub struct Settings {
     /// or ledger). Only builds with the `bench` feature have the mode.
     #[cfg(feature = "bench")]
     pub unsealed_into: Option<String>,
+    /// Benchmark only: seal without verifying signatures, to measure what
+    /// verifying costs. Only builds with the `bench` feature have the mode.
+    #[cfg(feature = "bench")]
+    pub unchecked_signatures: bool,
 }
 
 impl Settings {
+    /// Whether the gate verifies signatures: always in production builds.
+    pub fn check_signatures(&self) -> bool {
+        #[cfg(feature = "bench")]
+        return !self.unchecked_signatures;
+        #[cfg(not(feature = "bench"))]
+        true
+    }
+
     /// Where the unsealed benchmark writes; always None in production builds.
     pub fn unsealed_into(&self) -> Option<&str> {
         #[cfg(feature = "bench")]
