@@ -18,7 +18,7 @@ use crate::proof::{leaf_hash, verify, EpochTree, Hash};
 use crate::store::audit;
 use crate::store::epochs::{EpochRow, ANCHORED, VOID};
 use crate::store::tiles;
-use crate::tile::{tiles_of, Tile};
+use crate::tile::{tiles_of, Tile, TileId};
 use schemas::devices::KeyAt;
 use sealer::keyset::{self, Snapshot};
 use sealer::verify::altered_columns;
@@ -182,7 +182,8 @@ pub async fn run<L: Ledger>(
             finish(current.take(), &mut problems);
             current = Some((
                 l.epoch_id,
-                Vec::with_capacity(e.leaf_count as usize),
+                // leaf_count is the store's word: no more than it holds so far.
+                Vec::with_capacity((e.leaf_count as usize).min(1 << 20)),
                 !l.proof.is_empty(),
                 None,
             ));
@@ -280,20 +281,24 @@ pub async fn run<L: Ledger>(
             ));
             continue;
         }
-        if own_proofs {
+        // Rows with their own proofs (sealed before tiles) have no tiles;
+        // any stored for their epoch are checked all the same.
+        if own_proofs && stored.is_empty() {
             continue;
         }
         let built = tree.as_ref().map(tiles_of).unwrap_or_default();
         tiles_checked += built.len() as u64;
         if stored != built {
+            let by_id: HashMap<TileId, &Tile> = stored.iter().map(|t| (t.id, t)).collect();
+            let built_ids: std::collections::HashSet<TileId> = built.iter().map(|b| b.id).collect();
             let differs = built
                 .iter()
-                .find(|b| stored.iter().find(|s| s.id == b.id) != Some(*b))
+                .find(|b| by_id.get(&b.id) != Some(b))
                 .map(|b| b.id)
                 .or_else(|| {
                     stored
                         .iter()
-                        .find(|s| !built.iter().any(|b| b.id == s.id))
+                        .find(|s| !built_ids.contains(&s.id))
                         .map(|s| s.id)
                 });
             problems.push(match differs {

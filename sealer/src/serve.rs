@@ -496,14 +496,26 @@ async fn event_proof(
             return Ok(None);
         };
         let bundle = api.verifier.bundle(&row).await?;
-        anyhow::Ok(Some(bundle))
+        // A proof the store could not give whole (a tile missing, or not yet
+        // on this replica) must not be cached: the store may be repaired.
+        let whole = sealer::proof::fold(
+            &sealer::proof::leaf_hash(&row.payload),
+            u64::from(row.leaf_index),
+            u64::from(row.epoch_size),
+            &row.proof,
+        ) == Some(row.epoch_root);
+        anyhow::Ok(Some(bundle.map(|b| (b, whole))))
     };
     let r = match tokio::time::timeout(api.timeout, work).await {
-        // Anchored: the bundle can never change.
-        Ok(Ok(Some(Some(bundle)))) => json_response(
+        // Anchored and whole: the bundle can never change.
+        Ok(Ok(Some(Some((bundle, whole))))) => json_response(
             &headers,
             serde_json::to_string(&bundle).expect("bundle serializes"),
-            "public, max-age=31536000, immutable",
+            if whole {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-store"
+            },
         ),
         Ok(Ok(Some(None))) => error(
             StatusCode::CONFLICT,

@@ -1297,6 +1297,49 @@ fn the_proof_query_gives_the_verifiers_proofs_and_epochs_of_the_old_layout_still
         )),
         "{report}"
     );
+    // The event whose proof holds that node (leaf 257: its sibling is node
+    // 256, the first of tile 0/1) fails, and its bundle is not cached.
+    let victim = clickhouse(&format!(
+        "SELECT event_id FROM sealtrail.scan_events WHERE epoch_id = {big} AND leaf_index = 257"
+    ));
+    assert_eq!(verify_code(&victim), 6, "bad proof");
+    let headers = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("http://127.0.0.1:{port}/v1/events/{victim}/proof"),
+        ])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
+    assert!(headers.contains("cache-control: no-store"), "{headers}");
+    // A second copy of the tile, the right one: readers take the copy that
+    // folds to the root; the audit still names the altered one.
+    let leaves: Vec<sealer::proof::Hash> = clickhouse(&format!(
+        "SELECT hex(leaf_hash) FROM sealtrail.scan_events WHERE epoch_id = {big} ORDER BY leaf_index"
+    ))
+    .lines()
+    .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+    .collect();
+    let right = sealer::tile::tiles_of(&sealer::proof::EpochTree::build(&leaves))
+        .into_iter()
+        .find(|t| (t.id.level, t.id.index) == (0, 1))
+        .unwrap();
+    let rows: Vec<String> = right
+        .rows
+        .iter()
+        .map(|r| format!("unhex('{}')", hex::encode(r.concat())))
+        .collect();
+    clickhouse(&format!(
+        "INSERT INTO sealtrail.epoch_tiles VALUES ({big}, 0, 1, [{}])",
+        rows.join(",")
+    ));
+    assert_eq!(verify_code(&victim), 0, "the copy that folds is taken");
+    let audit = run(&["audit"]);
+    assert_eq!(audit.status.code(), Some(1));
 }
 
 /// Each event's (epoch, leaf index, proof) as the documented query gives it,

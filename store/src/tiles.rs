@@ -88,12 +88,17 @@ pub async fn count(client: &clickhouse::Client, epoch_id: u64) -> clickhouse::er
         .await
 }
 
-/// The tiles `wanted` (sorted) names that are stored, by epoch and tile. A tile stored
-/// twice (an insert retried after it had landed) is the same tile: one is kept.
+/// The most copies of one tile read: one, unless an insert was retried after
+/// it had landed, a zombie sealer shared an epoch id (ARCHITECTURE.md), or
+/// someone with write access added some; the reader keeps the copy whose
+/// proof folds to the epoch's root.
+pub const COPIES: u64 = 4;
+
+/// The stored copies of the tiles `wanted` (sorted) names, by epoch and tile.
 pub async fn fetch(
     client: &clickhouse::Client,
     wanted: &[(u64, TileId)],
-) -> clickhouse::error::Result<HashMap<(u64, TileId), Tile>> {
+) -> clickhouse::error::Result<HashMap<(u64, TileId), Vec<Tile>>> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -109,30 +114,37 @@ pub async fn fetch(
         .collect();
     let rows: Vec<TileRow> = client
         .query(&format!(
-            "SELECT epoch_id, tile_level, tile_index, \
+            "SELECT DISTINCT epoch_id, tile_level, tile_index, \
              arrayMap(r -> substring(r, 1, {MAX_ROW}), arraySlice(rows, 1, {HEIGHT})) AS rows \
              FROM epoch_tiles WHERE epoch_id IN ({}) \
              AND (epoch_id, tile_level, tile_index) IN ({}) \
-             LIMIT 1 BY epoch_id, tile_level, tile_index",
+             LIMIT {COPIES} BY epoch_id, tile_level, tile_index",
             epochs.join(","),
             keys.join(",")
         ))
         .fetch_all()
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let t = r.tile();
-            ((r.epoch_id, t.id), t)
-        })
-        .collect())
+    let mut tiles: HashMap<(u64, TileId), Vec<Tile>> = HashMap::new();
+    for r in rows {
+        let t = r.tile();
+        tiles.entry((r.epoch_id, t.id)).or_default().push(t);
+    }
+    Ok(tiles)
 }
 
-/// Every tile, in epoch, level and index order, streamed (the audit's).
+/// Every tile, in epoch, level and index order, streamed (the audit's). Rows
+/// are read a hash longer than any tile's and one row more than a tile has:
+/// enough to see that a tile is not what it should be, and no more.
 pub fn all(
     client: &clickhouse::Client,
 ) -> clickhouse::error::Result<clickhouse::query::RowCursor<TileRow>> {
     client
-        .query("SELECT ?fields FROM epoch_tiles ORDER BY epoch_id, tile_level, tile_index")
+        .query(&format!(
+            "SELECT epoch_id, tile_level, tile_index, \
+             arrayMap(r -> substring(r, 1, {}), arraySlice(rows, 1, {})) AS rows \
+             FROM epoch_tiles ORDER BY epoch_id, tile_level, tile_index",
+            MAX_ROW + 32,
+            HEIGHT + 1
+        ))
         .fetch::<TileRow>()
 }

@@ -8,7 +8,7 @@
 
 use clickhouse::Row;
 use serde::Deserialize;
-use verifier::proof::Hash;
+use verifier::proof::{self, Hash};
 use verifier::tile::{self, TileId};
 use verifier::verify;
 
@@ -66,9 +66,11 @@ impl StepRow {
 }
 
 /// Gives every row without a proof of its own the one its epoch's tiles hold,
-/// all read in one query. A row whose tiles are missing or short keeps an
-/// empty proof, which no verifier accepts for a tree of two leaves or more:
-/// the readers report it as a bad proof.
+/// all read in one query. Where a tile is stored more than once with
+/// different contents, the copies that make the proof fold to the epoch's
+/// root are taken. A row whose tiles are missing or short keeps an empty
+/// proof, which no verifier accepts for a tree of two leaves or more: the
+/// readers report it as a bad proof.
 pub async fn prove(
     client: &clickhouse::Client,
     rows: &mut [StepRow],
@@ -86,14 +88,48 @@ pub async fn prove(
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let tiles = tiles::fetch(client, &wanted).await?;
+    let stored = tiles::fetch(client, &wanted).await?;
     for r in rows.iter_mut().filter(|r| r.proof.is_empty()) {
         let (epoch, index, size) = place(r);
-        match tile::proof_from(index, size, |id| tiles.get(&(epoch, id))) {
-            Ok(p) => r.proof = p,
-            Err(e) => {
+        let leaf = proof::leaf_hash(&r.payload);
+        let ids = tile::tiles_for(index, size);
+        // Each choice of one copy per tile, the first copies first: one
+        // choice but where copies differ, at most COPIES^4 (a proof of a
+        // UInt32-sized tree reads at most 4 tiles).
+        let copies: Vec<usize> = ids
+            .iter()
+            .map(|id| stored.get(&(epoch, *id)).map_or(1, Vec::len))
+            .collect();
+        let choices: usize = copies.iter().product();
+        let mut first: Option<Result<Vec<Hash>, tile::TileError>> = None;
+        for mut n in 0..choices {
+            let pick: Vec<usize> = copies
+                .iter()
+                .map(|&c| {
+                    let p = n % c;
+                    n /= c;
+                    p
+                })
+                .collect();
+            let read = tile::proof_from(index, size, |id| {
+                let at = ids.iter().position(|i| *i == id)?;
+                stored.get(&(epoch, id))?.get(pick[at])
+            });
+            let folds = read
+                .as_ref()
+                .is_ok_and(|p| proof::fold(&leaf, index, size, p) == Some(r.epoch_root));
+            if folds {
+                first = Some(read);
+                break;
+            }
+            first.get_or_insert(read);
+        }
+        match first {
+            Some(Ok(p)) => r.proof = p,
+            Some(Err(e)) => {
                 tracing::warn!(epoch, leaf = index, error = %e, "no proof in the stored tree")
             }
+            None => {}
         }
     }
     Ok(())

@@ -22,6 +22,9 @@ pub const HEIGHT: u32 = 8;
 /// Nodes of a tile's lowest row.
 pub const WIDTH: u64 = 1 << HEIGHT;
 
+/// The most leaves a stored tree has.
+pub const MAX_SIZE: u64 = 1 << 32;
+
 /// Where a tile sits: its tile level and its index along that level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TileId {
@@ -68,8 +71,10 @@ pub struct Sibling {
 /// The nodes of the inclusion proof of leaf `index` in a tree of `size`
 /// leaves, leaf to root, with the tiles they are read from; empty when the
 /// index is out of range or the tree has one leaf. Its length is the proof's.
+/// Trees hold at most 2^32 leaves (leaf indexes are UInt32 in the store); a
+/// larger size has no stored tiles and gives nothing.
 pub fn siblings(index: u64, size: u64) -> Vec<Sibling> {
-    if index >= size {
+    if index >= size || size > MAX_SIZE {
         return Vec::new();
     }
     (0..depth(size))
@@ -260,6 +265,8 @@ mod tests {
         assert!(proof_from(600, 600, |id| tiles.get(&id))
             .unwrap()
             .is_empty());
-        assert_eq!(siblings(0, u64::MAX).len(), 64);
+        assert_eq!(siblings(0, MAX_SIZE).len(), 32);
+        assert_eq!(tiles_for(MAX_SIZE - 1, MAX_SIZE).len(), 4);
+        assert!(siblings(0, MAX_SIZE + 1).is_empty());
     }
 }
