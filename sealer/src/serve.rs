@@ -62,12 +62,19 @@ pub struct ServeArgs {
     /// Longest a request may take, in milliseconds.
     #[arg(long, env = "SEALTRAIL_API_TIMEOUT_MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
+    /// How long a tile read for a proof is kept for the next requests (an
+    /// epoch's tiles do not change once written); 0 reads every proof's tiles
+    /// from ClickHouse.
+    #[arg(long, env = "SEALTRAIL_API_TILE_CACHE_SECONDS", default_value_t = 300)]
+    pub tile_cache_seconds: u64,
     #[command(flatten)]
     pub http: web::Limits,
 }
 
 struct Api {
     client: clickhouse::Client,
+    /// The tiles proofs are read from, shared by every request (None: off).
+    tiles: Option<trail::TileCache>,
     verifier: Verifier,
     chain_id: u64,
     contract: String,
@@ -129,6 +136,10 @@ pub async fn serve(
     }
     let api = Arc::new(Api {
         verifier: Verifier::new(client.clone(), reader),
+        // 65,536 tiles at most (up to 64 KiB each, 16 KiB in practice): a few
+        // hundred MB at worst, the proofs of many thousands of epochs.
+        tiles: (args.tile_cache_seconds > 0)
+            .then(|| trail::TileCache::new(65_536, Duration::from_secs(args.tile_cache_seconds))),
         client,
         chain_id,
         contract,
@@ -457,7 +468,7 @@ async fn trail_body(
     limit: usize,
     after: Option<&trail::Cursor>,
 ) -> anyhow::Result<Option<String>> {
-    let (rows, next) = trail::item_page(&api.client, id, after, limit).await?;
+    let (rows, next) = trail::item_page(&api.client, api.tiles.as_ref(), id, after, limit).await?;
     if rows.is_empty() && after.is_none() {
         return Ok(None);
     }
@@ -492,7 +503,7 @@ async fn event_proof(
 ) -> Response {
     let started = Instant::now();
     let work = async {
-        let Some(row) = trail::event_row(&api.client, &id).await? else {
+        let Some(row) = trail::event_row(&api.client, api.tiles.as_ref(), &id).await? else {
             return Ok(None);
         };
         let bundle = api.verifier.bundle(&row).await?;

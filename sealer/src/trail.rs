@@ -21,14 +21,16 @@ use sealer::verify::{self, Check, Evidence, Failure, KeyRetired, LedgerSeal, Ver
 
 use crate::ledger::{EvmLedger, Ledger, LedgerArgs, OnLedger};
 use crate::store::epochs::ANCHORED;
+pub use crate::store::tiles::TileCache;
 pub use crate::store::trail::{Cursor, StepRow, PAGE_MAX};
 
 /// One event by id, if sealed in an epoch not void.
 pub async fn event_row(
     client: &clickhouse::Client,
+    cache: Option<&TileCache>,
     event_id: &str,
 ) -> anyhow::Result<Option<StepRow>> {
-    crate::store::trail::event_row(client, event_id)
+    crate::store::trail::event_row(client, cache, event_id)
         .await
         .context("reading the event from scan_events")
 }
@@ -36,11 +38,12 @@ pub async fn event_row(
 /// One page of an item's steps (`store::trail::item_page`).
 pub async fn item_page(
     client: &clickhouse::Client,
+    cache: Option<&TileCache>,
     item_id: &str,
     after: Option<&Cursor>,
     limit: usize,
 ) -> anyhow::Result<(Vec<StepRow>, Option<Cursor>)> {
-    crate::store::trail::item_page(client, item_id, after, limit)
+    crate::store::trail::item_page(client, cache, item_id, after, limit)
         .await
         .context("reading the item's events from scan_events")
 }
@@ -402,7 +405,7 @@ pub async fn verify_command(
     match (&args.event, &args.bundle) {
         (Some(id), out) => {
             let v = Verifier::new(client.clone(), ledger.reader()?);
-            let Some(row) = event_row(client, id).await? else {
+            let Some(row) = event_row(client, None, id).await? else {
                 println!("✗ event      no sealed event with id {id}");
                 println!("FAILED: {}", Failure::UnknownEvent.message());
                 return Ok(Failure::UnknownEvent.exit_code());
@@ -627,7 +630,7 @@ pub async fn trail_command(
     client: &clickhouse::Client,
     ledger: &LedgerArgs,
 ) -> anyhow::Result<i32> {
-    let (mut rows, mut next) = item_page(client, &args.item, None, PAGE_MAX).await?;
+    let (mut rows, mut next) = item_page(client, None, &args.item, None, PAGE_MAX).await?;
     if rows.is_empty() {
         println!("no sealed events for item {}", args.item);
         return Ok(Failure::UnknownEvent.exit_code());
@@ -672,7 +675,7 @@ pub async fn trail_command(
             }
         }
         let Some(after) = next else { break };
-        (rows, next) = item_page(client, &args.item, Some(&after), PAGE_MAX).await?;
+        (rows, next) = item_page(client, None, &args.item, Some(&after), PAGE_MAX).await?;
     }
     println!(
         "{verified} of {steps} steps verified against the ledger ({} epochs, contract {})",

@@ -3,10 +3,13 @@
 //! inclusion proofs of the rows every reader checks, and streamed by the audit.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+use tokio::sync::OnceCell;
 use verifier::proof::Hash;
 use verifier::tile::{Tile, TileId, HEIGHT, WIDTH};
 
@@ -130,6 +133,74 @@ pub async fn fetch(
         tiles.entry((r.epoch_id, t.id)).or_default().push(t);
     }
     Ok(tiles)
+}
+
+/// Tiles read before, for a server that answers many readers of the same items
+/// (`sealer serve`): an epoch's tiles do not change once its row is written, so
+/// a tile is read from ClickHouse once, and readers asking for it at the same
+/// moment wait for that one read instead of each sending a query. Only tiles
+/// found are kept (a missing one is asked for again), for at most `ttl` (a
+/// copy added since is seen then), and at most `capacity` of them (the cache
+/// starts over when full).
+pub struct TileCache {
+    cells: Mutex<HashMap<(u64, TileId), Cell>>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+type Cell = (Instant, Arc<OnceCell<Vec<Tile>>>);
+
+impl TileCache {
+    pub fn new(capacity: usize, ttl: Duration) -> TileCache {
+        TileCache {
+            cells: Mutex::new(HashMap::new()),
+            capacity,
+            ttl,
+        }
+    }
+
+    /// The stored copies of the tiles `wanted` names, from the cache or read.
+    pub async fn fetch(
+        &self,
+        client: &clickhouse::Client,
+        wanted: &[(u64, TileId)],
+    ) -> clickhouse::error::Result<HashMap<(u64, TileId), Vec<Tile>>> {
+        let mut out = HashMap::new();
+        for key in wanted {
+            let cell = {
+                let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+                if cells.len() >= self.capacity && !cells.contains_key(key) {
+                    cells.clear();
+                }
+                let fresh = cells
+                    .get(key)
+                    .is_some_and(|(at, _)| at.elapsed() < self.ttl);
+                if !fresh {
+                    cells.insert(*key, (Instant::now(), Arc::new(OnceCell::new())));
+                }
+                cells
+                    .get(key)
+                    .map(|(_, c)| c.clone())
+                    .expect("inserted above")
+            };
+            let tiles = cell
+                .get_or_try_init(|| async {
+                    fetch(client, std::slice::from_ref(key))
+                        .await
+                        .map(|mut found| found.remove(key).unwrap_or_default())
+                })
+                .await?;
+            if tiles.is_empty() {
+                let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+                if cells.get(key).is_some_and(|(_, c)| Arc::ptr_eq(c, &cell)) {
+                    cells.remove(key);
+                }
+            } else {
+                out.insert(*key, tiles.clone());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Every tile, in epoch, level and index order, streamed (the audit's). Rows

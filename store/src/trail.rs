@@ -70,9 +70,11 @@ impl StepRow {
 /// different contents, the copies that make the proof fold to the epoch's
 /// root are taken. A row whose tiles are missing or short keeps an empty
 /// proof, which no verifier accepts for a tree of two leaves or more: the
-/// readers report it as a bad proof.
+/// readers report it as a bad proof. The tiles come from `cache` when there
+/// is one.
 pub async fn prove(
     client: &clickhouse::Client,
+    cache: Option<&tiles::TileCache>,
     rows: &mut [StepRow],
 ) -> clickhouse::error::Result<()> {
     let place = |r: &StepRow| (r.epoch_id, u64::from(r.leaf_index), u64::from(r.epoch_size));
@@ -88,7 +90,10 @@ pub async fn prove(
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let stored = tiles::fetch(client, &wanted).await?;
+    let stored = match cache {
+        Some(cache) => cache.fetch(client, &wanted).await?,
+        None => tiles::fetch(client, &wanted).await?,
+    };
     for r in rows.iter_mut().filter(|r| r.proof.is_empty()) {
         let (epoch, index, size) = place(r);
         let leaf = proof::leaf_hash(&r.payload);
@@ -164,8 +169,10 @@ ANY INNER JOIN
 }
 
 /// One event by id: events_by_id gives its item, and the item's rows are few.
+/// Its proof's tiles come from `cache` when there is one.
 pub async fn event_row(
     client: &clickhouse::Client,
+    cache: Option<&tiles::TileCache>,
     event_id: &str,
 ) -> clickhouse::error::Result<Option<StepRow>> {
     let rows = "PREWHERE item_id IN \
@@ -180,7 +187,7 @@ pub async fn event_row(
         .fetch_optional::<StepRow>()
         .await?;
     if let Some(r) = row.as_mut() {
-        prove(client, std::slice::from_mut(r)).await?;
+        prove(client, cache, std::slice::from_mut(r)).await?;
     }
     Ok(row)
 }
@@ -258,6 +265,7 @@ pub const PAGE_MAX: usize = 200;
 /// for whole granules, which halved the API's latency.
 pub async fn item_page(
     client: &clickhouse::Client,
+    cache: Option<&tiles::TileCache>,
     item_id: &str,
     after: Option<&Cursor>,
     limit: usize,
@@ -293,6 +301,6 @@ pub async fn item_page(
         rows.truncate(limit);
         Cursor::after(rows.last().expect("limit is at least 1"))
     });
-    prove(client, &mut rows).await?;
+    prove(client, cache, &mut rows).await?;
     Ok((rows, next))
 }
