@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "006_partition_by_sealing_month"),
     migration!(7, "007_epoch_leases"),
     migration!(8, "008_epoch_tiles"),
+    migration!(9, "009_epoch_tiles_small_granules"),
 ];
 
 /// Where the applied versions are recorded.

@@ -94,8 +94,9 @@ ORDER BY epoch_id;
 CREATE TABLE IF NOT EXISTS sealtrail.epochs ON CLUSTER sealtrail AS sealtrail.epochs_local
 ENGINE = Distributed(sealtrail, sealtrail, epochs_local, intHash64(epoch_id));
 
--- Each epoch's tree once, in tiles (migration 008); an epoch's tiles share a
--- shard, so one proof's reads go to one shard.
+-- Each epoch's tree once, in tiles (migrations 008, 009: granules of 64 rows,
+-- as a row holds up to 16 KB); an epoch's tiles share a shard, so one proof's
+-- reads go to one shard.
 CREATE TABLE IF NOT EXISTS sealtrail.epoch_tiles_local ON CLUSTER sealtrail
 (
     epoch_id UInt64,
@@ -105,7 +106,8 @@ CREATE TABLE IF NOT EXISTS sealtrail.epoch_tiles_local ON CLUSTER sealtrail
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/epoch_tiles', '{replica}')
 PARTITION BY toYYYYMM(toDateTime(intDiv(bitShiftRight(epoch_id, 16), 1000)))
-ORDER BY (epoch_id, tile_level, tile_index);
+ORDER BY (epoch_id, tile_level, tile_index)
+SETTINGS index_granularity = 64;
 
 CREATE TABLE IF NOT EXISTS sealtrail.epoch_tiles ON CLUSTER sealtrail AS sealtrail.epoch_tiles_local
 ENGINE = Distributed(sealtrail, sealtrail, epoch_tiles_local, intHash64(epoch_id));
