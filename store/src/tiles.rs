@@ -150,6 +150,10 @@ pub struct TileCache {
 
 type Cell = (Instant, Arc<OnceCell<Vec<Tile>>>);
 
+/// Past this many tiles not read yet, a request reads them in one query
+/// instead of one each (each still waited for by the requests that need it).
+const BATCH_FROM: usize = 4;
+
 impl TileCache {
     pub fn new(capacity: usize, ttl: Duration) -> TileCache {
         TileCache {
@@ -159,6 +163,25 @@ impl TileCache {
         }
     }
 
+    /// The cell of `key`: a new one when there is none or it is older than
+    /// the ttl.
+    fn cell(&self, key: &(u64, TileId)) -> Arc<OnceCell<Vec<Tile>>> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        if cells.len() >= self.capacity && !cells.contains_key(key) {
+            cells.clear();
+        }
+        let fresh = cells
+            .get(key)
+            .is_some_and(|(at, _)| at.elapsed() < self.ttl);
+        if !fresh {
+            cells.insert(*key, (Instant::now(), Arc::new(OnceCell::new())));
+        }
+        cells
+            .get(key)
+            .map(|(_, c)| c.clone())
+            .expect("inserted above")
+    }
+
     /// The stored copies of the tiles `wanted` names, from the cache or read.
     pub async fn fetch(
         &self,
@@ -166,23 +189,23 @@ impl TileCache {
         wanted: &[(u64, TileId)],
     ) -> clickhouse::error::Result<HashMap<(u64, TileId), Vec<Tile>>> {
         let mut out = HashMap::new();
-        for key in wanted {
-            let cell = {
-                let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-                if cells.len() >= self.capacity && !cells.contains_key(key) {
-                    cells.clear();
-                }
-                let fresh = cells
-                    .get(key)
-                    .is_some_and(|(at, _)| at.elapsed() < self.ttl);
-                if !fresh {
-                    cells.insert(*key, (Instant::now(), Arc::new(OnceCell::new())));
-                }
-                cells
-                    .get(key)
-                    .map(|(_, c)| c.clone())
-                    .expect("inserted above")
-            };
+        let cells: Vec<Arc<OnceCell<Vec<Tile>>>> = wanted.iter().map(|k| self.cell(k)).collect();
+        // Many tiles not read yet (a page of steps over many epochs): one
+        // query for all of them, not one each.
+        let unread: Vec<(u64, TileId)> = wanted
+            .iter()
+            .zip(&cells)
+            .filter(|(_, c)| !c.initialized())
+            .map(|(k, _)| *k)
+            .collect();
+        if unread.len() > BATCH_FROM {
+            let mut found = fetch(client, &unread).await?;
+            for (key, cell) in wanted.iter().zip(&cells) {
+                // Another request may have filled it meanwhile: the same tiles.
+                let _ = cell.set(found.remove(key).unwrap_or_default());
+            }
+        }
+        for (key, cell) in wanted.iter().zip(cells) {
             let tiles = cell
                 .get_or_try_init(|| async {
                     fetch(client, std::slice::from_ref(key))
