@@ -3,16 +3,26 @@
 //! the datum) so any Avro library decodes a Kafka record from the `.avsc` alone.
 //!
 //! Hand-written for this one schema because it sits on the sealer's hot path; the
-//! tests check it byte for byte against the `apache-avro` crate reading the `.avsc`.
+//! tests check it byte for byte against the `apache-avro` crate reading the `.avsc`,
+//! and the suite decodes records from the running topic with fastavro and with the
+//! Java reference (`tests/avro_interop.rs` in the sealer).
 
 use crate::event::{Action, BizStep, BizTransaction, BizTransactionType, Disposition, ScanEvent};
 
 /// The schema file, as shipped.
 pub const SCHEMA_JSON: &str = include_str!("../scan_event.avsc");
 
-/// CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form.
-/// A test recomputes it from `scan_event.avsc`; a schema change must update it.
-pub const FINGERPRINT: u64 = 0x7ff5_9d72_215e_10b8;
+/// CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form, as the
+/// specification defines it: what the Java reference and fastavro look a record's
+/// writer schema up by. A test recomputes it from `scan_event.avsc`; a schema change
+/// must update it.
+pub const FINGERPRINT: u64 = 0xb646_4265_f4e6_7b12;
+
+/// The fingerprint records were written with before: computed over a canonical
+/// form that kept `{"type":"string"}` for the logical types, where the
+/// specification reduces them to `"string"` (the `apache-avro` crate still does).
+/// Those records hold the same datum, so they are still read; nothing writes it.
+pub const LEGACY_FINGERPRINT: u64 = 0x7ff5_9d72_215e_10b8;
 
 /// The two marker bytes that open a single-object encoding.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -22,7 +32,7 @@ pub const MAGIC: [u8; 2] = [0xC3, 0x01];
 pub enum DecodeError {
     #[error("not an Avro single-object encoding (expected marker C3 01)")]
     NotSingleObject,
-    #[error("unknown writer schema: fingerprint {0:016x}, this build knows {FINGERPRINT:016x}")]
+    #[error("unknown writer schema: fingerprint {0:016x}, this build knows {FINGERPRINT:016x} (and {LEGACY_FINGERPRINT:016x} of older records)")]
     UnknownSchema(u64),
     #[error("datum ends inside field {0}")]
     Truncated(&'static str),
@@ -317,7 +327,7 @@ pub fn datum_of(record: &[u8]) -> Result<&[u8], DecodeError> {
         .split_first_chunk::<8>()
         .ok_or(DecodeError::NotSingleObject)?;
     let fp = u64::from_le_bytes(*fp);
-    if fp != FINGERPRINT {
+    if fp != FINGERPRINT && fp != LEGACY_FINGERPRINT {
         return Err(DecodeError::UnknownSchema(fp));
     }
     Ok(datum)
@@ -366,21 +376,140 @@ mod tests {
         Schema::parse_str(SCHEMA_JSON).expect("scan_event.avsc parses")
     }
 
+    /// The specification's Parsing Canonical Form, written from its rules
+    /// (PRIMITIVES, FULLNAMES, STRIP, ORDER, WHITESPACE): not from any library,
+    /// since the one at hand (`apache-avro`) keeps a logical type's
+    /// `{"type":"string"}` where the specification writes `"string"`.
+    fn parsing_canonical_form(schema: &serde_json::Value, namespace: &str) -> String {
+        use serde_json::Value as J;
+        const PRIMITIVES: [&str; 8] = [
+            "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+        ];
+        let full = |name: &str, ns: &str| {
+            if name.contains('.') || ns.is_empty() {
+                name.to_string()
+            } else {
+                format!("{ns}.{name}")
+            }
+        };
+        let quote = |s: &str| serde_json::to_string(s).unwrap();
+        match schema {
+            J::String(t) if PRIMITIVES.contains(&t.as_str()) => quote(t),
+            J::String(named) => quote(&full(named, namespace)),
+            J::Array(branches) => format!(
+                "[{}]",
+                branches
+                    .iter()
+                    .map(|b| parsing_canonical_form(b, namespace))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            J::Object(o) => {
+                let t = &o["type"];
+                let Some(t) = t.as_str() else {
+                    return parsing_canonical_form(t, namespace);
+                };
+                if PRIMITIVES.contains(&t) {
+                    return quote(t);
+                }
+                let named = |o: &serde_json::Map<String, J>| {
+                    let name = o["name"].as_str().unwrap();
+                    let ns = o.get("namespace").and_then(J::as_str).unwrap_or(namespace);
+                    full(name, ns)
+                };
+                match t {
+                    "record" | "error" => {
+                        let name = named(o);
+                        let ns = name.rsplit_once('.').map_or("", |(ns, _)| ns);
+                        let fields = o["fields"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{{\"name\":{},\"type\":{}}}",
+                                    quote(f["name"].as_str().unwrap()),
+                                    parsing_canonical_form(&f["type"], ns)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        format!(
+                            "{{\"name\":{},\"type\":\"{t}\",\"fields\":[{fields}]}}",
+                            quote(&name)
+                        )
+                    }
+                    "enum" => format!(
+                        "{{\"name\":{},\"type\":\"enum\",\"symbols\":{}}}",
+                        quote(&named(o)),
+                        serde_json::to_string(&o["symbols"]).unwrap()
+                    ),
+                    "fixed" => format!(
+                        "{{\"name\":{},\"type\":\"fixed\",\"size\":{}}}",
+                        quote(&named(o)),
+                        o["size"]
+                    ),
+                    "array" => format!(
+                        "{{\"type\":\"array\",\"items\":{}}}",
+                        parsing_canonical_form(&o["items"], namespace)
+                    ),
+                    "map" => format!(
+                        "{{\"type\":\"map\",\"values\":{}}}",
+                        parsing_canonical_form(&o["values"], namespace)
+                    ),
+                    other => quote(&full(other, namespace)),
+                }
+            }
+            other => panic!("not a schema: {other}"),
+        }
+    }
+
     #[test]
-    fn fingerprint_is_crc64_avro_of_the_canonical_form() {
+    fn fingerprint_is_crc64_avro_of_the_specifications_canonical_form() {
+        let json: serde_json::Value = serde_json::from_str(SCHEMA_JSON).unwrap();
+        let canonical = parsing_canonical_form(&json, "");
+        assert!(canonical.starts_with(
+            r#"{"name":"dev.sealtrail.ScanEvent","type":"record","fields":[{"name":"event_id","type":"string"},{"name":"event_time","type":"long"}"#
+        ), "{canonical}");
+        assert!(!canonical.contains("logicalType") && !canonical.contains("doc"));
+        assert_eq!(
+            FINGERPRINT,
+            fingerprint(canonical.as_bytes()),
+            "FINGERPRINT must be {:#018x} for this schema",
+            fingerprint(canonical.as_bytes())
+        );
+    }
+
+    #[test]
+    fn the_legacy_fingerprint_is_apache_avros_and_our_rabin_agrees_with_it() {
         let s = schema();
-        let canonical = s.canonical_form();
         let theirs = s.fingerprint::<apache_avro::rabin::Rabin>();
         let theirs = u64::from_le_bytes(theirs.bytes[..8].try_into().unwrap());
-        assert_eq!(
-            fingerprint(canonical.as_bytes()),
-            theirs,
-            "our Rabin agrees with apache-avro's"
-        );
-        assert_eq!(
-            FINGERPRINT, theirs,
-            "FINGERPRINT must be {theirs:#018x} for this schema"
-        );
+        assert_eq!(fingerprint(s.canonical_form().as_bytes()), theirs);
+        assert_eq!(LEGACY_FINGERPRINT, theirs);
+        assert!(s.canonical_form().contains(r#"{"type":"string"}"#));
+    }
+
+    #[test]
+    fn rabin_matches_the_specifications_primitive_fingerprints() {
+        // CRC-64-AVRO of `"int"` and `"string"` as fastavro 1.13 computes them
+        // (`fastavro.schema.fingerprint`, which prints the little-endian bytes:
+        // 8f5c393f1ad57572 and c70345637248018f).
+        assert_eq!(fingerprint(br#""int""#), 0x7275_d51a_3f39_5c8f);
+        assert_eq!(fingerprint(br#""string""#), 0x8f01_4872_6345_03c7);
+    }
+
+    #[test]
+    fn records_with_either_fingerprint_decode_to_the_same_event() {
+        let mut e = sample();
+        e.signature = vec![4; 64];
+        let record = encode_single_object(&e);
+        assert_eq!(&record[2..10], &FINGERPRINT.to_le_bytes());
+        let mut legacy = record.clone();
+        legacy[2..10].copy_from_slice(&LEGACY_FINGERPRINT.to_le_bytes());
+        let (a, datum_a) = decode_canonical(&record).unwrap();
+        let (b, datum_b) = decode_canonical(&legacy).unwrap();
+        assert_eq!((a, datum_a), (b, datum_b), "one event, one leaf");
     }
 
     #[test]
@@ -429,10 +558,10 @@ mod tests {
         let record = encode_single_object(&e);
         assert_eq!(&record[..2], &MAGIC);
         assert_eq!(decode_single_object(&record).unwrap(), e);
-        let value = apache_avro::GenericSingleObjectReader::new(schema())
-            .unwrap()
-            .read_value(&mut record.as_slice())
-            .expect("apache-avro reads the single-object record");
+        // apache-avro's single-object reader looks for its own (legacy) fingerprint;
+        // the datum after the header is what it must read.
+        let value = apache_avro::from_avro_datum(&schema(), &mut &record[10..], None)
+            .expect("apache-avro reads the datum");
         assert!(matches!(value, Value::Record(_)));
     }
 

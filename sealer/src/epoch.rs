@@ -748,6 +748,36 @@ mod tests {
         );
     }
 
+    /// Records written before the fingerprint followed the specification carry
+    /// the old one: still sealed, to the same leaf, and not a second time.
+    #[test]
+    fn records_with_the_legacy_fingerprint_are_sealed_once_to_the_same_leaf() {
+        let legacy = |e: &ScanEvent| {
+            let mut v = avro::encode_single_object(e);
+            v[2..10].copy_from_slice(&avro::LEGACY_FINGERPRINT.to_le_bytes());
+            v
+        };
+        let sealed = seal(
+            1,
+            0,
+            1000,
+            vec![
+                record(0, 0, legacy(&event(1))),
+                record(0, 1, avro::encode_single_object(&event(2))),
+                record(0, 2, avro::encode_single_object(&event(1))),
+            ],
+            0,
+            &gate(&keys()),
+        );
+        assert_eq!(reasons(&sealed), vec![(2, "duplicate")]);
+        let offsets: Vec<u64> = sealed.rows.iter().map(|r| r.kafka_offset).collect();
+        assert_eq!(offsets, vec![0, 1]);
+        assert_eq!(
+            sealed.rows[0].leaf_hash,
+            leaf_hash(&avro::encode_datum(&event(1)))
+        );
+    }
+
     #[test]
     fn a_revoked_device_is_refused_from_its_revocation_on() {
         let mut keys = keys();
