@@ -21,6 +21,9 @@ SERVICES=(kafka clickhouse anvil prometheus)
 # Project processes the demo leaves running (sealer serve); down stops them too.
 APPS=(trail-api)
 PLAYWRIGHT_NPM_VERSION=1.65.1
+# The Avro interop test's readers (ingest/tests/simulate.rs).
+FASTAVRO_PIP_VERSION=1.13.1
+AVRO_LIBS="$STATE/avro/libs"
 
 say() { printf '%s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

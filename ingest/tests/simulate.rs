@@ -1,6 +1,8 @@
 //! The simulator against the real stack: it puts exactly the events it was asked
 //! for on its topic (counted by Kafka's own offsets, not by the simulator), each
-//! one readable with the `.avsc` alone; the same seed writes the same corpus.
+//! one readable with the `.avsc` alone, by other people's Avro implementations
+//! too (apache-avro, fastavro, the Java reference); the same seed writes the same
+//! corpus.
 
 use std::collections::HashSet;
 use std::process::Command;
@@ -56,7 +58,6 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
         .unwrap(),
     )
     .unwrap();
-    let reader = apache_avro::GenericSingleObjectReader::new(schema).unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..lab::PARTITIONS {
         tpl.add_partition_offset(&lab.topic, p, Offset::Offset(0))
@@ -64,8 +65,8 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
     }
     consumer.assign(&tpl).unwrap();
     let mut ids = HashSet::new();
-    let mut decoded = 0;
-    while decoded < 100_000 {
+    let mut values = Vec::with_capacity(100_000);
+    while values.len() < 100_000 {
         let m = consumer
             .poll(Duration::from_secs(10))
             .expect("records keep coming")
@@ -73,8 +74,12 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
         if m.offset() >= after[m.partition() as usize] {
             continue;
         }
-        let value = reader
-            .read_value(&mut m.payload().unwrap())
+        let payload = m.payload().unwrap();
+        // apache-avro's single-object reader expects its own fingerprint, not the
+        // specification's (see schemas::avro::LEGACY_FINGERPRINT): read the datum.
+        assert_eq!(&payload[..2], &[0xC3, 0x01]);
+        assert_eq!(&payload[2..10], &schemas::avro::FINGERPRINT.to_le_bytes());
+        let value = apache_avro::from_avro_datum(&schema, &mut &payload[10..], None)
             .expect("decodes with the .avsc alone");
         let Value::Record(fields) = value else {
             panic!("not a record")
@@ -94,9 +99,110 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
             "keyed by the first item id"
         );
         ids.insert(*id);
-        decoded += 1;
+        values.push(payload.to_vec());
     }
     assert_eq!(ids.len(), 100_000, "every event id is distinct");
+    decoded_alike_by_fastavro_and_the_java_reference(&values);
+}
+
+/// The records' values, each as a 4-byte big-endian length and its bytes: what
+/// the decoders in `tests/interop` read.
+fn write_records(values: &[Vec<u8>]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("interop-{}.records", std::process::id()));
+    let mut file = Vec::new();
+    for v in values {
+        file.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        file.extend_from_slice(v);
+    }
+    std::fs::write(&path, file).unwrap();
+    path
+}
+
+/// One line per record as the interop decoders print it: the fields in schema
+/// order, floats as the hex of their little-endian bytes.
+fn line_of(e: &schemas::ScanEvent) -> String {
+    let float = |v: Option<f32>| v.map_or("null".to_string(), |f| hex::encode(f.to_le_bytes()));
+    [
+        e.event_id.clone(),
+        e.event_time.to_string(),
+        e.event_timezone_offset.clone(),
+        e.action.as_str().to_string(),
+        e.biz_step.as_str().to_string(),
+        e.disposition.as_str().to_string(),
+        e.item_ids.join(","),
+        e.read_point.clone(),
+        e.biz_location.clone(),
+        e.country.clone(),
+        e.biz_transactions
+            .iter()
+            .map(|t| format!("{}:{}", t.kind.as_str(), t.id))
+            .collect::<Vec<_>>()
+            .join(";"),
+        float(e.temperature_c),
+        float(e.relative_humidity_pct),
+        e.device_id.clone(),
+        hex::encode(&e.signature),
+    ]
+    .join("|")
+}
+
+fn run(what: &str, c: &mut Command) -> Vec<String> {
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} could not decode our records: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Other people's readers see every field of every record as we wrote it.
+fn decoded_alike_by_fastavro_and_the_java_reference(values: &[Vec<u8>]) {
+    let interop = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+    let avsc = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/scan_event.avsc");
+    let ours: Vec<String> = values
+        .iter()
+        .map(|v| line_of(&schemas::avro::decode_single_object(v).unwrap()))
+        .collect();
+    let records = write_records(values);
+
+    let fastavro = run(
+        "fastavro (python3 -m pip install fastavro)",
+        Command::new("python3")
+            .arg(format!("{interop}/decode_records.py"))
+            .arg(avsc)
+            .arg(&records),
+    );
+    let libs = std::env::var_os("SEALTRAIL_AVRO_LIBS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| lab::state().join("avro/libs"));
+    assert!(
+        libs.join("avro-1.12.2.jar").exists(),
+        "the Java Avro reference is not in {} (deploy/local/test copies it there from Maven Central)",
+        libs.display()
+    );
+    let java = run(
+        "java with the Avro reference",
+        Command::new("java")
+            .arg("-cp")
+            .arg(format!("{}/*", libs.display()))
+            .arg(format!("{interop}/DecodeRecords.java"))
+            .arg(avsc)
+            .arg(&records),
+    );
+    std::fs::remove_file(&records).unwrap();
+    for (name, theirs) in [("fastavro", &fastavro), ("the Java reference", &java)] {
+        assert_eq!(theirs.len(), ours.len(), "{name} decoded every record");
+        for (i, (a, b)) in theirs.iter().zip(&ours).enumerate() {
+            assert_eq!(a, b, "{name} reads record {i} otherwise");
+        }
+    }
 }
 
 #[test]
