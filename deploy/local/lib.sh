@@ -21,8 +21,10 @@ SERVICES=(kafka clickhouse anvil prometheus)
 # Project processes the demo leaves running (sealer serve); down stops them too.
 APPS=(trail-api)
 PLAYWRIGHT_NPM_VERSION=1.65.1
-# The Avro interop test's readers (ingest/tests/simulate.rs).
+# Other people's implementations the interop tests compare with.
 FASTAVRO_PIP_VERSION=1.13.1
+# GS1's reference CBV 2.0 event hash (schemas/tests/event_hash_reference.rs, ingest/tests/epcis.rs).
+EPCIS_HASH_PIP_VERSION=1.9.3
 AVRO_LIBS="$STATE/avro/libs"
 
 say() { printf '%s\n' "$*"; }

@@ -7,7 +7,9 @@
 pub mod avro;
 pub mod country;
 pub mod devices;
+pub mod epcis;
 pub mod event;
+pub mod event_hash;
 pub mod gate;
 pub mod json;
 #[cfg(feature = "cli")]
