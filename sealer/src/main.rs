@@ -2,6 +2,7 @@
 //! with its inclusion proof in ClickHouse and anchors each root on the ledger.
 
 mod audit;
+mod query;
 mod run;
 mod serve;
 mod trail;

@@ -71,15 +71,15 @@ pub struct ServeArgs {
     pub http: web::Limits,
 }
 
-struct Api {
-    client: clickhouse::Client,
+pub(crate) struct Api {
+    pub(crate) client: clickhouse::Client,
     /// The tiles proofs are read from, shared by every request (None: off).
-    tiles: Option<trail::TileCache>,
-    verifier: Verifier,
+    pub(crate) tiles: Option<trail::TileCache>,
+    pub(crate) verifier: Verifier,
     chain_id: u64,
     contract: String,
     public_rpc: Option<String>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
@@ -156,6 +156,9 @@ pub async fn serve(
         .route("/scan_event.avsc", get(schema))
         .route("/v1/items/{id}/trail", get(item_trail))
         .route("/v1/events/{id}/proof", get(event_proof))
+        // EPCIS 2.0 queries (query.rs).
+        .route("/events", get(crate::query::events))
+        .route("/events/{id}", get(crate::query::event))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -298,7 +301,7 @@ async fn schema() -> Response {
 }
 
 impl Api {
-    fn observe(&self, route: &str, started: Instant, r: &Response) {
+    pub(crate) fn observe(&self, route: &str, started: Instant, r: &Response) {
         self.requests
             .with_label_values(&[route, r.status().as_str()])
             .inc();

@@ -1,6 +1,7 @@
 //! Every query sealtrail runs on ClickHouse, in one place: the device registry
 //! (`devices`), the ids already sealed (`sealed_ids`), event and epoch rows
-//! (`epochs`), each epoch's tree (`tiles`), trails (`trail`), the audit's reads (`audit`) and the migrations'
+//! (`epochs`), each epoch's tree (`tiles`), trails (`trail`), the EPCIS query
+//! (`query`), the audit's reads (`audit`) and the migrations'
 //! runner (`migrate`). The migrations themselves are files in
 //! `schemas/clickhouse/`.
 //!
@@ -13,6 +14,7 @@ pub mod config;
 pub mod devices;
 pub mod epochs;
 pub mod migrate;
+pub mod query;
 pub mod sealed_ids;
 pub mod tiles;
 pub mod trail;

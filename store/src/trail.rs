@@ -145,7 +145,7 @@ pub async fn prove(
 /// whole table (a row a second, for ever) would grow every trail's cost, and
 /// the API's memory limit would stop it one day. `rows` is in the text twice,
 /// so its parameters are bound twice.
-fn step_query(rows: &str) -> String {
+pub(crate) fn step_query(rows: &str) -> String {
     format!(
         "\
 SELECT event_id, item_id, item_ids, event_time, event_time_ms, event_timezone_offset,

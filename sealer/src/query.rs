@@ -1,0 +1,408 @@
+//! The EPCIS 2.0 query side of the trail API, as the standard's REST binding
+//! has it: `GET /events` with the common parameters (pipe-separated values,
+//! `perPage`, `nextPageToken` and a `Link` to the next page) and
+//! `GET /events/{eventID}`, both answering an EPCISQueryDocument.
+//!
+//! Each event is rendered from its row's signed payload, never from the
+//! columns, and an event whose payload does not match the query is left out:
+//! the columns only choose rows. Beside the event list, `sealtrail:proofs`
+//! gives, in the same order, each event's hash, its proof bundle's address and
+//! this server's verdict; the bundle lets anyone check it without us.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use schemas::epcis;
+use serde_json::{json, Value};
+
+use crate::serve::Api;
+use crate::store::query::{self as store_query, EventFilter};
+use crate::trail::{self, Cursor, StepRow, PAGE_MAX};
+
+const EPCIS_VERSION: &str = "2.0.1";
+const CBV_VERSION: &str = "2.0.1";
+
+/// Events per page when the client does not say (the binding's default).
+const PER_PAGE_DEFAULT: usize = 30;
+
+/// An RFC 7807 problem with the binding's exception type.
+fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Response {
+    let mut r = (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/problem+json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json!({"type": kind, "title": title, "status": status.as_u16(), "detail": detail})
+            .to_string(),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert("gs1-epcis-version", HeaderValue::from_static(EPCIS_VERSION));
+    r
+}
+
+fn bad_parameter(detail: String) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "epcisException:QueryParameterException",
+        "Invalid query parameter",
+        detail,
+    )
+}
+
+fn unavailable(e: anyhow::Error) -> Response {
+    tracing::warn!(error = format!("{e:#}"), "answering 503");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "epcisException:ImplementationException",
+        "The store or the ledger could not be read",
+        "try again".into(),
+    )
+}
+
+/// A query: what to select, and which page.
+#[derive(Debug, Default, PartialEq)]
+pub struct EventsQuery {
+    pub filter: EventFilter,
+    /// Only ObjectEvents are sealed today: a query for other types is empty.
+    pub nothing: bool,
+    pub per_page: usize,
+    pub after: Option<Cursor>,
+    /// The parameters as given, for the next page's link.
+    pub given: BTreeMap<String, String>,
+}
+
+/// Percent-decoding of one query-string component ('+' is a space).
+fn decode(s: &str) -> Result<String, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("bad percent-encoding in '{}'", cut(s)))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("'{}' is not UTF-8", cut(s)))
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The parameters this server answers; any other is refused by name, as the
+/// standard asks of a parameter a server does not recognise.
+pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
+    let mut q = EventsQuery {
+        per_page: PER_PAGE_DEFAULT,
+        ..EventsQuery::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (decode(k)?, decode(v)?);
+        if q.given.insert(k.clone(), v.clone()).is_some() {
+            return Err(format!(
+                "{k} is given twice; give several values once, separated by '|'"
+            ));
+        }
+        let values = || -> Result<Vec<String>, String> {
+            let vs: Vec<String> = v.split('|').map(str::to_string).collect();
+            if vs.iter().any(String::is_empty) || vs.len() > 100 {
+                return Err(format!("{k}: 1 to 100 values separated by '|', none empty"));
+            }
+            Ok(vs)
+        };
+        let time = |v: &str| {
+            schemas::time::parse_rfc3339(v)
+                .map_err(|why| format!("{k}: '{}' is not a date-time: {why}", cut(v)))
+        };
+        match k.as_str() {
+            "eventType" => {
+                let types = values()?;
+                for t in &types {
+                    if !epcis::EVENT_TYPES.contains(&t.as_str()) {
+                        return Err(format!(
+                            "eventType: '{}' is not one of {}",
+                            cut(t),
+                            epcis::EVENT_TYPES.join(", ")
+                        ));
+                    }
+                }
+                q.nothing |= !types.iter().any(|t| t == "ObjectEvent");
+            }
+            "MATCH_anyEPC" | "MATCH_epc" => q.filter.any_item.extend(values()?),
+            // No sealed event has a parent yet.
+            "MATCH_parentID" => {
+                values()?;
+                q.nothing = true;
+            }
+            "EQ_bizStep" => {
+                for v in values()? {
+                    let step = epcis::biz_step_from(&v)
+                        .ok_or_else(|| format!("EQ_bizStep: '{}' is not a business step this server knows", cut(&v)))?;
+                    q.filter.biz_steps.push(step.as_str().to_string());
+                }
+            }
+            "EQ_bizLocation" => q.filter.biz_locations.extend(values()?),
+            "GE_eventTime" => q.filter.from_ms = Some(time(&v)?),
+            "LT_eventTime" => q.filter.until_ms = Some(time(&v)?),
+            "perPage" => {
+                q.per_page = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=PAGE_MAX).contains(n))
+                    .ok_or_else(|| format!("perPage: '{}' is not a number from 1 to {PAGE_MAX}", cut(&v)))?
+            }
+            "nextPageToken" => {
+                q.after = Some(
+                    Cursor::parse(&v).map_err(|why| format!("nextPageToken: {why}"))?,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "{} is not a query parameter this server answers (it answers eventType, MATCH_anyEPC, MATCH_epc, MATCH_parentID, EQ_bizStep, EQ_bizLocation, GE_eventTime, LT_eventTime, perPage, nextPageToken)",
+                    cut(other)
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// The EPCISQueryDocument of some events, with their proofs beside them.
+async fn document(api: &Api, rows: &[StepRow], filter: &EventFilter) -> anyhow::Result<Value> {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut proofs = Vec::with_capacity(rows.len());
+    for row in rows {
+        // What is shown is the signed payload's, and only if it matches.
+        let Ok(event) = schemas::avro::decode_datum(&row.payload) else {
+            continue;
+        };
+        if !filter.admits(&event) {
+            continue;
+        }
+        let verdict = api.verifier.check(row).await?;
+        events.push(epcis::object_event(&event));
+        proofs.push(json!({
+            "eventID": epcis::event_id_uri(&event),
+            "eventHash": schemas::event_hash::event_hash(&event),
+            "proof": format!("/v1/events/{}/proof", row.event_id),
+            "verified": verdict.verified(),
+            "failure": verdict.failure.map(|f| f.reason()),
+        }));
+    }
+    Ok(json!({
+        "@context": epcis::context(),
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "creationDate": schemas::time::format_rfc3339(now_ms(), "Z"),
+        "epcisBody": {
+            "queryResults": {
+                "queryName": "SimpleEventQuery",
+                "resultsBody": {"eventList": events},
+            }
+        },
+        epcis::PROOFS: proofs,
+    }))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn answer(doc: &Value, link: Option<String>) -> Response {
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, "application/ld+json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        doc.to_string(),
+    )
+        .into_response();
+    let h = r.headers_mut();
+    h.insert("gs1-epcis-version", HeaderValue::from_static(EPCIS_VERSION));
+    h.insert("gs1-cbv-version", HeaderValue::from_static(CBV_VERSION));
+    h.insert("gs1-extensions", HeaderValue::from_static(""));
+    if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LINK, l);
+    }
+    r
+}
+
+pub async fn events(State(api): State<Arc<Api>>, uri: Uri) -> Response {
+    let started = Instant::now();
+    let r = match parse_query(uri.query().unwrap_or("")) {
+        Err(why) => bad_parameter(why),
+        Ok(q) => match tokio::time::timeout(api.timeout, events_page(&api, &q)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => unavailable(e),
+            Err(_) => unavailable(anyhow::anyhow!("timed out")),
+        },
+    };
+    api.observe("epcis_events", started, &r);
+    r
+}
+
+async fn events_page(api: &Api, q: &EventsQuery) -> anyhow::Result<Response> {
+    let (rows, next) = if q.nothing {
+        (Vec::new(), None)
+    } else {
+        store_query::events(
+            &api.client,
+            api.tiles.as_ref(),
+            &q.filter,
+            q.after.as_ref(),
+            q.per_page,
+        )
+        .await?
+    };
+    let doc = document(api, &rows, &q.filter).await?;
+    let link = next.map(|c| {
+        let mut given = q.given.clone();
+        given.insert("nextPageToken".into(), c.to_string());
+        let query: Vec<String> = given
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        format!("</events?{}>; rel=\"next\"", query.join("&"))
+    });
+    Ok(answer(&doc, link))
+}
+
+pub async fn event(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let started = Instant::now();
+    let r = match epcis::event_id_from_uri(&id) {
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "epcisException:NoSuchResourceException",
+            "Resource not found",
+            format!(
+                "'{}' is not an eventID this server gives (urn:uuid:… or ni:///sha-256;…?ver=CBV2.0)",
+                cut(&id)
+            ),
+        ),
+        Some(event_id) => {
+            let work = async {
+                let row = trail::event_row(&api.client, api.tiles.as_ref(), &event_id).await?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => {
+                        let doc = document(&api, std::slice::from_ref(&row), &EventFilter::default()).await?;
+                        // The event as its payload gives it, and the id asked for.
+                        let listed = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"][0]
+                            .get("eventID")
+                            .and_then(Value::as_str)
+                            == Some(id.as_str());
+                        anyhow::Ok(listed.then_some((doc, row.event_id)))
+                    }
+                }
+            };
+            match tokio::time::timeout(api.timeout, work).await {
+                Ok(Ok(Some((doc, event_id)))) => {
+                    let mut r = answer(&doc, None);
+                    let proof = format!("</v1/events/{event_id}/proof>; rel=\"sealtrail-proof\"");
+                    if let Ok(v) = HeaderValue::from_str(&proof) {
+                        r.headers_mut().insert(header::LINK, v);
+                    }
+                    r
+                }
+                Ok(Ok(None)) => problem(
+                    StatusCode::NOT_FOUND,
+                    "epcisException:NoSuchResourceException",
+                    "Resource not found",
+                    format!("no sealed event with eventID {}", cut(&id)),
+                ),
+                Ok(Err(e)) => unavailable(e),
+                Err(_) => unavailable(anyhow::anyhow!("timed out")),
+            }
+        }
+    };
+    api.observe("epcis_event", started, &r);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_pipe_separated_and_decoded() {
+        let q = parse_query(
+            "EQ_bizStep=shipping%7Chttps%3A%2F%2Fref.gs1.org%2Fcbv%2FBizStep-receiving&MATCH_anyEPC=urn:epc:id:sgtin:0614141.107346.2017&GE_eventTime=2026-11-30T00%3A00%3A00.000%2B01%3A00&perPage=5",
+        )
+        .unwrap();
+        assert_eq!(q.filter.biz_steps, ["shipping", "receiving"]);
+        assert_eq!(q.filter.any_item, ["urn:epc:id:sgtin:0614141.107346.2017"]);
+        assert_eq!(q.filter.from_ms, Some(1_764_457_200_000));
+        assert_eq!(q.per_page, 5);
+        assert!(!q.nothing);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (query, names) in [
+            ("EQ_bizStep=dancing", "EQ_bizStep"),
+            ("GE_eventTime=yesterday", "GE_eventTime"),
+            ("perPage=0", "perPage"),
+            ("perPage=100000", "perPage"),
+            ("eventType=PartyEvent", "eventType"),
+            ("EQ_bizStep=shipping&EQ_bizStep=receiving", "EQ_bizStep"),
+            ("MATCH_anyEPC=a||b", "MATCH_anyEPC"),
+            ("EQ_quantity=3", "EQ_quantity"),
+            ("nextPageToken=x", "nextPageToken"),
+            ("MATCH_anyEPC=%ZZ", "bad percent-encoding"),
+        ] {
+            let why = parse_query(query).unwrap_err();
+            assert!(why.contains(names), "{query}: {why}");
+        }
+    }
+
+    #[test]
+    fn types_without_sealed_events_select_nothing() {
+        assert!(parse_query("eventType=AggregationEvent").unwrap().nothing);
+        assert!(
+            !parse_query("eventType=AggregationEvent|ObjectEvent")
+                .unwrap()
+                .nothing
+        );
+        assert!(
+            parse_query("MATCH_parentID=urn:epc:id:sscc:0614141.1234567890")
+                .unwrap()
+                .nothing
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! The EPCIS query's reads: sealed events chosen by the binding's common
+//! parameters (any of some items, business steps, locations, a time range),
+//! a page at a time in the trail's order, each with its epoch and proof. The
+//! columns only choose rows: what a reader shows comes from each row's payload,
+//! which the caller checks against the same filter (`EventFilter::admits`), so
+//! a column changed in ClickHouse cannot put an event in an answer it does not
+//! belong to.
+
+use schemas::ScanEvent;
+
+use crate::tiles;
+use crate::trail::{prove, step_query, Cursor, StepRow, PAGE_MAX};
+
+/// What events a query asks for; every list that is not empty must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// Events that list any of these items (`MATCH_anyEPC`).
+    pub any_item: Vec<String>,
+    /// Business steps, as the Avro symbols (`EQ_bizStep`).
+    pub biz_steps: Vec<String>,
+    /// Business locations (`EQ_bizLocation`).
+    pub biz_locations: Vec<String>,
+    /// Event time at or after, ms since the Unix epoch (`GE_eventTime`).
+    pub from_ms: Option<i64>,
+    /// Event time before, ms since the Unix epoch (`LT_eventTime`).
+    pub until_ms: Option<i64>,
+}
+
+impl EventFilter {
+    /// Whether a decoded event matches, by its signed fields alone.
+    pub fn admits(&self, e: &ScanEvent) -> bool {
+        (self.any_item.is_empty() || e.item_ids.iter().any(|i| self.any_item.contains(i)))
+            && (self.biz_steps.is_empty()
+                || self.biz_steps.iter().any(|s| s == e.biz_step.as_str()))
+            && (self.biz_locations.is_empty() || self.biz_locations.contains(&e.biz_location))
+            && self.from_ms.is_none_or(|t| e.event_time >= t)
+            && self.until_ms.is_none_or(|t| e.event_time < t)
+    }
+}
+
+/// One page of the events `filter` selects, in the order of (time, event id,
+/// epoch, leaf), after `after`: at most `limit` (up to `PAGE_MAX`), and where
+/// the next page starts if there is one.
+pub async fn events(
+    client: &clickhouse::Client,
+    cache: Option<&tiles::TileCache>,
+    filter: &EventFilter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> clickhouse::error::Result<(Vec<StepRow>, Option<Cursor>)> {
+    let limit = limit.clamp(1, PAGE_MAX);
+    let mut conditions = vec!["1".to_string()];
+    if !filter.any_item.is_empty() {
+        conditions.push("hasAny(item_ids, ?)".into());
+    }
+    if !filter.biz_steps.is_empty() {
+        conditions.push("has(?, biz_step)".into());
+    }
+    if !filter.biz_locations.is_empty() {
+        conditions.push("has(?, biz_location)".into());
+    }
+    if filter.from_ms.is_some() {
+        conditions.push("event_time_ms >= ?".into());
+    }
+    if filter.until_ms.is_some() {
+        conditions.push("event_time_ms < ?".into());
+    }
+    if after.is_some() {
+        conditions.push(
+            "(event_time_ms > ? OR (event_time_ms = ? AND (event_id > ? OR (event_id = ? \
+             AND (epoch_id > ? OR (epoch_id = ? AND leaf_index > ?))))))"
+                .into(),
+        );
+    }
+    let rows = format!("PREWHERE {}", conditions.join(" AND "));
+    let mut query = client.query(&format!(
+        "{} ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
+        step_query(&rows)
+    ));
+    // The PREWHERE is in the text twice (see `step_query`): its values too.
+    for _ in 0..2 {
+        if !filter.any_item.is_empty() {
+            query = query.bind(&filter.any_item);
+        }
+        if !filter.biz_steps.is_empty() {
+            query = query.bind(&filter.biz_steps);
+        }
+        if !filter.biz_locations.is_empty() {
+            query = query.bind(&filter.biz_locations);
+        }
+        if let Some(t) = filter.from_ms {
+            query = query.bind(t);
+        }
+        if let Some(t) = filter.until_ms {
+            query = query.bind(t);
+        }
+        if let Some(c) = after {
+            query = query
+                .bind(c.time_ms)
+                .bind(c.time_ms)
+                .bind(&c.event_id)
+                .bind(&c.event_id)
+                .bind(c.epoch_id)
+                .bind(c.epoch_id)
+                .bind(c.leaf_index);
+        }
+    }
+    let mut rows = query.bind(limit as u64 + 1).fetch_all::<StepRow>().await?;
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        Cursor::after(rows.last().expect("limit is at least 1"))
+    });
+    prove(client, cache, &mut rows).await?;
+    Ok((rows, next))
+}
