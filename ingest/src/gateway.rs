@@ -102,10 +102,10 @@ pub struct ServeArgs {
     pub http: web::Limits,
 }
 
-struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    accepted: IntCounter,
-    rejected: IntCounterVec,
+    pub(crate) accepted: IntCounter,
+    pub(crate) rejected: IntCounterVec,
     produce_latency: Histogram,
     in_flight: IntGauge,
 }
@@ -163,8 +163,8 @@ impl Metrics {
     }
 }
 
-struct Gateway {
-    args: ServeArgs,
+pub(crate) struct Gateway {
+    pub(crate) args: ServeArgs,
     producer: FutureProducer,
     clickhouse: clickhouse::Client,
     devices: RwLock<Arc<KeyHistory>>,
@@ -175,21 +175,27 @@ struct Gateway {
     last_forced_refresh: tokio::sync::Mutex<Instant>,
     in_flight: Semaphore,
     quota: crate::quota::Quota,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
+    /// EPCIS capture jobs this gateway took (`capture.rs`).
+    pub(crate) jobs: crate::capture::Jobs,
 }
 
 /// A refusal: the status, a machine-readable reason, and a sentence for people.
-struct Rejection {
-    status: StatusCode,
-    reason: &'static str,
-    field: Option<String>,
-    problem: String,
-    retry_after: Option<u32>,
-    accepted_ids: Vec<String>,
+pub(crate) struct Rejection {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
+    pub(crate) field: Option<String>,
+    pub(crate) problem: String,
+    pub(crate) retry_after: Option<u32>,
+    pub(crate) accepted_ids: Vec<String>,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, reason: &'static str, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        reason: &'static str,
+        problem: impl Into<String>,
+    ) -> Self {
         Rejection {
             status,
             reason,
@@ -199,7 +205,7 @@ impl Rejection {
             accepted_ids: Vec::new(),
         }
     }
-    fn field(mut self, field: impl Into<String>) -> Self {
+    pub(crate) fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
     }
@@ -251,6 +257,7 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
         devices: RwLock::new(Arc::new(known)),
         seen: OnceLock::new(),
         metrics: Metrics::new(),
+        jobs: crate::capture::Jobs::new(crate::capture::JOBS_KEPT),
         producer,
         clickhouse,
         last_forced_refresh: tokio::sync::Mutex::new(
@@ -260,12 +267,15 @@ pub async fn serve(args: ServeArgs, clickhouse: clickhouse::Client) -> anyhow::R
         ),
         args: args.clone(),
     });
+    // The capture limits the binding's 413 answers state.
+    let _ = crate::capture::LIMITS.set((args.max_batch, args.max_body_bytes));
     tokio::spawn(refresh_devices(gateway.clone()));
     // Reading every sealed id takes a while on a big store: serve meanwhile.
     tokio::spawn(keep_seen_ids(gateway.clone()));
 
     let app = Router::new()
         .route("/v1/events", post(post_events))
+        .merge(crate::capture::routes())
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -402,7 +412,7 @@ async fn post_events(
 /// The answer to a request that ran out of time. What Kafka acknowledged by then
 /// must not be resent; the rest may still land (it stays queued in the
 /// producer), and a second copy of it is refused when sealed.
-fn timed_out(timeout_ms: u64, acked: Vec<String>) -> Rejection {
+pub(crate) fn timed_out(timeout_ms: u64, acked: Vec<String>) -> Rejection {
     let mut r = Rejection::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "timeout",
@@ -445,10 +455,21 @@ async fn accept(
         )
     })?;
     let events = parse_batch(&value, g.args.max_batch)?;
-    g.reload_for_unknown(&events).await;
-    check_devices(g, &events)?;
-    take_quota(g, &events)?;
-    refuse_sealed(g, &events).await?;
+    admit(g, &events, acked).await
+}
+
+/// A request's parsed events from the registry's check to Kafka's
+/// acknowledgement: every check passes for all of them before any is produced.
+/// The count accepted.
+pub(crate) async fn admit(
+    g: &Gateway,
+    events: &[ScanEvent],
+    acked: &Mutex<Vec<String>>,
+) -> Result<usize, Rejection> {
+    g.reload_for_unknown(events).await;
+    check_devices(g, events)?;
+    take_quota(g, events)?;
+    refuse_sealed(g, events).await?;
 
     let n = events.len();
     let permits = g.in_flight.try_acquire_many(n as u32).map_err(|_| {
@@ -461,7 +482,7 @@ async fn accept(
     })?;
     // A guard, not a pair of calls: a timeout drops this future midway.
     let _in_flight = InFlight::new(&g.metrics.in_flight, n as i64, permits);
-    produce(g, &events, acked).await.map(|_| n)
+    produce(g, events, acked).await.map(|_| n)
 }
 
 /// Events of one request counted in flight, with their permits, until dropped.

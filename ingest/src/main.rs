@@ -1,12 +1,14 @@
 //! `ingest`: the scan-event write path — the HTTP gateway scanners post to, the
 //! scanner fleet simulator, and device key management.
 
+mod capture;
 mod corpus;
 mod device;
 mod gateway;
 mod journey;
 mod producer;
 mod quota;
+mod sign;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -27,13 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP gateway: POST /v1/events, /healthz, /readyz, /metrics.
+    /// Serve the HTTP gateway: POST /v1/events, EPCIS 2.0 capture (POST /capture,
+    /// GET /capture/{id}, POST /events), /healthz, /readyz, /metrics.
     Serve(gateway::ServeArgs),
     /// Simulate a fleet of scanners moving items through their journeys.
     Simulate(simulate::SimulateArgs),
     /// Manage scanner devices and their keys.
     #[command(subcommand)]
     Device(device::DeviceCommand),
+    /// Sign an EPCIS 2.0 document's events with a device key, for POST /capture.
+    Sign(sign::SignArgs),
 }
 
 #[tokio::main]
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => gateway::serve(args, clickhouse).await,
         Command::Simulate(args) => simulate::run(args, clickhouse).await,
         Command::Device(command) => device::run(command, &clickhouse).await,
+        Command::Sign(args) => sign::run(&args),
     }
 }
 

@@ -29,6 +29,8 @@ pub mod slots {
     pub const SIMULATE: std::ops::RangeInclusive<u8> = 22..=22;
     /// sealer/tests/stack_plumbing.rs (its database only)
     pub const PLUMBING: std::ops::RangeInclusive<u8> = 23..=23;
+    /// ingest/tests/epcis.rs
+    pub const EPCIS: std::ops::RangeInclusive<u8> = 24..=24;
 }
 
 /// Partitions of a lab topic, as of `scan-events`.

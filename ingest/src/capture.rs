@@ -1,0 +1,858 @@
+//! EPCIS 2.0 capture on the gateway, as the standard's REST binding has it:
+//! `POST /capture` takes an EPCISDocument and answers 202 with the capture job's
+//! `Location`, `GET /capture/{id}` and `GET /capture` tell the job's state,
+//! `POST /events` captures one event (201), `OPTIONS` states the limits. Errors
+//! are RFC 7807 problems with the binding's `epcisException:` types.
+//!
+//! The events go through the same gate as `/v1/events`: each must map onto a
+//! scan event (`schemas::epcis`) and carry its device's detached signature over
+//! that event's canonical bytes: in `st:signatures`, beside the document's
+//! `eventList` and in its order, or for `POST /events` in the `Sealtrail-Signature`
+//! header. Outside the event, so signing never changes its hash.
+//!
+//! Every check runs before anything is produced: with the default
+//! `GS1-Capture-Error-Behaviour: rollback` one bad event refuses the request
+//! and nothing of it reaches Kafka; with `proceed`, the good events are
+//! captured and the job lists the others. Jobs are finished when the answer is
+//! sent (Kafka acknowledged every event), kept in memory, the last `JOBS_KEPT`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use schemas::{epcis, ScanEvent};
+use serde_json::{json, Value};
+
+use crate::gateway::{admit, Gateway, Rejection};
+
+/// Capture jobs kept for `GET /capture/{id}`; the oldest go first.
+pub const JOBS_KEPT: usize = 10_000;
+
+/// The binding's version this gateway speaks, and the CBV's.
+const EPCIS_VERSION: &str = "2.0.1";
+const CBV_VERSION: &str = "2.0.1";
+
+/// Where the detached signatures travel in a document, and for one event.
+pub use epcis::SIGNATURES;
+pub const SIGNATURE_HEADER: &str = "sealtrail-signature";
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route(
+            "/capture",
+            get(list_jobs).post(capture).options(capture_options),
+        )
+        .route("/capture/{id}", get(job).options(job_options))
+        .route(
+            "/events",
+            axum::routing::post(capture_one).options(events_options),
+        )
+}
+
+/// An RFC 7807 problem with the binding's exception type.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    /// The field at fault, as a path into the request body.
+    pub instance: Option<String>,
+    pub retry_after: Option<u32>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: String) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail,
+            instance: None,
+            retry_after: None,
+        }
+    }
+
+    fn validation(detail: impl Into<String>, field: impl Into<String>) -> Self {
+        Problem {
+            instance: Some(field.into()),
+            ..Problem::new(
+                StatusCode::BAD_REQUEST,
+                "epcisException:ValidationException",
+                "Invalid EPCIS document or event",
+                detail.into(),
+            )
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut b = json!({
+            "type": self.kind,
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(i) = &self.instance {
+            b["instance"] = json!(i);
+        }
+        b
+    }
+
+    /// The gateway's own refusals in the binding's terms; `events` name the
+    /// ones Kafka took by their eventIDs.
+    fn of(r: Rejection, path: impl Fn(&str) -> String, events: &[ScanEvent]) -> Self {
+        let (status, kind, title) = match r.status {
+            StatusCode::UNAUTHORIZED => (
+                StatusCode::UNAUTHORIZED,
+                "epcisException:SecurityException",
+                "Unauthorised request",
+            ),
+            StatusCode::CONFLICT => (
+                StatusCode::CONFLICT,
+                "epcisException:ResourceAlreadyExistsException",
+                "Event already captured",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "epcisException:CaptureLimitExceededException",
+                "Capture payload too large",
+            ),
+            StatusCode::TOO_MANY_REQUESTS => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "epcisException:SecurityException",
+                "Too many events from one device",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "epcisException:ImplementationException",
+                "Events could not be stored now",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "epcisException:ValidationException",
+                "Invalid EPCIS document or event",
+            ),
+        };
+        let mut detail = r.problem;
+        if !r.accepted_ids.is_empty() {
+            detail = format!(
+                "{detail}; captured: {}",
+                events
+                    .iter()
+                    .filter(|e| r.accepted_ids.contains(&e.event_id))
+                    .map(epcis::event_id_uri)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Problem {
+            instance: r.field.as_deref().map(&path),
+            retry_after: r.retry_after,
+            ..Problem::new(status, kind, title, detail)
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            self.body().to_string(),
+        )
+            .into_response();
+        versions(r.headers_mut(), false);
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The limits, so the client can split the document.
+            if let Some(g) = LIMITS.get() {
+                limits(r.headers_mut(), g.0, g.1);
+            }
+        }
+        r
+    }
+}
+
+/// The capture limits, for the 413's headers (set when the gateway starts).
+pub static LIMITS: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+
+fn versions(h: &mut HeaderMap, cbv: bool) {
+    h.insert("gs1-epcis-version", HeaderValue::from_static(EPCIS_VERSION));
+    if cbv {
+        h.insert("gs1-cbv-version", HeaderValue::from_static(CBV_VERSION));
+    }
+    h.insert("gs1-extensions", HeaderValue::from_static(""));
+}
+
+fn limits(h: &mut HeaderMap, events: usize, bytes: usize) {
+    h.insert("gs1-epcis-capture-limit", events.into());
+    h.insert("gs1-epcis-capture-file-size-limit", bytes.into());
+}
+
+/// What to do with the good events of a document that has bad ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Rollback,
+    Proceed,
+}
+
+impl Behaviour {
+    fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::Rollback => "rollback",
+            Behaviour::Proceed => "proceed",
+        }
+    }
+}
+
+/// One capture job, finished when it is recorded.
+#[derive(Debug, Clone)]
+struct Job {
+    id: String,
+    created_at_ms: i64,
+    finished_at_ms: i64,
+    behaviour: Behaviour,
+    errors: Vec<Value>,
+}
+
+impl Job {
+    fn json(&self) -> Value {
+        json!({
+            "captureID": self.id,
+            "createdAt": schemas::time::format_rfc3339(self.created_at_ms, "Z"),
+            "finishedAt": schemas::time::format_rfc3339(self.finished_at_ms, "Z"),
+            "running": false,
+            "success": self.errors.is_empty(),
+            "captureErrorBehaviour": self.behaviour.as_str(),
+            "errors": self.errors,
+        })
+    }
+}
+
+/// The jobs this gateway took, newest last, at most `capacity`.
+pub struct Jobs {
+    capacity: usize,
+    inner: Mutex<(HashMap<String, Job>, VecDeque<String>)>,
+}
+
+impl Jobs {
+    pub fn new(capacity: usize) -> Self {
+        Jobs {
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn record(&self, job: Job) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (by_id, order) = &mut *guard;
+        while order.len() >= self.capacity {
+            if let Some(old) = order.pop_front() {
+                by_id.remove(&old);
+            }
+        }
+        order.push_back(job.id.clone());
+        by_id.insert(job.id.clone(), job);
+    }
+
+    fn get(&self, id: &str) -> Option<Job> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.get(id).cloned()
+    }
+
+    /// The newest `n` jobs after skipping `skip`, newest first, and whether more follow.
+    fn page(&self, skip: usize, n: usize) -> (Vec<Job>, bool) {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (by_id, order) = &*guard;
+        let jobs: Vec<Job> = order
+            .iter()
+            .rev()
+            .skip(skip)
+            .take(n)
+            .filter_map(|id| by_id.get(id).cloned())
+            .collect();
+        (jobs, order.len() > skip + n)
+    }
+}
+
+/// A capture id no one can guess: a job's errors name the events it held.
+fn new_job_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the system's random source");
+    format!("id{}", hex::encode(b))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The request's media type must be JSON (plain or JSON-LD).
+fn json_body(headers: &HeaderMap) -> Result<(), Problem> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence == "application/ld+json" {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "epcisException:UnsupportedMediaTypeException",
+            "Unsupported Media Type",
+            format!(
+                "Content-Type '{}' is not accepted; send application/ld+json or application/json",
+                ct.chars().take(80).collect::<String>()
+            ),
+        ))
+    }
+}
+
+/// A client that asks for another EPCIS version than this one's.
+fn version_asked(headers: &HeaderMap) -> Result<(), Problem> {
+    for name in ["gs1-epcis-version", "gs1-cbv-version"] {
+        if let Some(v) = headers.get(name) {
+            let v = v.to_str().unwrap_or("");
+            if !(v == "2" || v == "2.0" || v.starts_with("2.0.")) {
+                return Err(Problem::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "epcisException:NotAcceptableException",
+                    "Conflicting request and response headers",
+                    format!(
+                        "{name} '{}' is not served here: this server speaks 2.0 ({EPCIS_VERSION})",
+                        v.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn behaviour(headers: &HeaderMap) -> Result<Behaviour, Problem> {
+    match headers
+        .get("gs1-capture-error-behaviour")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None | Some("rollback") => Ok(Behaviour::Rollback),
+        Some("proceed") => Ok(Behaviour::Proceed),
+        Some(other) => Err(Problem::validation(
+            format!(
+                "GS1-Capture-Error-Behaviour '{}' is neither rollback nor proceed",
+                other.chars().take(40).collect::<String>()
+            ),
+            "GS1-Capture-Error-Behaviour",
+        )),
+    }
+}
+
+fn body_of(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Value, Problem> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "epcisException:CaptureLimitExceededException",
+                "Capture payload too large",
+                format!(
+                    "the document is larger than {} bytes; split it",
+                    g.args.max_body_bytes
+                ),
+            )
+        } else {
+            Problem::validation(e.body_text(), "(body)")
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Problem::validation(format!("the body is not JSON: {e}"), "(body)"))
+}
+
+/// A signature as 128 hex digits.
+fn signature(text: Option<&str>, field: &str) -> Result<Vec<u8>, Problem> {
+    let text = text.ok_or_else(|| {
+        Problem::validation(
+            "each event needs its device's Ed25519 signature (128 hex digits)",
+            field,
+        )
+    })?;
+    hex::decode(text)
+        .ok()
+        .filter(|s| s.len() == 64)
+        .ok_or_else(|| {
+            Problem::validation(
+                "must be 128 hex digits (an Ed25519 signature over the event's canonical bytes)",
+                field,
+            )
+        })
+}
+
+/// A document's events that parse (with their place in it), and the problems
+/// of those that do not.
+type Parsed = (Vec<(usize, ScanEvent)>, Vec<Problem>);
+
+/// The document's events, each with its signature, or the first problem; with
+/// `proceed`, the events that parse and the problems of the others.
+fn document_events(
+    doc: &Value,
+    max_events: usize,
+    behaviour: Behaviour,
+) -> Result<Parsed, Problem> {
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| Problem::validation("the body must be an EPCISDocument object", "(body)"))?;
+    let sensors = doc.to_string().contains("\"sensorElementList\"");
+    epcis::check_context(obj.get("@context"), sensors)
+        .map_err(|f| Problem::validation(f.problem, f.field))?;
+    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+    let list = match kind {
+        "EPCISDocument" => obj
+            .get("epcisBody")
+            .and_then(|b| b.get("eventList"))
+            .map(|l| (l, "epcisBody.eventList")),
+        "EPCISQueryDocument" => obj
+            .get("epcisBody")
+            .and_then(|b| b.get("queryResults"))
+            .and_then(|q| q.get("resultsBody"))
+            .and_then(|r| r.get("eventList"))
+            .map(|l| (l, "epcisBody.queryResults.resultsBody.eventList")),
+        _ => {
+            return Err(Problem::validation(
+                format!(
+                    "type '{}' is not EPCISDocument or EPCISQueryDocument",
+                    kind.chars().take(40).collect::<String>()
+                ),
+                "type",
+            ))
+        }
+    };
+    let Some((list, at)) = list else {
+        return Err(Problem::validation(
+            "missing required field",
+            "epcisBody.eventList",
+        ));
+    };
+    let events = list
+        .as_array()
+        .ok_or_else(|| Problem::validation("must be an array of events", at))?;
+    if events.is_empty() {
+        return Err(Problem::validation("the document holds no events", at));
+    }
+    if events.len() > max_events {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "epcisException:CaptureLimitExceededException",
+            "Capture payload too large",
+            format!(
+                "{} events in one document; at most {max_events} (GS1-EPCIS-Capture-Limit)",
+                events.len()
+            ),
+        ));
+    }
+    let signatures = obj
+        .get(SIGNATURES)
+        .ok_or_else(|| {
+            Problem::validation(
+                format!("missing: one device signature per event, in {at}'s order"),
+                SIGNATURES,
+            )
+        })?
+        .as_array()
+        .filter(|s| s.len() == events.len())
+        .ok_or_else(|| {
+            Problem::validation(
+                format!(
+                    "must be an array of {} signatures, one per event",
+                    events.len()
+                ),
+                SIGNATURES,
+            )
+        })?;
+    let mut good = Vec::with_capacity(events.len());
+    let mut bad = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let parsed = epcis::parse_event(e, &format!("{at}[{i}]"))
+            .map_err(|f| Problem::validation(f.problem, f.field))
+            .and_then(|mut event| {
+                event.signature = signature(signatures[i].as_str(), &format!("{SIGNATURES}[{i}]"))?;
+                Ok(event)
+            });
+        match (parsed, behaviour) {
+            (Ok(event), _) => good.push((i, event)),
+            (Err(p), Behaviour::Rollback) => return Err(p),
+            (Err(p), Behaviour::Proceed) => bad.push(p),
+        }
+    }
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    let mut dupes = Vec::new();
+    for (n, (i, e)) in good.iter().enumerate() {
+        if let Some(j) = first.insert(e.event_id.as_str(), *i) {
+            let p = Problem::validation(
+                format!(
+                    "the same event as {at}[{j}] (eventID {})",
+                    epcis::event_id_uri(e)
+                ),
+                format!("{at}[{i}]"),
+            );
+            if behaviour == Behaviour::Rollback {
+                return Err(p);
+            }
+            bad.push(p);
+            dupes.push(n);
+        }
+    }
+    for n in dupes.into_iter().rev() {
+        good.remove(n);
+    }
+    Ok((good, bad))
+}
+
+async fn capture(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let created = now_ms();
+    let outcome = async {
+        json_body(&headers)?;
+        version_asked(&headers)?;
+        let behaviour = behaviour(&headers)?;
+        let doc = body_of(&g, body)?;
+        let (events, mut errors) = document_events(&doc, g.args.max_batch, behaviour)?;
+        let path = |i: usize| move |field: &str| format!("eventList[{i}].{field}");
+        let captured = match behaviour {
+            Behaviour::Rollback => {
+                let only: Vec<ScanEvent> = events.into_iter().map(|(_, e)| e).collect();
+                produce(&g, &only)
+                    .await
+                    .map_err(|r| Problem::of(r, |f| f.replace("events[", "eventList["), &only))?
+            }
+            Behaviour::Proceed => {
+                // Each event checked alone: one event's refusal spares the rest.
+                let mut n = 0;
+                for (i, e) in events {
+                    let one = std::slice::from_ref(&e);
+                    match produce(&g, one).await {
+                        Ok(k) => n += k,
+                        Err(r) => errors.push(Problem::of(r, path(i), one)),
+                    }
+                }
+                n
+            }
+        };
+        Ok::<_, Problem>((behaviour, captured, errors))
+    }
+    .await;
+    match outcome {
+        Err(p) => {
+            g.metrics
+                .rejected
+                .with_label_values(&["epcis_capture"])
+                .inc();
+            p.into_response()
+        }
+        Ok((behaviour, captured, errors)) => {
+            let job = Job {
+                id: new_job_id(),
+                created_at_ms: created,
+                finished_at_ms: now_ms(),
+                behaviour,
+                errors: errors.iter().map(Problem::body).collect(),
+            };
+            tracing::info!(job = %job.id, captured, refused = errors.len(), "EPCIS capture");
+            let location = format!("/capture/{}", job.id);
+            g.jobs.record(job);
+            let mut r = StatusCode::ACCEPTED.into_response();
+            versions(r.headers_mut(), true);
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&location).expect("hex id"),
+            );
+            r
+        }
+    }
+}
+
+/// The gate and Kafka for events already parsed, within the request timeout.
+async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<usize, Rejection> {
+    let acked = Mutex::new(Vec::new());
+    let limit = Duration::from_millis(g.args.request_timeout_ms);
+    let r = match tokio::time::timeout(limit, admit(g, events, &acked)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+            g.metrics.accepted.inc_by(acked.len() as u64);
+            Err(crate::gateway::timed_out(g.args.request_timeout_ms, acked))
+        }
+    };
+    if let Ok(n) = r {
+        g.metrics.accepted.inc_by(n as u64);
+    }
+    r
+}
+
+async fn capture_one(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let outcome = async {
+        json_body(&headers)?;
+        version_asked(&headers)?;
+        let value = body_of(&g, body)?;
+        epcis::check_context(
+            value.get("@context"),
+            value.get("sensorElementList").is_some(),
+        )
+        .map_err(|f| Problem::validation(f.problem, f.field))?;
+        let mut event =
+            epcis::parse_event(&value, "").map_err(|f| Problem::validation(f.problem, f.field))?;
+        event.signature = signature(
+            headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()),
+            "Sealtrail-Signature",
+        )?;
+        let one = std::slice::from_ref(&event);
+        produce(&g, one)
+            .await
+            .map_err(|r| Problem::of(r, |f| f.to_string(), one))?;
+        Ok::<_, Problem>(event)
+    }
+    .await;
+    match outcome {
+        Err(p) => {
+            g.metrics.rejected.with_label_values(&["epcis_event"]).inc();
+            p.into_response()
+        }
+        Ok(event) => {
+            let id = epcis::event_id_uri(&event);
+            let mut r = (
+                StatusCode::CREATED,
+                [(header::CONTENT_TYPE, "application/ld+json")],
+                epcis::object_event(&event).to_string(),
+            )
+                .into_response();
+            versions(r.headers_mut(), true);
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&format!("/events/{}", encode_path(&id)))
+                    .expect("an encoded path is a header value"),
+            );
+            r
+        }
+    }
+}
+
+/// Percent-encodes a URI for one path segment (eventIDs hold ':', '/', ';', '?').
+pub fn encode_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn job(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    match g.jobs.get(&id) {
+        Some(job) => {
+            let mut r = (
+                [(header::CONTENT_TYPE, "application/json")],
+                job.json().to_string(),
+            )
+                .into_response();
+            versions(r.headers_mut(), false);
+            r
+        }
+        None => Problem::new(
+            StatusCode::NOT_FOUND,
+            "epcisException:NoSuchResourceException",
+            "Resource not found",
+            format!(
+                "no capture job '{}' on this gateway (jobs are kept in memory, the last {JOBS_KEPT})",
+                id.chars().take(80).collect::<String>()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /capture?perPage=N&nextPageToken=T`: the newest jobs first.
+async fn list_jobs(State(g): State<Arc<Gateway>>, uri: Uri) -> Response {
+    let mut per_page = 30usize;
+    let mut skip = 0usize;
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = |what: &str| {
+            v.parse::<usize>().map_err(|_| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "epcisException:QueryParameterException",
+                    "Invalid query parameter",
+                    format!(
+                        "{what}: '{}' is not a number",
+                        v.chars().take(40).collect::<String>()
+                    ),
+                )
+            })
+        };
+        let parsed = match k {
+            "perPage" => number("perPage").map(|n| per_page = n.clamp(1, 1000)),
+            "nextPageToken" => number("nextPageToken").map(|n| skip = n),
+            _ => Ok(()),
+        };
+        if let Err(p) = parsed {
+            return p.into_response();
+        }
+    }
+    let (jobs, more) = g.jobs.page(skip, per_page);
+    let mut r = (
+        [(header::CONTENT_TYPE, "application/json")],
+        Value::Array(jobs.iter().map(Job::json).collect()).to_string(),
+    )
+        .into_response();
+    versions(r.headers_mut(), false);
+    if more {
+        let link = format!(
+            "</capture?perPage={per_page}&nextPageToken={}>; rel=\"next\"",
+            skip + per_page
+        );
+        r.headers_mut()
+            .insert(header::LINK, HeaderValue::from_str(&link).expect("ascii"));
+    }
+    r
+}
+
+fn discovery(allow: &'static str, g: Option<&Gateway>) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(allow));
+    versions(h, true);
+    for (name, value) in [
+        ("gs1-epcis-min", "2.0.0"),
+        ("gs1-epcis-max", EPCIS_VERSION),
+        ("gs1-cbv-min", "2.0.0"),
+        ("gs1-cbv-max", CBV_VERSION),
+        ("gs1-epc-format", "Never_Translates"),
+        (
+            "gs1-vendor-version",
+            concat!("sealtrail-", env!("CARGO_PKG_VERSION")),
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if let Some(g) = g {
+        limits(h, g.args.max_batch, g.args.max_body_bytes);
+        h.insert(
+            "gs1-capture-error-behaviour",
+            HeaderValue::from_static("all"),
+        );
+    }
+    r
+}
+
+async fn capture_options(State(g): State<Arc<Gateway>>) -> Response {
+    discovery("OPTIONS, POST, GET", Some(&g))
+}
+
+async fn job_options(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    if g.jobs.get(&id).is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    discovery("OPTIONS, GET", None)
+}
+
+async fn events_options(State(g): State<Arc<Gateway>>) -> Response {
+    discovery("OPTIONS, POST", Some(&g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_keep_the_newest_and_page_newest_first() {
+        let jobs = Jobs::new(3);
+        for i in 0..5 {
+            jobs.record(Job {
+                id: format!("j{i}"),
+                created_at_ms: i,
+                finished_at_ms: i,
+                behaviour: Behaviour::Rollback,
+                errors: vec![],
+            });
+        }
+        assert!(jobs.get("j0").is_none() && jobs.get("j1").is_none());
+        let (page, more) = jobs.page(0, 2);
+        assert_eq!(
+            page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            ["j4", "j3"]
+        );
+        assert!(more);
+        let (page, more) = jobs.page(2, 2);
+        assert_eq!(page.len(), 1);
+        assert!(!more);
+    }
+
+    #[test]
+    fn job_ids_are_not_guessable() {
+        let (a, b) = (new_job_id(), new_job_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 34);
+    }
+
+    #[test]
+    fn only_json_bodies_and_version_2_are_taken() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            json_body(&h).unwrap_err().status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/ld+json; charset=utf-8"),
+        );
+        json_body(&h).unwrap();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        assert!(json_body(&h).is_err());
+        h.insert("gs1-epcis-version", HeaderValue::from_static("2.0.1"));
+        version_asked(&h).unwrap();
+        h.insert("gs1-epcis-version", HeaderValue::from_static("1.2"));
+        assert_eq!(
+            version_asked(&h).unwrap_err().status,
+            StatusCode::NOT_ACCEPTABLE
+        );
+    }
+
+    #[test]
+    fn event_ids_are_encoded_for_a_path() {
+        assert_eq!(
+            encode_path("ni:///sha-256;ab?ver=CBV2.0"),
+            "ni%3A%2F%2F%2Fsha-256%3Bab%3Fver%3DCBV2.0"
+        );
+    }
+}

@@ -1,0 +1,732 @@
+//! A partner that speaks only EPCIS 2.0, against the real stack: it signs a
+//! document with `ingest sign`, captures it through the gateway's `/capture`
+//! and `/events`, a real sealer seals and anchors it, and the trail API's
+//! `GET /events` gives every event back equal to what was sent, with hashes
+//! equal to GS1's reference implementation's and proofs that verify. Bad
+//! documents are refused with the binding's problem types and put nothing on
+//! Kafka.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lab::Lab;
+use schemas::{epcis, Action, BizStep, BizTransaction, BizTransactionType, Disposition, ScanEvent};
+use serde_json::{json, Value};
+use web::probe::{free_port, wait_ready};
+
+const INGEST: &str = env!("CARGO_BIN_EXE_ingest");
+
+/// The sealer binary of the same build (`cargo test --workspace` builds it).
+fn sealer_bin() -> PathBuf {
+    let path = Path::new(INGEST).with_file_name("sealer");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries (cargo test --workspace builds them)",
+        path.display()
+    );
+    path
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The partner's events: every kind of field, several items, sensors, documents.
+fn events(run: u64, device: &str) -> Vec<ScanEvent> {
+    let t = now_ms() - 600_000;
+    let item = |i: u64| format!("urn:epc:id:sgtin:4012345.{:06}.{i}", run % 1_000_000);
+    let steps = [
+        (BizStep::Commissioning, Disposition::Active, Action::Add),
+        (BizStep::Packing, Disposition::InProgress, Action::Observe),
+        (BizStep::Shipping, Disposition::InTransit, Action::Observe),
+        (
+            BizStep::CustomsClearance,
+            Disposition::CustomsHold,
+            Action::Observe,
+        ),
+        (
+            BizStep::Inspecting,
+            Disposition::CustomsReleased,
+            Action::Observe,
+        ),
+        (
+            BizStep::Receiving,
+            Disposition::SellableAccessible,
+            Action::Observe,
+        ),
+    ];
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, (step, disposition, action))| ScanEvent {
+            event_id: format!("{:08x}-0000-4000-8000-{i:012x}", run as u32),
+            event_time: t + i as i64 * 1_001,
+            event_timezone_offset: ["+08:00", "+05:30", "-03:00"][i % 3].into(),
+            action: *action,
+            biz_step: *step,
+            disposition: *disposition,
+            item_ids: if i == 2 {
+                vec![
+                    item(1),
+                    item(2),
+                    format!(
+                        "https://id.gs1.org/01/04012345{:06}/21/X{run}",
+                        run % 1_000_000
+                    ),
+                ]
+            } else {
+                vec![item(1)]
+            },
+            read_point: "urn:epc:id:sgln:4012345.00001.0".into(),
+            biz_location: format!("urn:epc:id:sgln:4012345.0000{i}.0"),
+            country: if i < 3 { "VN" } else { "DE" }.into(),
+            biz_transactions: if i == 3 {
+                vec![
+                    BizTransaction {
+                        kind: BizTransactionType::CustomsDeclaration,
+                        id: format!("CD-{run}"),
+                    },
+                    BizTransaction {
+                        kind: BizTransactionType::Po,
+                        id: "PO-77".into(),
+                    },
+                ]
+            } else {
+                vec![]
+            },
+            temperature_c: (i % 2 == 0).then_some(4.5 + i as f32),
+            relative_humidity_pct: (i == 4).then_some(61.5),
+            device_id: device.into(),
+            signature: vec![],
+        })
+        .collect()
+}
+
+/// Signs a document with the CLI a partner uses.
+fn sign(doc: &Value, key_file: &Path) -> Value {
+    let path = std::env::temp_dir().join(format!("epcis-doc-{}.jsonld", std::process::id()));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = Command::new(INGEST)
+        .args([
+            "sign",
+            "--key",
+            key_file.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        out.status.success(),
+        "ingest sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+    fn problem(&self) -> (u16, &str, &str) {
+        (
+            self.status,
+            self.body["type"].as_str().unwrap_or(""),
+            self.body["instance"].as_str().unwrap_or(""),
+        )
+    }
+}
+
+async fn send(r: reqwest::RequestBuilder) -> Answer {
+    let r = r.send().await.expect("the server answers");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn capture(url: &str, doc: &Value, extra: &[(&str, &str)]) -> Answer {
+    let mut r = reqwest::Client::new()
+        .post(format!("{url}/capture"))
+        .header("content-type", "application/ld+json")
+        .body(doc.to_string());
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    send(r).await
+}
+
+async fn get(url: &str) -> Answer {
+    send(reqwest::Client::new().get(url)).await
+}
+
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// GS1's reference hashes of a document's events, by eventID.
+fn reference_hashes(doc: &Value) -> Value {
+    let path = std::env::temp_dir().join(format!("epcis-ref-{}.jsonld", std::process::id()));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/tests/epcis_reference_hashes.py"
+        ))
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        out.status.success(),
+        "GS1's reference (python3 -m pip install epcis-event-hash-generator): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["events"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
+async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_proofs() {
+    let lab = Lab::open(*lab::slots::EPCIS.start());
+    let run = now_ms() as u64;
+    let device = format!("partner-{}", run % 1_000_000_000);
+    let keys = std::env::temp_dir().join(format!("epcis-keys-{run}"));
+    let out = lab
+        .env(&mut Command::new(INGEST))
+        .args([
+            "device",
+            "add",
+            &device,
+            "--keys-dir",
+            keys.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_file = keys.join(format!("{device}.key"));
+
+    let gw_port = free_port();
+    let mut gateway = Killed(
+        lab.env(&mut Command::new(INGEST))
+            .env("SEALTRAIL_CLICKHOUSE_USER", "gateway")
+            .env(
+                "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
+                lab::state().join("clickhouse/users/gateway.password"),
+            )
+            .env("SEALTRAIL_LOG", "warn")
+            .args(["serve", "--listen", &format!("127.0.0.1:{gw_port}")])
+            .args(["--max-batch", "20", "--seen-refresh-ms", "200"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready("the gateway", &mut gateway.0, gw_port, "/readyz", None);
+    let gw = format!("http://127.0.0.1:{gw_port}");
+
+    let sealer = |args: &[&str]| {
+        let mut c = Command::new(sealer_bin());
+        lab.env(&mut c)
+            .args(args)
+            .env("SEALTRAIL_LEDGER_KEY_FILE", lab::state().join("ledger/key"))
+            .env(
+                "SEALTRAIL_LEDGER_CONTRACT_FILE",
+                lab::state().join("ledger/contract"),
+            )
+            .env("SEALTRAIL_LOG", "warn")
+            .stdout(Stdio::null());
+        c
+    };
+    let _sealing = Killed(
+        sealer(&[
+            "run",
+            "--instance",
+            "epcis-test",
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("SEALTRAIL_EPOCH_MS", "300")
+        .env("SEALTRAIL_CLICKHOUSE_USER", "sealer")
+        .env(
+            "SEALTRAIL_CLICKHOUSE_PASSWORD_FILE",
+            lab::state().join("clickhouse/users/sealer.password"),
+        )
+        .spawn()
+        .unwrap(),
+    );
+
+    // ---- the partner's document: signed, captured, its job finished ----
+    let sent_events = events(run, &device);
+    let mut doc = epcis::document(&sent_events);
+    // Two events without an eventID: they get the id their hash gives.
+    for i in [1, 4] {
+        doc["epcisBody"]["eventList"][i]
+            .as_object_mut()
+            .unwrap()
+            .remove("eventID");
+    }
+    let signed = sign(&doc, &key_file);
+    assert_eq!(
+        signed["epcisBody"], doc["epcisBody"],
+        "signing leaves the events as they were"
+    );
+    let offsets_before = lab.end_offsets();
+    let a = capture(&gw, &signed, &[]).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let location = a.header("location");
+    assert!(location.starts_with("/capture/id"), "{location}");
+    assert_eq!(a.header("gs1-epcis-version"), "2.0.1");
+    let job = get(&format!("{gw}{location}")).await;
+    assert_eq!(job.status, 200);
+    assert_eq!(job.body["success"], true, "{}", job.body);
+    assert_eq!(job.body["running"], false);
+    assert_eq!(job.body["captureErrorBehaviour"], "rollback");
+    assert_eq!(job.body["errors"], json!([]));
+    let captured: i64 = lab
+        .end_offsets()
+        .iter()
+        .zip(&offsets_before)
+        .map(|(a, b)| a - b)
+        .sum();
+    assert_eq!(
+        captured,
+        sent_events.len() as i64,
+        "every event on Kafka once"
+    );
+
+    // One event alone, with its signature in the header: 201 and the event.
+    let mut single = sent_events[0].clone();
+    single.event_id = format!("{:08x}-0000-4000-9000-000000000001", run as u32);
+    single.event_time += 500;
+    let mut one = epcis::object_event(&single);
+    one["@context"] = epcis::context();
+    let mut to_sign = single.clone();
+    schemas::signature::sign(&mut to_sign, &{
+        let seed: [u8; 32] = hex::decode(std::fs::read_to_string(&key_file).unwrap().trim())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+    });
+    let posted = send(
+        reqwest::Client::new()
+            .post(format!("{gw}/events"))
+            .header("content-type", "application/json")
+            .header("sealtrail-signature", hex::encode(&to_sign.signature))
+            .body(one.to_string()),
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    assert_eq!(
+        posted.header("location"),
+        format!(
+            "/events/{}",
+            path_segment(&format!("urn:uuid:{}", single.event_id))
+        )
+    );
+    assert_eq!(posted.body, epcis::object_event(&single));
+
+    // ---- bad documents: the binding's problems, nothing on Kafka ----
+    let before_bad = lab.end_offsets();
+    let broken = |f: &dyn Fn(&mut Value)| {
+        let mut d = signed.clone();
+        f(&mut d);
+        d
+    };
+    let cases: Vec<(&str, Value, (u16, &str, &str))> = vec![
+        (
+            "not JSON-LD",
+            broken(&|d| {
+                d.as_object_mut().unwrap().remove("@context");
+            }),
+            (400, "epcisException:ValidationException", "@context"),
+        ),
+        (
+            "unknown event type",
+            broken(&|d| d["epcisBody"]["eventList"][5]["type"] = json!("PartyEvent")),
+            (
+                400,
+                "epcisException:ValidationException",
+                "epcisBody.eventList[5].type",
+            ),
+        ),
+        (
+            "missing required field",
+            broken(&|d| {
+                d["epcisBody"]["eventList"][2]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("bizStep");
+            }),
+            (
+                400,
+                "epcisException:ValidationException",
+                "epcisBody.eventList[2].bizStep",
+            ),
+        ),
+        (
+            "wrong date format",
+            broken(&|d| d["epcisBody"]["eventList"][0]["eventTime"] = json!("30.11.2026 12:00")),
+            (
+                400,
+                "epcisException:ValidationException",
+                "epcisBody.eventList[0].eventTime",
+            ),
+        ),
+        (
+            "altered after signing",
+            broken(&|d| d["epcisBody"]["eventList"][3]["st:country"] = json!("FR")),
+            (
+                401,
+                "epcisException:SecurityException",
+                "eventList[3].signature",
+            ),
+        ),
+        (
+            "a signature missing",
+            broken(&|d| {
+                d[epcis::SIGNATURES].as_array_mut().unwrap().pop();
+            }),
+            (400, "epcisException:ValidationException", "st:signatures"),
+        ),
+        (
+            "over the capture limit",
+            broken(&|d| {
+                let list = d["epcisBody"]["eventList"].as_array().unwrap().clone();
+                d["epcisBody"]["eventList"] =
+                    json!(list.iter().cycle().take(21).collect::<Vec<_>>());
+            }),
+            (413, "epcisException:CaptureLimitExceededException", ""),
+        ),
+    ];
+    for (what, bad, expected) in &cases {
+        let a = capture(&gw, bad, &[]).await;
+        assert_eq!(a.problem(), *expected, "{what}: {}", a.body);
+        assert_eq!(
+            a.header("content-type"),
+            "application/problem+json",
+            "{what}"
+        );
+        assert!(
+            a.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}"
+        );
+    }
+    let xml = send(
+        reqwest::Client::new()
+            .post(format!("{gw}/capture"))
+            .header("content-type", "application/xml")
+            .body("<epcis:EPCISDocument/>"),
+    )
+    .await;
+    assert_eq!(xml.problem().0, 415);
+    assert_eq!(
+        xml.problem().1,
+        "epcisException:UnsupportedMediaTypeException"
+    );
+    let over = capture(&gw, &cases[6].1, &[]).await;
+    assert_eq!(over.header("gs1-epcis-capture-limit"), "20");
+    let options =
+        send(reqwest::Client::new().request(reqwest::Method::OPTIONS, format!("{gw}/capture")))
+            .await;
+    assert_eq!(options.status, 204);
+    assert_eq!(options.header("allow"), "OPTIONS, POST, GET");
+    assert_eq!(options.header("gs1-epcis-capture-limit"), "20");
+    assert_eq!(
+        lab.end_offsets(),
+        before_bad,
+        "nothing of the bad documents on Kafka"
+    );
+    let unknown_job = get(&format!("{gw}/capture/id0000")).await;
+    assert_eq!(
+        unknown_job.problem().1,
+        "epcisException:NoSuchResourceException"
+    );
+
+    // With `proceed`, the good events of a document with a bad one are captured.
+    let mut extra = sent_events[5].clone();
+    extra.event_id = format!("{:08x}-0000-4000-9000-000000000002", run as u32);
+    extra.event_time += 700;
+    let mut mixed = epcis::document(&[extra.clone(), extra.clone()]);
+    mixed["epcisBody"]["eventList"][1]["action"] = json!("MOVE");
+    mixed["epcisBody"]["eventList"][1]["eventID"] = json!(format!(
+        "urn:uuid:{:08x}-0000-4000-9000-000000000003",
+        run as u32
+    ));
+    let mut signed_mixed = sign(&epcis::document(&[extra.clone()]), &key_file);
+    let sig = signed_mixed[epcis::SIGNATURES][0].clone();
+    signed_mixed = mixed;
+    signed_mixed[epcis::SIGNATURES] = json!([sig, sig]);
+    let before_mixed = lab.end_offsets();
+    let a = capture(
+        &gw,
+        &signed_mixed,
+        &[("GS1-Capture-Error-Behaviour", "proceed")],
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let job = get(&format!("{gw}{}", a.header("location"))).await;
+    assert_eq!(job.body["success"], false);
+    assert_eq!(job.body["captureErrorBehaviour"], "proceed");
+    assert_eq!(
+        job.body["errors"].as_array().unwrap().len(),
+        1,
+        "{}",
+        job.body
+    );
+    assert_eq!(
+        job.body["errors"][0]["instance"],
+        "epcisBody.eventList[1].action"
+    );
+    let added: i64 = lab
+        .end_offsets()
+        .iter()
+        .zip(&before_mixed)
+        .map(|(a, b)| a - b)
+        .sum();
+    assert_eq!(added, 1, "only the good event of the mixed document");
+
+    // ---- sealed and anchored ----
+    let mut all: Vec<ScanEvent> = sent_events.clone();
+    // The two without an id carry the one their hash gives.
+    for i in [1, 4] {
+        all[i].event_id = epcis::id_of_hash(&schemas::event_hash::event_hash(&all[i]));
+    }
+    all.push(single.clone());
+    all.push(extra.clone());
+    let ids: Vec<String> = all.iter().map(|e| format!("'{}'", e.event_id)).collect();
+    let anchored = format!(
+        "SELECT count() FROM sealtrail.scan_events ANY INNER JOIN \
+         (SELECT epoch_id, argMax(status, version) AS s FROM sealtrail.epochs GROUP BY epoch_id) USING epoch_id \
+         WHERE event_id IN ({}) AND s = 'anchored'",
+        ids.join(",")
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lab.sql(&anchored) != all.len().to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "events not anchored in time: {}",
+            lab.sql(&anchored)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A second capture of the same events: each is a duplicate.
+    let again_deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = capture(&gw, &signed, &[]).await;
+        if a.status == 409 {
+            assert_eq!(
+                a.body["type"],
+                "epcisException:ResourceAlreadyExistsException"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < again_deadline,
+            "a second capture was not refused: {} {}",
+            a.status,
+            a.body
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // ---- read back through the trail API's EPCIS query ----
+    let api_port = free_port();
+    let mut api = Killed(
+        sealer(&["serve", "--listen", &format!("127.0.0.1:{api_port}")])
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready("sealer serve", &mut api.0, api_port, "/healthz", None);
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let item = &sent_events[0].item_ids[0];
+    let mut listed: Vec<Value> = Vec::new();
+    let mut proofs: Vec<Value> = Vec::new();
+    let mut next = format!("/events?MATCH_anyEPC={}&perPage=3", path_segment(item));
+    let mut pages = 0;
+    loop {
+        let page = get(&format!("{api_url}{next}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.body["type"], "EPCISQueryDocument");
+        assert_eq!(
+            page.body["epcisBody"]["queryResults"]["queryName"],
+            "SimpleEventQuery"
+        );
+        listed.extend(
+            page.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+        proofs.extend(page.body[epcis::PROOFS].as_array().unwrap().iter().cloned());
+        pages += 1;
+        let link = page.header("link");
+        match link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+        {
+            Some((n, _)) => next = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "8 events at 3 a page");
+    // What was sent, with the id each event got, in time order.
+    let mut sent_json: Vec<Value> = signed["epcisBody"]["eventList"].as_array().unwrap().clone();
+    for i in [1, 4] {
+        sent_json[i]["eventID"] = json!(schemas::event_hash::event_hash(&all[i]));
+    }
+    sent_json.push(epcis::object_event(&single));
+    sent_json.push(epcis::object_event(&extra));
+    sent_json.sort_by_key(|v| {
+        let e = epcis::parse_event(v, "").unwrap();
+        (e.event_time, e.event_id)
+    });
+    assert_eq!(listed.len(), sent_json.len());
+    for (got, sent) in listed.iter().zip(&sent_json) {
+        assert_eq!(got, sent, "read back equal to what was sent");
+    }
+    // Hashes: GS1's reference on the document as sent (with the ids the
+    // id-less events got: an eventID is no part of the hash), ours beside what
+    // was sealed.
+    let mut as_sent = signed.clone();
+    for i in [1, 4] {
+        as_sent["epcisBody"]["eventList"][i]["eventID"] =
+            json!(schemas::event_hash::event_hash(&all[i]));
+    }
+    let reference = reference_hashes(&as_sent);
+    let mut compared = 0;
+    for (p, got) in proofs.iter().zip(&listed) {
+        assert_eq!(p["verified"], true, "{p}");
+        assert_eq!(p["eventID"], got["eventID"]);
+        if let Some(r) = reference.get(got["eventID"].as_str().unwrap()) {
+            assert_eq!(
+                p["eventHash"], r["hash"],
+                "the reference's hash of {}",
+                got["eventID"]
+            );
+            compared += 1;
+        }
+        if got["eventID"].as_str().unwrap().starts_with("ni:") {
+            assert_eq!(
+                p["eventHash"], got["eventID"],
+                "an id-less event's id is its hash"
+            );
+        }
+    }
+    assert_eq!(compared, sent_events.len(), "every event of the document");
+
+    // One event by its eventID (a UUID and a hash), with its proof.
+    assert!(listed[2]["eventID"].as_str().unwrap().starts_with("ni:"));
+    for got in [&listed[0], &listed[2]] {
+        let id = got["eventID"].as_str().unwrap();
+        let one = get(&format!("{api_url}/events/{}", path_segment(id))).await;
+        assert_eq!(one.status, 200, "{id}: {}", one.body);
+        assert_eq!(
+            one.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"],
+            json!([got])
+        );
+        let link = one.header("link");
+        let proof = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"sealtrail-proof\""))
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_else(|| panic!("no proof link: {link}"));
+        let bundle = get(&format!("{api_url}{proof}")).await;
+        assert_eq!(bundle.status, 200, "{}", bundle.body);
+    }
+    // Filters, other types, bad parameters, unknown events.
+    let shipping = get(&format!(
+        "{api_url}/events?MATCH_anyEPC={}&EQ_bizStep=shipping%7Chttps%3A%2F%2Fsealtrail.dev%2Fepcis%2FBizStep-customs_clearance",
+        path_segment(item)
+    ))
+    .await;
+    let steps: Vec<&str> = shipping.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["bizStep"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "shipping",
+            "https://sealtrail.dev/epcis/BizStep-customs_clearance"
+        ]
+    );
+    let from = schemas::time::format_rfc3339(sent_events[3].event_time, "Z");
+    let later = get(&format!(
+        "{api_url}/events?MATCH_anyEPC={}&GE_eventTime={}",
+        path_segment(item),
+        path_segment(&from)
+    ))
+    .await;
+    assert_eq!(
+        later.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+            .as_array()
+            .unwrap()
+            .len(),
+        listed
+            .iter()
+            .filter(|e| epcis::parse_event(e, "").unwrap().event_time >= sent_events[3].event_time)
+            .count()
+    );
+    let aggregations = get(&format!("{api_url}/events?eventType=AggregationEvent")).await;
+    assert_eq!(
+        aggregations.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"],
+        json!([])
+    );
+    let bad = get(&format!("{api_url}/events?EQ_bizStep=dancing")).await;
+    assert_eq!(bad.problem().0, 400);
+    assert_eq!(bad.problem().1, "epcisException:QueryParameterException");
+    let missing = get(&format!(
+        "{api_url}/events/{}",
+        path_segment("urn:uuid:00000000-0000-4000-8000-00000000dead")
+    ))
+    .await;
+    assert_eq!(
+        missing.problem().1,
+        "epcisException:NoSuchResourceException"
+    );
+    let _ = std::fs::remove_dir_all(&keys);
+}
