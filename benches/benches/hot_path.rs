@@ -124,6 +124,19 @@ fn parts(c: &mut Criterion) {
     g.bench_function("leaf_hash", |b| {
         b.iter(|| datums.iter().map(|d| leaf_hash(d)).collect::<Vec<_>>())
     });
+    // The GS1 CBV 2.0 event hash of each event: what storing it would add.
+    let events: Vec<schemas::ScanEvent> = records
+        .iter()
+        .map(|r| schemas::avro::decode_single_object(&r.value).unwrap())
+        .collect();
+    g.bench_function("event_hash", |b| {
+        b.iter(|| {
+            events
+                .iter()
+                .map(schemas::event_hash::event_hash)
+                .collect::<Vec<_>>()
+        })
+    });
     g.finish();
 }
 

@@ -656,6 +656,16 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
     }
     assert_eq!(compared, sent_events.len(), "every event of the document");
 
+    // The item's trail shows the same hashes and eventIDs.
+    let trail = get(&format!("{api_url}/v1/items/{}/trail", path_segment(item))).await;
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    let steps = trail.body["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), proofs.len());
+    for (step, p) in steps.iter().zip(&proofs) {
+        assert_eq!(step["event_hash"], p["eventHash"]);
+        assert_eq!(step["epcis_event_id"], p["eventID"]);
+    }
+
     // One event by its eventID (a UUID and a hash), with its proof.
     assert!(listed[2]["eventID"].as_str().unwrap().starts_with("ni:"));
     for got in [&listed[0], &listed[2]] {

@@ -339,6 +339,10 @@ impl Api {
         };
         Ok(json!({
             "event_id": row.event_id,
+            // GS1's CBV 2.0 event hash of the signed event, and its EPCIS eventID
+            // (the hash itself for an event captured without an id).
+            "event_hash": e.map(schemas::event_hash::event_hash),
+            "epcis_event_id": e.map(schemas::epcis::event_id_uri),
             "event_time": e.map(|e| schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset)),
             "event_time_ms": e.map(|e| e.event_time),
             "biz_step": e.map(|e| e.biz_step.as_str()),
