@@ -164,6 +164,10 @@ pub const EVENT_TYPES: [&str; 5] = [
 /// beside its `eventList` and in its order.
 pub const PROOFS: &str = "st:proofs";
 
+/// Where a query document lists the rows it chose that did not verify, apart
+/// from its `eventList`, with why.
+pub const REFUSED: &str = "st:refused";
+
 /// Where a capture document carries its events' detached signatures.
 pub const SIGNATURES: &str = "st:signatures";
 
@@ -262,29 +266,42 @@ pub fn check_context(context: Option<&Value>, sensors: bool) -> Result<(), Field
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
-    let has_epcis = parts.iter().any(|p| {
-        p.as_str()
-            .is_some_and(|u| u.starts_with("https://ref.gs1.org/standards/epcis/"))
-    });
-    let bound = |prefix: &str| {
-        parts
-            .iter()
-            .filter_map(|p| p.as_object())
-            .filter_map(|o| o.get(prefix))
-            .map(|v| v.as_str().unwrap_or(""))
-            .next_back()
-    };
-    let ok = has_epcis
-        && bound("st") == Some(NAMESPACE)
-        && bound("gs1").is_none_or(|g| g == GS1_VOC)
-        && (!sensors || bound("gs1") == Some(GS1_VOC));
+    // Nothing but GS1's context and our two prefixes: any other term, remote
+    // context or @vocab would give the keys other meanings than the ones sealed.
+    let mut epcis = false;
+    let (mut st, mut gs1) = (None, None);
+    let mut ok = true;
+    for p in parts {
+        match p {
+            Value::String(u) => {
+                epcis |= u.starts_with("https://ref.gs1.org/standards/epcis/")
+                    && u.ends_with("/epcis-context.jsonld");
+                ok &= u.starts_with("https://ref.gs1.org/standards/epcis/");
+            }
+            Value::Object(o) => {
+                for (k, v) in o {
+                    match k.as_str() {
+                        "st" => st = v.as_str(),
+                        "gs1" => gs1 = v.as_str(),
+                        _ => ok = false,
+                    }
+                }
+            }
+            _ => ok = false,
+        }
+    }
+    let ok = ok
+        && epcis
+        && st == Some(NAMESPACE)
+        && gs1.is_none_or(|g| g == GS1_VOC)
+        && (!sensors || gs1 == Some(GS1_VOC));
     if ok {
         Ok(())
     } else {
         Err(FieldError::new(
             field,
             format!(
-                "must hold GS1's EPCIS 2.0 context and bind st to {NAMESPACE} (and gs1 to {GS1_VOC} for sensor readings), e.g. {}",
+                "must be GS1's EPCIS 2.0 context and st bound to {NAMESPACE} (gs1 to {GS1_VOC} for sensor readings), nothing else, e.g. {}",
                 context_text()
             ),
         ))
@@ -298,7 +315,6 @@ fn context_text() -> String {
 /// The fields of an ObjectEvent this server keeps; any other is refused, not
 /// dropped: what is captured must be given back whole.
 const KEPT: &[&str] = &[
-    "@context",
     "type",
     "eventID",
     "eventTime",
@@ -465,6 +481,9 @@ pub fn parse_event(v: &Value, path: &str) -> Result<ScanEvent, FieldError> {
         device_id: text("st:deviceID")?,
         signature: Vec::new(),
     };
+    // Every size checked before anything is hashed: hashing is the costly part.
+    e.event_id = PLACEHOLDER_ID.to_string();
+    e.validate().map_err(|f| renamed(f, &at))?;
     let hash = crate::event_hash::event_hash(&e);
     e.event_id = match obj.get("eventID") {
         None => id_of_hash(&hash),
@@ -492,24 +511,36 @@ pub fn parse_event(v: &Value, path: &str) -> Result<ScanEvent, FieldError> {
             })?,
         Some(_) => return Err(err("eventID", "must be a string".into())),
     };
-    e.validate().map_err(|f| {
-        let name = match f.field.as_str() {
-            "event_id" => "eventID".to_string(),
-            "event_time" => "eventTime".to_string(),
-            "event_timezone_offset" => "eventTimeZoneOffset".to_string(),
-            "read_point" => "readPoint.id".to_string(),
-            "biz_location" => "bizLocation.id".to_string(),
-            "country" => "st:country".to_string(),
-            "device_id" => "st:deviceID".to_string(),
-            "temperature_c" | "relative_humidity_pct" => "sensorElementList".to_string(),
-            other => other
-                .replace("item_ids", "epcList")
-                .replace("biz_transactions", "bizTransactionList")
-                .replace("].id", "].bizTransaction"),
-        };
-        err(&name, f.problem)
-    })?;
+    e.validate().map_err(|f| renamed(f, &at))?;
     Ok(e)
+}
+
+/// A random-looking (version 4) id that stands in while the sizes are checked.
+const PLACEHOLDER_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+/// A scan event's field error named by the EPCIS field it came from.
+fn renamed(f: FieldError, at: &impl Fn(&str) -> String) -> FieldError {
+    let name = match f.field.as_str() {
+        "event_id" => "eventID".to_string(),
+        "event_time" => "eventTime".to_string(),
+        "event_timezone_offset" => "eventTimeZoneOffset".to_string(),
+        "read_point" => "readPoint.id".to_string(),
+        "biz_location" => "bizLocation.id".to_string(),
+        "country" => "st:country".to_string(),
+        "device_id" => "st:deviceID".to_string(),
+        "temperature_c" | "relative_humidity_pct" => "sensorElementList".to_string(),
+        other => other
+            .replace("item_ids", "epcList")
+            .replace("biz_transactions", "bizTransactionList")
+            .replace("].id", "].bizTransaction"),
+    };
+    FieldError::new(at(&name), f.problem)
+}
+
+/// Whether an id is a version 8 UUID, the kind `id_of_hash` makes.
+pub fn is_hash_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 36 && b[14] == b'8' && matches!(b[19], b'8' | b'9' | b'a' | b'b')
 }
 
 fn cut(s: &str) -> String {
@@ -857,5 +888,54 @@ mod tests {
         }
         assert!(check_context(Some(&json!([EPCIS_CONTEXT, {"st": NAMESPACE}])), true).is_err());
         assert!(check_context(None, false).is_err());
+    }
+
+    /// Taking the id a partner's event will get: refused, by every path
+    /// (`validate` is the gate's), unless it is this event's own.
+    #[test]
+    fn a_version_8_id_belongs_to_the_event_whose_hash_gives_it() {
+        let partner = sample();
+        let squatted = id_of_hash(&crate::event_hash::event_hash(&partner));
+        assert!(is_hash_id(&squatted));
+        let mut squatter = sample();
+        squatter.device_id = "someone-else".into();
+        squatter.event_id = squatted.clone();
+        assert_eq!(squatter.validate().unwrap_err().field, "event_id");
+        let mut v = object_event(&squatter);
+        v["eventID"] = json!(format!("urn:uuid:{squatted}"));
+        assert_eq!(parse_event(&v, "").unwrap_err().field, "eventID");
+        let mut own = partner.clone();
+        own.event_id = squatted;
+        own.validate().unwrap();
+        assert!(!is_hash_id(&sample().event_id));
+    }
+
+    #[test]
+    fn sizes_are_checked_before_anything_is_hashed() {
+        let mut v = object_event(&sample());
+        v["epcList"] = json!(vec!["cbv:x"; 20_000]);
+        let started = std::time::Instant::now();
+        assert_eq!(parse_event(&v, "").unwrap_err().field, "epcList");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        v["epcList"] = json!([format!(
+            "https://id.gs1.org/8010/80110{}",
+            "/8011".repeat(40_000)
+        )]);
+        assert_eq!(parse_event(&v, "").unwrap_err().field, "epcList[0]");
+    }
+
+    #[test]
+    fn contexts_with_other_terms_are_refused() {
+        for bad in [
+            json!([EPCIS_CONTEXT, "https://evil.example/ctx.jsonld", {"st": NAMESPACE}]),
+            json!([EPCIS_CONTEXT, {"st": NAMESPACE, "epcList": "https://evil.example/x"}]),
+            json!([EPCIS_CONTEXT, {"st": NAMESPACE, "@vocab": "https://evil.example/"}]),
+            json!([EPCIS_CONTEXT, {"st": NAMESPACE}, 5]),
+        ] {
+            assert!(check_context(Some(&bad), false).is_err(), "{bad}");
+        }
+        let mut v = object_event(&sample());
+        v["@context"] = context();
+        assert_eq!(parse_event(&v, "").unwrap_err().field, "@context");
     }
 }

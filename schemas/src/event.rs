@@ -237,6 +237,17 @@ impl ScanEvent {
                 "must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.'",
             ));
         }
+        // A version 8 id is the one an event's hash gives (epcis::id_of_hash):
+        // only that event may carry it, or anyone could take the id of a
+        // partner's event before it is captured.
+        if crate::epcis::is_hash_id(&self.event_id)
+            && self.event_id != crate::epcis::id_of_hash(&crate::event_hash::event_hash(self))
+        {
+            return Err(FieldError::new(
+                "event_id",
+                "a version 8 UUID is the id an event's GS1 hash gives, and this is not this event's: use a random (version 4) UUID",
+            ));
+        }
         if !self.signature.is_empty() && self.signature.len() != 64 {
             return Err(FieldError::new(
                 "signature",
