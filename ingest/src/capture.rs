@@ -1,6 +1,7 @@
 //! EPCIS 2.0 capture on the gateway, as the standard's REST binding has it:
 //! `POST /capture` takes an EPCISDocument and answers 202 with the capture job's
-//! `Location`, `GET /capture/{id}` and `GET /capture` tell the job's state,
+//! `Location`, `GET /capture/{id}` tells the job's state (there is no list of
+//! jobs: with no client identities it would show everyone every job),
 //! `POST /events` captures one event (201), `OPTIONS` states the limits. Errors
 //! are RFC 7807 problems with the binding's `epcisException:` types.
 //!
@@ -14,7 +15,8 @@
 //! `GS1-Capture-Error-Behaviour: rollback` one bad event refuses the request
 //! and nothing of it reaches Kafka; with `proceed`, the good events are
 //! captured and the job lists the others. Jobs are finished when the answer is
-//! sent (Kafka acknowledged every event), kept in memory, the last `JOBS_KEPT`.
+//! sent (Kafka acknowledged every event), kept in memory, the last `JOBS_KEPT`,
+//! each with at most `ERRORS_KEPT` errors of bounded length.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,17 +25,22 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use schemas::{epcis, ScanEvent};
 use serde_json::{json, Value};
 
-use crate::gateway::{admit, Gateway, Rejection};
+use crate::gateway::{admit, screen_each, Gateway, Rejection};
 
 /// Capture jobs kept for `GET /capture/{id}`; the oldest go first.
-pub const JOBS_KEPT: usize = 10_000;
+pub const JOBS_KEPT: usize = 1_000;
+
+/// Errors a job keeps (the rest are counted in one more), and the longest
+/// detail: a job's memory stays small whatever a document holds.
+const ERRORS_KEPT: usize = 50;
+const DETAIL_MAX: usize = 300;
 
 /// The binding's version this gateway speaks, and the CBV's.
 const EPCIS_VERSION: &str = "2.0.1";
@@ -45,9 +52,11 @@ pub const SIGNATURE_HEADER: &str = "sealtrail-signature";
 
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
+        // No `GET /capture`: with no client identities, a list of every job
+        // would show each partner the others' events and errors.
         .route(
             "/capture",
-            get(list_jobs).post(capture).options(capture_options),
+            axum::routing::post(capture).options(capture_options),
         )
         .route("/capture/{id}", get(job).options(job_options))
         .route(
@@ -92,15 +101,19 @@ impl Problem {
         }
     }
 
+    /// The problem as RFC 7807 has it: `instance` a URI reference (a JSON
+    /// Pointer into the request body, as a fragment), and `field` the same
+    /// place as a path, for people.
     pub fn body(&self) -> Value {
         let mut b = json!({
             "type": self.kind,
             "title": self.title,
             "status": self.status.as_u16(),
-            "detail": self.detail,
+            "detail": cut(&self.detail, DETAIL_MAX),
         });
-        if let Some(i) = &self.instance {
-            b["instance"] = json!(i);
+        if let Some(f) = &self.instance {
+            b["instance"] = json!(pointer(f));
+            b["field"] = json!(cut(f, DETAIL_MAX));
         }
         b
     }
@@ -180,6 +193,46 @@ impl IntoResponse for Problem {
         }
         r
     }
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// `epcisBody.eventList[3].st:country` as the fragment
+/// `#/epcisBody/eventList/3/st:country`, percent-encoded where a URI needs it.
+fn pointer(path: &str) -> String {
+    let mut out = String::from("#");
+    for part in path.split('.') {
+        let (name, mut tail) = part.split_at(part.find('[').unwrap_or(part.len()));
+        out.push('/');
+        out.push_str(&segment(name));
+        while let Some(inner) = tail.strip_prefix('[') {
+            let close = inner.find(']').unwrap_or(inner.len());
+            out.push('/');
+            out.push_str(&segment(&inner[..close]));
+            tail = inner.get(close + 1..).unwrap_or("");
+        }
+    }
+    cut(&out, DETAIL_MAX)
+}
+
+fn segment(s: &str) -> String {
+    s.replace('~', "~0")
+        .replace('/', "~1")
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The capture limits, for the 413's headers (set when the gateway starts).
@@ -267,20 +320,6 @@ impl Jobs {
     fn get(&self, id: &str) -> Option<Job> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.0.get(id).cloned()
-    }
-
-    /// The newest `n` jobs after skipping `skip`, newest first, and whether more follow.
-    fn page(&self, skip: usize, n: usize) -> (Vec<Job>, bool) {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (by_id, order) = &*guard;
-        let jobs: Vec<Job> = order
-            .iter()
-            .rev()
-            .skip(skip)
-            .take(n)
-            .filter_map(|id| by_id.get(id).cloned())
-            .collect();
-        (jobs, order.len() > skip + n)
     }
 }
 
@@ -542,16 +581,24 @@ async fn capture(
                     .map_err(|r| Problem::of(r, |f| f.replace("events[", "eventList["), &only))?
             }
             Behaviour::Proceed => {
-                // Each event checked alone: one event's refusal spares the rest.
-                let mut n = 0;
-                for (i, e) in events {
-                    let one = std::slice::from_ref(&e);
-                    match produce(&g, one).await {
-                        Ok(k) => n += k,
-                        Err(r) => errors.push(Problem::of(r, path(i), one)),
+                // Each event checked alone, then the good ones produced
+                // together under one deadline.
+                let only: Vec<ScanEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+                let verdicts = screen_each(&g, &only).await;
+                let mut good = Vec::with_capacity(only.len());
+                for ((i, e), verdict) in events.into_iter().zip(verdicts) {
+                    match verdict {
+                        None => good.push(e),
+                        Some(r) => errors.push(Problem::of(r, path(i), std::slice::from_ref(&e))),
                     }
                 }
-                n
+                if good.is_empty() {
+                    0
+                } else {
+                    produce(&g, &good).await.map_err(|r| {
+                        Problem::of(r, |f| f.replace("events[", "eventList["), &good)
+                    })?
+                }
             }
         };
         Ok::<_, Problem>((behaviour, captured, errors))
@@ -566,12 +613,22 @@ async fn capture(
             p.into_response()
         }
         Ok((behaviour, captured, errors)) => {
+            let mut kept: Vec<Value> = errors.iter().take(ERRORS_KEPT).map(Problem::body).collect();
+            if errors.len() > ERRORS_KEPT {
+                kept.push(
+                    Problem::validation(
+                        format!("and {} more events refused", errors.len() - ERRORS_KEPT),
+                        "epcisBody.eventList",
+                    )
+                    .body(),
+                );
+            }
             let job = Job {
                 id: new_job_id(),
                 created_at_ms: created,
                 finished_at_ms: now_ms(),
                 behaviour,
-                errors: errors.iter().map(Problem::body).collect(),
+                errors: kept,
             };
             tracing::info!(job = %job.id, captured, refused = errors.len(), "EPCIS capture");
             let location = format!("/capture/{}", job.id);
@@ -613,12 +670,16 @@ async fn capture_one(
     let outcome = async {
         json_body(&headers)?;
         version_asked(&headers)?;
-        let value = body_of(&g, body)?;
+        let mut value = body_of(&g, body)?;
         epcis::check_context(
             value.get("@context"),
             value.get("sensorElementList").is_some(),
         )
         .map_err(|f| Problem::validation(f.problem, f.field))?;
+        // The context read, the event is what is left.
+        if let Some(o) = value.as_object_mut() {
+            o.remove("@context");
+        }
         let mut event =
             epcis::parse_event(&value, "").map_err(|f| Problem::validation(f.problem, f.field))?;
         event.signature = signature(
@@ -639,10 +700,12 @@ async fn capture_one(
         }
         Ok(event) => {
             let id = epcis::event_id_uri(&event);
+            let mut stored = epcis::object_event(&event);
+            stored["@context"] = epcis::context();
             let mut r = (
                 StatusCode::CREATED,
                 [(header::CONTENT_TYPE, "application/ld+json")],
-                epcis::object_event(&event).to_string(),
+                stored.to_string(),
             )
                 .into_response();
             versions(r.headers_mut(), true);
@@ -693,57 +756,6 @@ async fn job(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Response 
     }
 }
 
-/// `GET /capture?perPage=N&nextPageToken=T`: the newest jobs first.
-async fn list_jobs(State(g): State<Arc<Gateway>>, uri: Uri) -> Response {
-    let mut per_page = 30usize;
-    let mut skip = 0usize;
-    for pair in uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let number = |what: &str| {
-            v.parse::<usize>().map_err(|_| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "epcisException:QueryParameterException",
-                    "Invalid query parameter",
-                    format!(
-                        "{what}: '{}' is not a number",
-                        v.chars().take(40).collect::<String>()
-                    ),
-                )
-            })
-        };
-        let parsed = match k {
-            "perPage" => number("perPage").map(|n| per_page = n.clamp(1, 1000)),
-            "nextPageToken" => number("nextPageToken").map(|n| skip = n),
-            _ => Ok(()),
-        };
-        if let Err(p) = parsed {
-            return p.into_response();
-        }
-    }
-    let (jobs, more) = g.jobs.page(skip, per_page);
-    let mut r = (
-        [(header::CONTENT_TYPE, "application/json")],
-        Value::Array(jobs.iter().map(Job::json).collect()).to_string(),
-    )
-        .into_response();
-    versions(r.headers_mut(), false);
-    if more {
-        let link = format!(
-            "</capture?perPage={per_page}&nextPageToken={}>; rel=\"next\"",
-            skip + per_page
-        );
-        r.headers_mut()
-            .insert(header::LINK, HeaderValue::from_str(&link).expect("ascii"));
-    }
-    r
-}
-
 fn discovery(allow: &'static str, g: Option<&Gateway>) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
@@ -773,7 +785,7 @@ fn discovery(allow: &'static str, g: Option<&Gateway>) -> Response {
 }
 
 async fn capture_options(State(g): State<Arc<Gateway>>) -> Response {
-    discovery("OPTIONS, POST, GET", Some(&g))
+    discovery("OPTIONS, POST", Some(&g))
 }
 
 async fn job_options(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
@@ -792,7 +804,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jobs_keep_the_newest_and_page_newest_first() {
+    fn jobs_keep_the_newest() {
         let jobs = Jobs::new(3);
         for i in 0..5 {
             jobs.record(Job {
@@ -804,15 +816,7 @@ mod tests {
             });
         }
         assert!(jobs.get("j0").is_none() && jobs.get("j1").is_none());
-        let (page, more) = jobs.page(0, 2);
-        assert_eq!(
-            page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
-            ["j4", "j3"]
-        );
-        assert!(more);
-        let (page, more) = jobs.page(2, 2);
-        assert_eq!(page.len(), 1);
-        assert!(!more);
+        assert!(jobs.get("j2").is_some() && jobs.get("j4").is_some());
     }
 
     #[test]
@@ -854,5 +858,23 @@ mod tests {
             encode_path("ni:///sha-256;ab?ver=CBV2.0"),
             "ni%3A%2F%2F%2Fsha-256%3Bab%3Fver%3DCBV2.0"
         );
+    }
+
+    #[test]
+    fn fields_are_named_by_a_json_pointer_too() {
+        assert_eq!(
+            pointer("epcisBody.eventList[3].st:country"),
+            "#/epcisBody/eventList/3/st:country"
+        );
+        assert_eq!(
+            pointer("sensorElementList[0].sensorReport[1].value"),
+            "#/sensorElementList/0/sensorReport/1/value"
+        );
+        assert_eq!(pointer("a b/c"), "#/a%20b~1c");
+        assert_eq!(pointer("x[unclosed"), "#/x/unclosed");
+        let long = "é".repeat(10_000);
+        let body = Problem::validation(long.clone(), long).body();
+        assert!(body["detail"].as_str().unwrap().chars().count() <= DETAIL_MAX + 1);
+        assert!(body["instance"].as_str().unwrap().chars().count() <= DETAIL_MAX + 1);
     }
 }

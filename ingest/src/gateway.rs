@@ -468,8 +468,10 @@ pub(crate) async fn admit(
 ) -> Result<usize, Rejection> {
     g.reload_for_unknown(events).await;
     check_devices(g, events)?;
-    take_quota(g, events)?;
+    // Sealed ids before the quota: a replay of a device's sealed events
+    // (public in their proof bundles) must not spend its quota.
     refuse_sealed(g, events).await?;
+    take_quota(g, events)?;
 
     let n = events.len();
     let permits = g.in_flight.try_acquire_many(n as u32).map_err(|_| {
@@ -515,53 +517,83 @@ impl Drop for InFlight<'_> {
 /// refuses any duplicate this misses, so a ClickHouse that does not answer
 /// lets the request through rather than failing it.
 async fn refuse_sealed(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
-    let Some(seen) = g.seen.get() else {
-        return Ok(());
-    };
-    let maybe: Vec<(usize, &str)> = events
+    let sealed = sealed_among(g, events).await;
+    match events
         .iter()
         .enumerate()
-        .map(|(i, e)| (i, e.event_id.as_str()))
-        .filter(|(_, id)| seen.may_contain(id))
+        .find(|(_, e)| sealed.contains(&e.event_id))
+    {
+        None => Ok(()),
+        Some((i, e)) => Err(sealed_already(e).field(if events.len() == 1 {
+            "event_id".to_string()
+        } else {
+            format!("events[{i}].event_id")
+        })),
+    }
+}
+
+/// The ids of `events` this gateway can tell are sealed, in one query at most
+/// (best effort: none when ClickHouse does not answer in time).
+pub(crate) async fn sealed_among(
+    g: &Gateway,
+    events: &[ScanEvent],
+) -> std::collections::HashSet<String> {
+    let Some(seen) = g.seen.get() else {
+        return Default::default();
+    };
+    let maybe: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| seen.may_contain(&e.event_id))
+        .map(|e| (e.event_id.as_str(), e.key()))
         .collect();
     if maybe.is_empty() {
-        return Ok(());
+        return Default::default();
     }
-    let ids: Vec<(&str, &str)> = maybe
-        .iter()
-        .map(|(i, id)| (*id, events[*i].key()))
-        .collect();
-    let sealed = match tokio::time::timeout(
+    match tokio::time::timeout(
         SEALED_LOOKUP_WAIT,
-        sealed_ids::sealed_among(&g.clickhouse, &ids, sealed_ids::Counting::NotVoid),
+        sealed_ids::sealed_among(&g.clickhouse, &maybe, sealed_ids::Counting::NotVoid),
     )
     .await
     {
         Ok(Ok(sealed)) => sealed,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "looking up sealed ids failed; accepting");
-            return Ok(());
+            Default::default()
         }
         Err(_) => {
             tracing::debug!("looking up sealed ids timed out; accepting");
-            return Ok(());
+            Default::default()
         }
-    };
-    match maybe.iter().find(|(_, id)| sealed.contains(*id)) {
-        None => Ok(()),
-        Some((i, id)) => Err(Rejection::new(
-            StatusCode::CONFLICT,
-            "duplicate_event_id",
-            format!(
-                "event_id {id} is already sealed; it was accepted before and must not be resent"
-            ),
-        )
-        .field(if events.len() == 1 {
-            "event_id".to_string()
-        } else {
-            format!("events[{i}].event_id")
-        })),
     }
+}
+
+/// Each event checked on its own (registry, signature, sealed id), for a
+/// capture that keeps the good events of a request with bad ones: the
+/// refusal of each that fails, in order.
+pub(crate) async fn screen_each(g: &Gateway, events: &[ScanEvent]) -> Vec<Option<Rejection>> {
+    g.reload_for_unknown(events).await;
+    let mut out: Vec<Option<Rejection>> = events
+        .iter()
+        .map(|e| check_devices(g, std::slice::from_ref(e)).err())
+        .collect();
+    let sealed = sealed_among(g, events).await;
+    for (e, verdict) in events.iter().zip(out.iter_mut()) {
+        if verdict.is_none() && sealed.contains(&e.event_id) {
+            *verdict = Some(sealed_already(e).field("event_id"));
+        }
+    }
+    out
+}
+
+fn sealed_already(e: &ScanEvent) -> Rejection {
+    Rejection::new(
+        StatusCode::CONFLICT,
+        "duplicate_event_id",
+        format!(
+            "event_id {} is already sealed; it was accepted before and must not be resent",
+            e.event_id
+        ),
+    )
 }
 
 /// Longest a request waits on ClickHouse to tell whether its ids are sealed.
