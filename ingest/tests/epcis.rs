@@ -155,7 +155,7 @@ impl Answer {
         (
             self.status,
             self.body["type"].as_str().unwrap_or(""),
-            self.body["instance"].as_str().unwrap_or(""),
+            self.body["field"].as_str().unwrap_or(""),
         )
     }
 }
@@ -363,7 +363,9 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
             path_segment(&format!("urn:uuid:{}", single.event_id))
         )
     );
-    assert_eq!(posted.body, epcis::object_event(&single));
+    let mut stored = epcis::object_event(&single);
+    stored["@context"] = epcis::context();
+    assert_eq!(posted.body, stored);
 
     // ---- bad documents: the binding's problems, nothing on Kafka ----
     let before_bad = lab.end_offsets();
@@ -469,7 +471,7 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
         send(reqwest::Client::new().request(reqwest::Method::OPTIONS, format!("{gw}/capture")))
             .await;
     assert_eq!(options.status, 204);
-    assert_eq!(options.header("allow"), "OPTIONS, POST, GET");
+    assert_eq!(options.header("allow"), "OPTIONS, POST");
     assert_eq!(options.header("gs1-epcis-capture-limit"), "20");
     assert_eq!(
         lab.end_offsets(),
@@ -514,8 +516,12 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
         job.body
     );
     assert_eq!(
-        job.body["errors"][0]["instance"],
+        job.body["errors"][0]["field"],
         "epcisBody.eventList[1].action"
+    );
+    assert_eq!(
+        job.body["errors"][0]["instance"],
+        "#/epcisBody/eventList/1/action"
     );
     let added: i64 = lab
         .end_offsets()
@@ -600,6 +606,7 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
                 .cloned(),
         );
         proofs.extend(page.body[epcis::PROOFS].as_array().unwrap().iter().cloned());
+        assert_eq!(page.body[epcis::REFUSED], json!([]), "every event verifies");
         pages += 1;
         let link = page.header("link");
         match link
@@ -726,6 +733,12 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
         aggregations.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"],
         json!([])
     );
+    let everything = get(&format!("{api_url}/events?perPage=200")).await;
+    assert_eq!(everything.problem().0, 400, "a query names its items");
+    assert!(everything.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("MATCH_anyEPC"));
     let bad = get(&format!("{api_url}/events?EQ_bizStep=dancing")).await;
     assert_eq!(bad.problem().0, 400);
     assert_eq!(bad.problem().1, "epcisException:QueryParameterException");
@@ -738,5 +751,45 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
         missing.problem().1,
         "epcisException:NoSuchResourceException"
     );
+
+    // A payload altered in ClickHouse: out of the event list, in `st:refused`.
+    let victim = &all[0];
+    lab.sql(&format!(
+        "ALTER TABLE sealtrail.scan_events UPDATE payload = concat(substring(payload, 1, length(payload) - 1), 'X') WHERE event_id = '{}'",
+        victim.event_id
+    ));
+    let altered = format!(
+        "SELECT count() FROM sealtrail.scan_events WHERE event_id = '{}' AND endsWith(payload, 'X')",
+        victim.event_id
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.sql(&altered) != "1" {
+        assert!(Instant::now() < deadline, "the mutation did not apply");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = get(&format!(
+        "{api_url}/events?MATCH_anyEPC={}&perPage=200",
+        path_segment(item)
+    ))
+    .await;
+    let ids: Vec<&str> = after.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventID"].as_str().unwrap())
+        .collect();
+    let victim_id = format!("urn:uuid:{}", victim.event_id);
+    assert_eq!(ids.len(), listed.len() - 1);
+    assert!(!ids.contains(&victim_id.as_str()));
+    assert_eq!(after.body[epcis::REFUSED].as_array().unwrap().len(), 1);
+    assert_eq!(after.body[epcis::REFUSED][0]["eventID"], victim_id);
+    assert_eq!(after.body[epcis::REFUSED][0]["verified"], false);
+    let one = get(&format!("{api_url}/events/{}", path_segment(&victim_id))).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(
+        one.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"],
+        json!([])
+    );
+    assert_eq!(one.body[epcis::REFUSED][0]["eventID"], victim_id);
     let _ = std::fs::remove_dir_all(&keys);
 }

@@ -5,9 +5,15 @@
 //!
 //! Each event is rendered from its row's signed payload, never from the
 //! columns, and an event whose payload does not match the query is left out:
-//! the columns only choose rows. Beside the event list, `sealtrail:proofs`
-//! gives, in the same order, each event's hash, its proof bundle's address and
-//! this server's verdict; the bundle lets anyone check it without us.
+//! the columns only choose rows. Only events that verify are in the event list,
+//! so a client that reads nothing else sees nothing unproven; beside it,
+//! `st:proofs` gives, in the same order, each event's hash, its proof bundle's
+//! address and this server's verdict (the bundle lets anyone check it without
+//! us), and `st:refused` the rows the query chose that did not verify (a
+//! pending epoch, or tampering), with the reason.
+//!
+//! A query names its items (`MATCH_anyEPC`): the table is sorted by item, and
+//! a query over all of it would read every row. At most `QUERIES` run at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +34,10 @@ const CBV_VERSION: &str = "2.0.1";
 
 /// Events per page when the client does not say (the binding's default).
 const PER_PAGE_DEFAULT: usize = 30;
+
+/// EPCIS queries answered at once; more get a 503 at once.
+const QUERIES: usize = 4;
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(QUERIES);
 
 /// An RFC 7807 problem with the binding's exception type.
 fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Response {
@@ -198,30 +208,57 @@ pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
             }
         }
     }
+    if q.filter.any_item.is_empty() && !q.nothing {
+        return Err(
+            "give MATCH_anyEPC (or MATCH_epc): events are found by item, and a query over every event is not answered"
+                .into(),
+        );
+    }
     Ok(q)
 }
 
-/// The EPCISQueryDocument of some events, with their proofs beside them.
-async fn document(api: &Api, rows: &[StepRow], filter: &EventFilter) -> anyhow::Result<Value> {
+/// The EPCISQueryDocument of some events, with their proofs beside them and
+/// the rows that did not verify apart.
+async fn document(
+    api: &Api,
+    rows: &[StepRow],
+    filter: Option<&EventFilter>,
+) -> anyhow::Result<Value> {
     let mut events = Vec::with_capacity(rows.len());
     let mut proofs = Vec::with_capacity(rows.len());
+    let mut refused = Vec::new();
     for row in rows {
         // What is shown is the signed payload's, and only if it matches.
-        let Ok(event) = schemas::avro::decode_datum(&row.payload) else {
-            continue;
-        };
-        if !filter.admits(&event) {
-            continue;
+        let event = schemas::avro::decode_datum(&row.payload).ok();
+        if let (Some(e), Some(f)) = (&event, filter) {
+            if !f.admits(e) {
+                continue;
+            }
         }
         let verdict = api.verifier.check(row).await?;
-        events.push(epcis::object_event(&event));
-        proofs.push(json!({
-            "eventID": epcis::event_id_uri(&event),
-            "eventHash": schemas::event_hash::event_hash(&event),
-            "proof": format!("/v1/events/{}/proof", row.event_id),
-            "verified": verdict.verified(),
-            "failure": verdict.failure.map(|f| f.reason()),
-        }));
+        let event_id = event
+            .as_ref()
+            .map_or_else(|| format!("urn:uuid:{}", row.event_id), epcis::event_id_uri);
+        let proof = format!("/v1/events/{}/proof", row.event_id);
+        match event {
+            Some(e) if verdict.verified() => {
+                events.push(epcis::object_event(&e));
+                proofs.push(json!({
+                    "eventID": event_id,
+                    "eventHash": schemas::event_hash::event_hash(&e),
+                    "proof": proof,
+                    "verified": true,
+                    // Not a failure: the key was good when the epoch was sealed.
+                    "note": verdict.key_retired.map(|k| k.note()),
+                }));
+            }
+            _ => refused.push(json!({
+                "eventID": event_id,
+                "proof": proof,
+                "verified": false,
+                "failure": verdict.failure.map(|f| f.reason()),
+            })),
+        }
     }
     Ok(json!({
         "@context": epcis::context(),
@@ -235,6 +272,7 @@ async fn document(api: &Api, rows: &[StepRow], filter: &EventFilter) -> anyhow::
             }
         },
         epcis::PROOFS: proofs,
+        epcis::REFUSED: refused,
     }))
 }
 
@@ -263,14 +301,29 @@ fn answer(doc: &Value, link: Option<String>) -> Response {
     r
 }
 
+fn busy() -> Response {
+    let mut r = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "epcisException:ImplementationException",
+        "Too many queries at once",
+        format!("{QUERIES} queries are being answered; try again"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 pub async fn events(State(api): State<Arc<Api>>, uri: Uri) -> Response {
     let started = Instant::now();
     let r = match parse_query(uri.query().unwrap_or("")) {
         Err(why) => bad_parameter(why),
-        Ok(q) => match tokio::time::timeout(api.timeout, events_page(&api, &q)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => unavailable(e),
-            Err(_) => unavailable(anyhow::anyhow!("timed out")),
+        Ok(q) => match RUNNING.try_acquire() {
+            Err(_) => busy(),
+            Ok(_running) => match tokio::time::timeout(api.timeout, events_page(&api, &q)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => unavailable(e),
+                Err(_) => unavailable(anyhow::anyhow!("timed out")),
+            },
         },
     };
     api.observe("epcis_events", started, &r);
@@ -290,7 +343,7 @@ async fn events_page(api: &Api, q: &EventsQuery) -> anyhow::Result<Response> {
         )
         .await?
     };
-    let doc = document(api, &rows, &q.filter).await?;
+    let doc = document(api, &rows, Some(&q.filter)).await?;
     let link = next.map(|c| {
         let mut given = q.given.clone();
         given.insert("nextPageToken".into(), c.to_string());
@@ -321,12 +374,15 @@ pub async fn event(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Respo
                 match row {
                     None => Ok(None),
                     Some(row) => {
-                        let doc = document(&api, std::slice::from_ref(&row), &EventFilter::default()).await?;
-                        // The event as its payload gives it, and the id asked for.
-                        let listed = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"][0]
-                            .get("eventID")
-                            .and_then(Value::as_str)
-                            == Some(id.as_str());
+                        let doc = document(&api, std::slice::from_ref(&row), None).await?;
+                        // The event as its payload gives it, and the id asked
+                        // for: listed, or apart with why it does not verify.
+                        let named = |v: &Value| {
+                            v.get("eventID").and_then(Value::as_str) == Some(id.as_str())
+                        };
+                        let listed = named(
+                            &doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"][0],
+                        ) || named(&doc[epcis::REFUSED][0]);
                         anyhow::Ok(listed.then_some((doc, row.event_id)))
                     }
                 }
@@ -367,7 +423,7 @@ mod tests {
         .unwrap();
         assert_eq!(q.filter.biz_steps, ["shipping", "receiving"]);
         assert_eq!(q.filter.any_item, ["urn:epc:id:sgtin:0614141.107346.2017"]);
-        assert_eq!(q.filter.from_ms, Some(1_764_457_200_000));
+        assert_eq!(q.filter.from_ms, Some(1_795_993_200_000));
         assert_eq!(q.per_page, 5);
         assert!(!q.nothing);
     }
@@ -385,6 +441,8 @@ mod tests {
             ("EQ_quantity=3", "EQ_quantity"),
             ("nextPageToken=x", "nextPageToken"),
             ("MATCH_anyEPC=%ZZ", "bad percent-encoding"),
+            ("perPage=5", "MATCH_anyEPC"),
+            ("eventType=ObjectEvent", "MATCH_anyEPC"),
         ] {
             let why = parse_query(query).unwrap_err();
             assert!(why.contains(names), "{query}: {why}");
@@ -395,7 +453,7 @@ mod tests {
     fn types_without_sealed_events_select_nothing() {
         assert!(parse_query("eventType=AggregationEvent").unwrap().nothing);
         assert!(
-            !parse_query("eventType=AggregationEvent|ObjectEvent")
+            !parse_query("eventType=AggregationEvent|ObjectEvent&MATCH_anyEPC=x")
                 .unwrap()
                 .nothing
         );

@@ -1,6 +1,8 @@
 //! The EPCIS query's reads: sealed events chosen by the binding's common
-//! parameters (any of some items, business steps, locations, a time range),
-//! a page at a time in the trail's order, each with its epoch and proof. The
+//! parameters (some items, business steps, locations, a time range), a page
+//! at a time in the trail's order, each with its epoch and proof. Events are
+//! found by their first item, the table's sort key, as trails find them: a
+//! query names its items, so it reads their granules, never the table. The
 //! columns only choose rows: what a reader shows comes from each row's payload,
 //! which the caller checks against the same filter (`EventFilter::admits`), so
 //! a column changed in ClickHouse cannot put an event in an answer it does not
@@ -14,7 +16,8 @@ use crate::trail::{prove, step_query, Cursor, StepRow, PAGE_MAX};
 /// What events a query asks for; every list that is not empty must match.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFilter {
-    /// Events that list any of these items (`MATCH_anyEPC`).
+    /// Events whose first item is one of these (`MATCH_anyEPC`, `MATCH_epc`);
+    /// without any, `events` reads nothing (it would read the whole table).
     pub any_item: Vec<String>,
     /// Business steps, as the Avro symbols (`EQ_bizStep`).
     pub biz_steps: Vec<String>,
@@ -29,7 +32,9 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether a decoded event matches, by its signed fields alone.
     pub fn admits(&self, e: &ScanEvent) -> bool {
-        (self.any_item.is_empty() || e.item_ids.iter().any(|i| self.any_item.contains(i)))
+        e.item_ids
+            .first()
+            .is_some_and(|i| self.any_item.contains(i))
             && (self.biz_steps.is_empty()
                 || self.biz_steps.iter().any(|s| s == e.biz_step.as_str()))
             && (self.biz_locations.is_empty() || self.biz_locations.contains(&e.biz_location))
@@ -49,10 +54,12 @@ pub async fn events(
     limit: usize,
 ) -> clickhouse::error::Result<(Vec<StepRow>, Option<Cursor>)> {
     let limit = limit.clamp(1, PAGE_MAX);
-    let mut conditions = vec!["1".to_string()];
-    if !filter.any_item.is_empty() {
-        conditions.push("hasAny(item_ids, ?)".into());
+    if filter.any_item.is_empty() {
+        return Ok((Vec::new(), None));
     }
+    // One placeholder per item: ClickHouse's index reads `IN (…)`, not arrays.
+    let items = vec!["?"; filter.any_item.len()].join(", ");
+    let mut conditions = vec![format!("item_id IN ({items})")];
     if !filter.biz_steps.is_empty() {
         conditions.push("has(?, biz_step)".into());
     }
@@ -79,8 +86,8 @@ pub async fn events(
     ));
     // The PREWHERE is in the text twice (see `step_query`): its values too.
     for _ in 0..2 {
-        if !filter.any_item.is_empty() {
-            query = query.bind(&filter.any_item);
+        for item in &filter.any_item {
+            query = query.bind(item);
         }
         if !filter.biz_steps.is_empty() {
             query = query.bind(&filter.biz_steps);
