@@ -889,7 +889,41 @@ async fn hostile_requests_never_panic_the_gateway() {
     ])
     .to_string();
     let json_type = [("Content-Type", "application/json")];
+    // EPCIS capture: a signed document, and one event with its header.
+    let epcis_events = [event(&device, &key, 4), event(&device, &key, 5)];
+    let mut doc = schemas::epcis::document(&epcis_events);
+    doc[schemas::epcis::SIGNATURES] = json!(epcis_events
+        .iter()
+        .map(|e| hex::encode(&e.signature))
+        .collect::<Vec<_>>());
+    let doc = doc.to_string();
+    let mut lone = schemas::epcis::object_event(&event(&device, &key, 6));
+    lone["@context"] = schemas::epcis::context();
+    let lone = lone.to_string();
+    let signature = hex::encode(&event(&device, &key, 6).signature);
+    let ld_type = [("Content-Type", "application/ld+json")];
     let seeds = [
+        request("POST", "/capture", &ld_type, doc.as_bytes()),
+        request(
+            "POST",
+            "/capture",
+            &[
+                ("Content-Type", "application/ld+json"),
+                ("GS1-Capture-Error-Behaviour", "proceed"),
+            ],
+            doc.as_bytes(),
+        ),
+        request(
+            "POST",
+            "/events",
+            &[
+                ("Content-Type", "application/json"),
+                ("Sealtrail-Signature", &signature),
+            ],
+            lone.as_bytes(),
+        ),
+        request("GET", "/capture/id00", &[], b""),
+        request("OPTIONS", "/capture", &[], b""),
         request("POST", "/v1/events", &json_type, one.as_bytes()),
         request("POST", "/v1/events", &json_type, batch.as_bytes()),
         request(
