@@ -1103,6 +1103,9 @@ fn hostile_requests_never_panic_the_api() {
         request("GET", "/v1/events/00000000-0000-4000-8000-000000000001/proof", &[], b""),
         request("GET", &format!("/items/{}", enc(item)), &[("Accept", "text/html")], b""),
         request("GET", "/scan_event.avsc", &[], b""),
+        request("GET", &format!("/events?MATCH_anyEPC={}&EQ_bizStep=shipping%7Creceiving&GE_eventTime=2026-01-01T00%3A00%3A00Z&perPage=2", enc(item)), &[], b""),
+        request("GET", &format!("/events?MATCH_anyEPC={}&nextPageToken=1700000000000%2C1%2C0%2C00000000-0000-4000-8000-000000000001", enc(item)), &[], b""),
+        request("GET", "/events/urn%3Auuid%3A00000000-0000-4000-8000-000000000001", &[], b""),
         request("GET", "/healthz", &[], b""),
         request("POST", "/v1/items/x/trail", &[("Content-Type", "application/json")], b"{\"a\":1}"),
     ];
