@@ -32,6 +32,9 @@
 //! no hash), and identifiers with white space that start with a scheme and no `//`
 //! (pyld resolves them as relative IRIs).
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use sha2::{Digest, Sha256};
 
 use crate::epcis::{self, GS1_VOC, NAMESPACE};
@@ -42,141 +45,237 @@ mod digital_link;
 
 /// The CBV 2.0 event hash ID.
 pub fn event_hash(e: &ScanEvent) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(pre_hash(e).as_bytes());
-    format!("ni:///sha-256;{}?ver=CBV2.0", hex::encode(digest))
+    let mut id = String::with_capacity(89);
+    id.push_str("ni:///sha-256;");
+    for b in digest {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id.push_str("?ver=CBV2.0");
+    id
 }
 
 /// The string the event hash ID is the SHA-256 of.
+///
+/// It is written in one pass into one string: each field is appended as it comes,
+/// and the siblings that are sorted are written apart first (`sorted`).
 pub fn pre_hash(e: &ScanEvent) -> String {
-    let d = Document::of(e);
-    let mut s = format!("eventType={}", d.bare("ObjectEvent"));
-    let time = format_rfc3339(e.event_time, &e.event_timezone_offset);
-    s += &leaf("eventTime", &d.value(&time), true);
-    s += &leaf(
+    let reports = epcis::sensor_reports(e);
+    let d = Document::of(e, &reports);
+    let mut s = String::with_capacity(1024);
+    s.push_str("eventType=");
+    s.push_str(d.bare("ObjectEvent"));
+    match quick_time(e.event_time, &e.event_timezone_offset) {
+        Some(time) => {
+            let raw = d.value(&time);
+            if raw == time.as_str() {
+                // Text of our own that `parse_rfc3339` reads back as the instant.
+                s.push_str("eventTime=");
+                push_time(&mut s, e.event_time, "");
+            } else {
+                d.leaf(&mut s, "eventTime", &time, true);
+            }
+        }
+        None => {
+            let time = format_rfc3339(e.event_time, &e.event_timezone_offset);
+            d.leaf(&mut s, "eventTime", &time, true);
+        }
+    }
+    d.leaf(
+        &mut s,
         "eventTimeZoneOffset",
-        &d.value(&e.event_timezone_offset),
+        &e.event_timezone_offset,
         false,
     );
-    let epcs = e.item_ids.iter().map(|i| leaf("epc", &d.value(i), false));
-    s += &node("epcList", &[sorted(epcs)]);
-    s += &leaf("action", &d.value(e.action.as_str()), false);
-    s += &leaf("bizStep", &d.value(epcis::biz_step(e.biz_step)), false);
-    s += &leaf(
-        "disposition",
-        &d.value(epcis::disposition(e.disposition)),
-        false,
-    );
-    s += &node("readPoint", &[leaf("id", &d.value(&e.read_point), false)]);
-    s += &node(
-        "bizLocation",
-        &[leaf("id", &d.value(&e.biz_location), false)],
-    );
-    let reports = epcis::sensor_reports(e).into_iter().map(|(kind, v, uom)| {
-        // The reference reads a JSON number as a Python float and prints it back.
-        let parts = [
-            leaf("type", &d.value(kind), false),
-            leaf("value", &py_repr(v), false),
-            leaf("uom", &d.value(uom), false),
-        ];
-        node("sensorReport", &parts)
+    node(&mut s, "epcList", |s| {
+        sorted(s, e.item_ids.len(), |i, s| {
+            d.leaf(s, "epc", &e.item_ids[i], false)
+        })
     });
-    s += &node(
-        "sensorElementList",
-        &[node("sensorElement", &[sorted(reports)])],
+    d.leaf(&mut s, "action", e.action.as_str(), false);
+    d.leaf(&mut s, "bizStep", epcis::biz_step(e.biz_step), false);
+    d.leaf(
+        &mut s,
+        "disposition",
+        epcis::disposition(e.disposition),
+        false,
     );
+    node(&mut s, "readPoint", |s| {
+        d.leaf(s, "id", &e.read_point, false)
+    });
+    node(&mut s, "bizLocation", |s| {
+        d.leaf(s, "id", &e.biz_location, false)
+    });
+    node(&mut s, "sensorElementList", |s| {
+        node(s, "sensorElement", |s| {
+            sorted(s, reports.len(), |i, s| {
+                let (kind, v, uom) = reports[i];
+                node(s, "sensorReport", |s| {
+                    d.leaf(s, "type", kind, false);
+                    // The reference reads a JSON number as a Python float and prints
+                    // it back (`py_repr`); as any value, that text is then read as a
+                    // number, `v` again, and printed as numbers are.
+                    s.push_str("value=");
+                    push_py_number(s, v);
+                    d.leaf(s, "uom", uom, false);
+                })
+            })
+        })
+    });
 
     // The rest, sorted as wholes: the reference never matches its own entry for
     // bizTransactionList, so the list lands here with the extensions.
-    let mut rest = Vec::new();
-    if !e.biz_transactions.is_empty() {
-        let pairs = e.biz_transactions.iter().map(|t| {
-            let kind = epcis::biz_transaction_type(t.kind);
-            loose_leaf("bizTransaction", &d.value(&t.id)) + &loose_leaf("type", &d.value(kind))
-        });
-        rest.push(format!("bizTransactionList{}", sorted(pairs)));
-    }
-    rest.push(loose_leaf(&d.key("country"), &d.value(&e.country)));
-    rest.push(loose_leaf(&d.key("deviceID"), &d.value(&e.device_id)));
-    s + &sorted(rest)
+    let txs = &e.biz_transactions;
+    let skip = usize::from(txs.is_empty());
+    sorted(&mut s, 3 - skip, |i, s| match i + skip {
+        0 => {
+            s.push_str("bizTransactionList");
+            sorted(s, txs.len(), |j, s| {
+                let t = &txs[j];
+                d.loose_leaf(s, &["bizTransaction"], &t.id);
+                d.loose_leaf(s, &["type"], epcis::biz_transaction_type(t.kind));
+            })
+        }
+        1 => d.loose_leaf(s, &["{", &d.st, "}country"], &e.country),
+        _ => d.loose_leaf(s, &["{", &d.st, "}deviceID"], &e.device_id),
+    });
+    s
 }
 
 /// What the reference knows of the document before it builds the pre-hash string.
-struct Document {
+struct Document<'a> {
     /// The CBV and GS1 Web Vocabulary URIs in the JSON-LD expansion of the document:
     /// what bare strings are matched against.
-    vocabulary: Vec<String>,
-    /// The `@context` prefixes, their IRIs after the bare-string replacement.
-    gs1: String,
-    st: String,
+    vocabulary: Vec<Cow<'a, str>>,
+    /// The `@context` prefixes, their IRIs after the bare-string replacement; the
+    /// values' prefixes expand to them without braces.
+    st: Cow<'a, str>,
+    gs1_iri: Cow<'a, str>,
+    st_iri: Cow<'a, str>,
 }
 
-impl Document {
-    fn of(e: &ScanEvent) -> Document {
-        let mut expanded: Vec<String> = Vec::new();
-        let vocab = |v: &str, kind: &str| match v.contains(':') {
-            false => format!("https://ref.gs1.org/cbv/{kind}-{v}"),
-            true => v.to_string(),
+impl<'a> Document<'a> {
+    fn of(e: &'a ScanEvent, reports: &[(&'static str, f64, &'static str)]) -> Document<'a> {
+        // Only the values that expand to a vocabulary URI are kept.
+        let mut vocabulary: Vec<Cow<'a, str>> = Vec::new();
+        let mut add = |v: Cow<'a, str>| {
+            if is_vocabulary(&v) {
+                vocabulary.push(v);
+            }
         };
-        expanded.push(vocab(epcis::biz_step(e.biz_step), "BizStep"));
-        expanded.push(vocab(epcis::disposition(e.disposition), "Disp"));
+        let vocab = |v: &'static str, kind: &str| match v.contains(':') {
+            false => Cow::Owned(format!("https://ref.gs1.org/cbv/{kind}-{v}")),
+            true => Cow::Borrowed(v),
+        };
+        add(vocab(epcis::biz_step(e.biz_step), "BizStep"));
+        add(vocab(epcis::disposition(e.disposition), "Disp"));
         for t in &e.biz_transactions {
-            expanded.push(vocab(epcis::biz_transaction_type(t.kind), "BTT"));
-            expanded.push(expand_iri(&t.id));
+            add(vocab(epcis::biz_transaction_type(t.kind), "BTT"));
+            add(expand_iri(&t.id));
         }
-        for (kind, _, uom) in epcis::sensor_reports(e) {
-            expanded.push(expand_iri(kind));
-            expanded.push(uom.to_string());
+        for &(kind, _, uom) in reports {
+            add(expand_iri(kind));
+            add(Cow::Borrowed(uom));
         }
-        expanded.extend(e.item_ids.iter().map(|i| expand_iri(i)));
-        expanded.push(expand_iri(&e.read_point));
-        expanded.push(expand_iri(&e.biz_location));
-        // Literals are kept as they are, and collected all the same.
-        expanded.push(format_rfc3339(e.event_time, &e.event_timezone_offset));
-        expanded.push(e.event_timezone_offset.clone());
-        expanded.push(e.country.clone());
-        expanded.push(e.device_id.clone());
-        expanded
-            .retain(|v| v.starts_with("https://ref.gs1.org/cbv") || v.starts_with(GS1_VOC_ROOT));
-        expanded.sort();
-        expanded.dedup();
+        for i in &e.item_ids {
+            add(expand_iri(i));
+        }
+        add(expand_iri(&e.read_point));
+        add(expand_iri(&e.biz_location));
+        // Literals are kept as they are, and collected all the same. The event
+        // time's text never is one (it starts with a digit or a sign).
+        add(Cow::Borrowed(&e.event_timezone_offset));
+        add(Cow::Borrowed(&e.country));
+        add(Cow::Borrowed(&e.device_id));
+        vocabulary.sort_unstable();
+        vocabulary.dedup();
         let mut d = Document {
-            vocabulary: expanded,
-            gs1: String::new(),
-            st: String::new(),
+            vocabulary,
+            st: Cow::Borrowed(NAMESPACE),
+            gs1_iri: Cow::Borrowed(GS1_VOC),
+            st_iri: Cow::Borrowed(NAMESPACE),
         };
-        d.gs1 = d.bare(GS1_VOC);
-        d.st = d.bare(NAMESPACE);
+        let no_braces = |v: &str| -> Cow<'a, str> { Cow::Owned(v.replace(['{', '}'], "")) };
+        let (st, gs1) = (d.bare(NAMESPACE), d.bare(GS1_VOC));
+        // Mostly themselves (without braces): then nothing to copy.
+        let st = (st != NAMESPACE).then(|| st.to_string());
+        let gs1 = (gs1 != GS1_VOC).then(|| no_braces(gs1));
+        if let Some(st) = st {
+            d.st_iri = no_braces(&st);
+            d.st = Cow::Owned(st);
+        }
+        if let Some(gs1) = gs1 {
+            d.gs1_iri = gs1;
+        }
         d
     }
 
     /// The reference's bare-string replacement: a string that ends exactly one of the
     /// document's vocabulary URIs after a `-` or `/` becomes that URI.
-    fn bare(&self, v: &str) -> String {
+    fn bare<'s>(&'s self, v: &'s str) -> &'s str {
         let mut hits = self.vocabulary.iter().filter(|uri| {
             uri.strip_suffix(v)
                 .is_some_and(|head| head.ends_with('-') || head.ends_with('/'))
         });
         match (hits.next(), hits.next()) {
-            (Some(uri), None) => uri.clone(),
-            _ => v.to_string(),
+            (Some(uri), None) => uri,
+            _ => v,
         }
     }
 
     /// A JSON string value as the reference holds it: replaced, then with a
     /// `@context` prefix (`gs1:`, `st:`) written out.
-    fn value(&self, v: &str) -> String {
+    fn value<'s>(&'s self, v: &'s str) -> Cow<'s, str> {
         let v = self.bare(v);
-        match v.split_once(':') {
-            Some(("gs1", local)) => self.gs1.replace(['{', '}'], "") + local,
-            Some(("st", local)) => self.st.replace(['{', '}'], "") + local,
-            _ => v,
+        if let Some(local) = v.strip_prefix("gs1:") {
+            Cow::Owned(self.gs1_iri.to_string() + local)
+        } else if let Some(local) = v.strip_prefix("st:") {
+            Cow::Owned(self.st_iri.to_string() + local)
+        } else {
+            Cow::Borrowed(v)
         }
     }
 
-    /// The name of one of our extension fields, `{namespace}local`.
-    fn key(&self, local: &str) -> String {
-        format!("{{{}}}{local}", self.st)
+    /// A field in the canonical order: `name=value`, nothing when the value is empty.
+    fn leaf(&self, out: &mut String, name: &str, v: &str, time: bool) {
+        let raw = self.value(v);
+        if raw.is_empty() {
+            return;
+        }
+        let text = py_strip(&raw);
+        if text.is_empty() {
+            return; // what `canonical` and `utc_time` make of it
+        }
+        out.push_str(name);
+        out.push('=');
+        if time {
+            out.push_str(&utc_time(text));
+        } else {
+            canonical_into(out, text);
+        }
     }
+
+    /// A field outside the canonical order: there the name (written in pieces) stays
+    /// even without a value.
+    fn loose_leaf(&self, out: &mut String, name: &[&str], v: &str) {
+        for piece in name {
+            out.push_str(piece);
+        }
+        match py_strip(&self.value(v)) {
+            "" => {}
+            text => {
+                out.push('=');
+                canonical_into(out, text);
+            }
+        }
+    }
+}
+
+/// The URIs that bare strings are matched against.
+fn is_vocabulary(v: &str) -> bool {
+    v.starts_with("https://ref.gs1.org/cbv") || v.starts_with(GS1_VOC_ROOT)
 }
 
 /// `https://gs1.org/voc`, the second root the reference matches bare strings under.
@@ -184,85 +283,169 @@ const GS1_VOC_ROOT: &str = "https://gs1.org/voc";
 
 /// pyld's expansion of an identifier (`@type: @id`), as far as it can yield a
 /// vocabulary URI: only the `cbv:` and `gs1:` prefixes expand to one.
-fn expand_iri(v: &str) -> String {
-    match v.split_once(':') {
-        Some(("cbv", local)) if !local.starts_with("//") => {
-            format!("https://ref.gs1.org/cbv/{local}")
+fn expand_iri(v: &str) -> Cow<'_, str> {
+    match (v.strip_prefix("cbv:"), v.strip_prefix("gs1:")) {
+        (Some(local), _) if !local.starts_with("//") => {
+            Cow::Owned(format!("https://ref.gs1.org/cbv/{local}"))
         }
-        Some(("gs1", local)) if !local.starts_with("//") => format!("{GS1_VOC}{local}"),
-        _ => v.to_string(),
+        (_, Some(local)) if !local.starts_with("//") => Cow::Owned(format!("{GS1_VOC}{local}")),
+        _ => Cow::Borrowed(v),
     }
 }
 
-/// A field in the canonical order: `name=value`, nothing when the value is empty.
-fn leaf(name: &str, raw: &str, time: bool) -> String {
-    if raw.is_empty() {
-        return String::new();
-    }
-    let text = py_strip(raw);
-    let text = if time {
-        utc_time(text)
-    } else {
-        canonical(text)
-    };
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!("{name}={text}")
+/// A parent field: its name and what `children` write, or nothing when they write
+/// nothing.
+fn node(out: &mut String, name: &str, children: impl FnOnce(&mut String)) {
+    let start = out.len();
+    out.push_str(name);
+    let inner = out.len();
+    children(out);
+    if out.len() == inner {
+        out.truncate(start);
     }
 }
 
-/// A field outside the canonical order: there the name stays even without a value.
-fn loose_leaf(name: &str, raw: &str) -> String {
-    match py_strip(raw) {
-        "" => name.to_string(),
-        text => format!("{name}={}", canonical(text)),
+/// `n` sibling fields (`part` writes the `i`th), in code point order.
+fn sorted(out: &mut String, n: usize, mut part: impl FnMut(usize, &mut String)) {
+    if n <= 1 {
+        (0..n).for_each(|i| part(i, out));
+        return;
     }
-}
-
-/// A parent field: its name and its children, or nothing when they are all empty.
-fn node(name: &str, children: &[String]) -> String {
-    let inner = children.concat();
-    if inner.is_empty() {
-        inner
-    } else {
-        format!("{name}{inner}")
+    let mut parts = String::with_capacity(128 * n);
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = parts.len();
+        part(i, &mut parts);
+        ranges.push(start..parts.len());
     }
-}
-
-/// Sibling fields of one name, in code point order.
-fn sorted(parts: impl IntoIterator<Item = String>) -> String {
-    let mut parts: Vec<String> = parts.into_iter().collect();
-    parts.sort();
-    parts.concat()
+    ranges.sort_unstable_by(|a, b| parts[a.clone()].cmp(&parts[b.clone()]));
+    for r in ranges {
+        out.push_str(&parts[r]);
+    }
 }
 
 /// The time in UTC with milliseconds, `Z`; what is not a time stays as it is.
-fn utc_time(text: &str) -> String {
+fn utc_time(text: &str) -> Cow<'_, str> {
     match parse_rfc3339(text) {
-        Ok(ms) => format_rfc3339(ms, ""),
-        Err(_) => text.to_string(),
+        Ok(ms) => Cow::Owned(format_rfc3339(ms, "")),
+        Err(_) => Cow::Borrowed(text),
     }
+}
+
+/// `format_rfc3339(ms, offset)` without the `time` crate, where both the instant and
+/// its local time are in the years 1970 to 9999 and the offset is `±HH:MM` up to
+/// 23:59 (or empty, for UTC): all accepted events. There `parse_rfc3339` reads the
+/// text back as `ms`. Elsewhere None.
+fn quick_time(ms: i64, offset: &str) -> Option<String> {
+    offset_ms(offset)
+        .and_then(|off| ms.checked_add(off))
+        .filter(|local| QUICK_TIMES.contains(local) && QUICK_TIMES.contains(&ms))?;
+    let mut text = String::with_capacity(29);
+    push_time(&mut text, ms, offset);
+    Some(text)
+}
+
+/// From 1970-01-01T00:00:00.000 to 9999-12-31T23:59:59.999.
+const QUICK_TIMES: std::ops::RangeInclusive<i64> = 0..=253_402_300_799_999;
+
+/// The milliseconds an offset `format_rfc3339` writes adds to UTC: `±HH:MM` with
+/// hours up to 23, or nothing (UTC, written `Z`).
+fn offset_ms(offset: &str) -> Option<i64> {
+    let n = |a: u8, b: u8| {
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+    };
+    match *offset.as_bytes() {
+        [] => Some(0),
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (h, m) = (
+                n(h1, h2).filter(|&h| h <= 23)?,
+                n(m1, m2).filter(|&m| m <= 59)?,
+            );
+            let ms = (h * 60 + m) * 60_000;
+            Some(if sign == b'-' { -ms } else { ms })
+        }
+        _ => None,
+    }
+}
+
+/// Writes what `quick_time` returns; `ms` and its local time are in `QUICK_TIMES`
+/// and `offset` is one `offset_ms` reads.
+fn push_time(out: &mut String, ms: i64, offset: &str) {
+    let local = ms.saturating_add(offset_ms(offset).unwrap_or(0));
+    let (days, ms_of_day) = (local.div_euclid(86_400_000), local.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (not negative).
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut text = *b"YYYY-MM-DDTHH:MM:SS.mmm";
+    for (at, width, n) in [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, ms_of_day / 3_600_000),
+        (14, 2, ms_of_day / 60_000 % 60),
+        (17, 2, ms_of_day / 1000 % 60),
+        (20, 3, ms_of_day % 1000),
+    ] {
+        let mut n = n;
+        for slot in text.iter_mut().skip(at).take(width).rev() {
+            *slot = b"0123456789"[usize::try_from(n % 10).unwrap_or(0)];
+            n /= 10;
+        }
+    }
+    out.push_str(std::str::from_utf8(&text).unwrap_or(""));
+    out.push_str(if offset.is_empty() { "Z" } else { offset });
 }
 
 /// The reference's `_canonize_value`: old CBV URNs to web URIs, numbers as Python
 /// prints them, GS1 identifiers as canonical Digital Links.
+#[cfg(test)]
 fn canonical(text: &str) -> String {
-    let mut t = text.to_string();
-    for (urn, web) in [
-        (
-            "urn:epcglobal:cbv:bizstep:",
-            "https://ref.gs1.org/cbv/BizStep-",
-        ),
-        ("urn:epcglobal:cbv:disp:", "https://ref.gs1.org/cbv/Disp-"),
-        ("urn:epcglobal:cbv:btt:", "https://ref.gs1.org/cbv/BTT-"),
-        ("urn:epcglobal:cbv:sdt:", "https://ref.gs1.org/cbv/SDT-"),
-        ("urn:epcglobal:cbv:er:", "https://ref.gs1.org/cbv/ER-"),
-    ] {
-        t = t.replace(urn, web);
+    let mut out = String::new();
+    canonical_into(&mut out, text);
+    out
+}
+
+/// Writes `canonical(text)`, which is empty only when `text` is.
+fn canonical_into(out: &mut String, text: &str) {
+    let replaced: String;
+    let t = if has_cbv_urn(text) {
+        let mut t = text.to_string();
+        for (urn, web) in [
+            (
+                "urn:epcglobal:cbv:bizstep:",
+                "https://ref.gs1.org/cbv/BizStep-",
+            ),
+            ("urn:epcglobal:cbv:disp:", "https://ref.gs1.org/cbv/Disp-"),
+            ("urn:epcglobal:cbv:btt:", "https://ref.gs1.org/cbv/BTT-"),
+            ("urn:epcglobal:cbv:sdt:", "https://ref.gs1.org/cbv/SDT-"),
+            ("urn:epcglobal:cbv:er:", "https://ref.gs1.org/cbv/ER-"),
+        ] {
+            t = t.replace(urn, web);
+        }
+        replaced = t;
+        &replaced
+    } else {
+        text
+    };
+    // A number's text is no identifier (it starts with a digit or `-`).
+    if let Some(x) = py_float(t) {
+        push_py_number(out, x);
+    } else if !digital_link::normalise_into(out, t) {
+        out.push_str(t);
     }
-    let t = py_number(&t).unwrap_or(t);
-    digital_link::normalise(&t).unwrap_or(t)
+}
+
+/// Whether one of the old CBV URNs is in `text`: all five start so, and no
+/// replacement writes any of it, so without it there is nothing to replace.
+fn has_cbv_urn(text: &str) -> bool {
+    // `str::contains` of a short needle is SIMD where the haystack is long enough.
+    text.contains("urn:epcglobal:cbv:")
 }
 
 /// Python's `str.isspace`: Unicode White_Space and the four ASCII separators.
@@ -276,14 +459,37 @@ fn py_strip(s: &str) -> &str {
 
 /// The text of a number Python's `float()` reads, printed as the reference prints it:
 /// whole numbers as integers, others as `repr`.
+#[cfg(test)]
 fn py_number(text: &str) -> Option<String> {
-    let x = py_float(text)?;
+    let mut out = String::new();
+    push_py_number(&mut out, py_float(text)?);
+    Some(out)
+}
+
+/// Writes a finite number as the reference prints it.
+fn push_py_number(out: &mut String, x: f64) {
+    use std::fmt::Write;
     if x.fract() != 0.0 {
-        Some(py_repr(x))
+        push_py_repr(out, x);
     } else if x == 0.0 {
-        Some("0".into()) // -0.0 too: Python's int(-0.0) is 0
+        out.push('0'); // -0.0 too: Python's int(-0.0) is 0
+    } else if x.abs() < 1e18 {
+        // A whole number below 2^63 converts exactly.
+        let n = x as i64;
+        if n < 0 {
+            out.push('-');
+        }
+        let mut digits = [b'0'; 20];
+        let mut rest = n.unsigned_abs();
+        let mut start = digits.len();
+        while let Some(i) = start.checked_sub(1).filter(|_| rest > 0) {
+            digits[i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            start = i;
+        }
+        out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or(""));
     } else {
-        Some(format!("{x:.0}")) // the double's exact value, as Python's int() has it
+        let _ = write!(out, "{x:.0}"); // the double's exact value, as Python's int() has it
     }
 }
 
@@ -292,15 +498,28 @@ fn py_number(text: &str) -> Option<String> {
 /// keeps the text of a NaN and fails on the event for an infinity, so here neither
 /// is a number.
 fn py_float(text: &str) -> Option<f64> {
-    let mut ascii = String::with_capacity(text.len());
-    for c in text.chars() {
-        match digital_link::digit(c) {
-            Some(d) => ascii.push(char::from(b'0' + d)),
-            None if c.is_ascii() => ascii.push(c),
-            None if py_space(c) => ascii.push(' '),
-            None => return None,
+    // Any other ASCII character would stay in the number's text and spoil it.
+    let numeric = |c: u8| {
+        matches!(c, b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E' | b'_')
+            || matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+    };
+    let ascii: Cow<str> = if text.is_ascii() {
+        if !text.bytes().all(numeric) {
+            return None;
         }
-    }
+        Cow::Borrowed(text)
+    } else {
+        let mut ascii = String::with_capacity(text.len());
+        for c in text.chars() {
+            match digital_link::digit(c) {
+                Some(d) => ascii.push(char::from(b'0' + d)),
+                None if c.is_ascii() => ascii.push(c),
+                None if py_space(c) => ascii.push(' '),
+                None => return None,
+            }
+        }
+        Cow::Owned(ascii)
+    };
     let s = ascii.trim_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
     let b = s.as_bytes();
     let digit_at = |i: Option<usize>| i.and_then(|i| b.get(i)).is_some_and(u8::is_ascii_digit);
@@ -311,7 +530,10 @@ fn py_float(text: &str) -> Option<f64> {
     if !underscores_ok {
         return None;
     }
-    let s = s.replace('_', "");
+    let s = match s.contains('_') {
+        true => Cow::Owned(s.replace('_', "")),
+        false => Cow::Borrowed(s),
+    };
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(&s);
     let digits = |t: &str| t.bytes().all(|c| c.is_ascii_digit());
     let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
@@ -331,30 +553,98 @@ fn py_float(text: &str) -> Option<f64> {
 
 /// Python's `repr` of a finite float: the shortest digits that read back, in fixed
 /// notation from 1e-4 up to 1e16, else as `d.ddde±XX`.
+#[cfg(test)]
 fn py_repr(x: f64) -> String {
-    let sci = format!("{:e}", x.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut out = String::new();
+    push_py_repr(&mut out, x);
+    out
+}
+
+/// Writes `py_repr(x)`.
+fn push_py_repr(out: &mut String, x: f64) {
+    use std::fmt::Write;
+    // On the stack: the shortest `{:e}` of a double has at most 23 bytes, and its
+    // digits fewer.
+    let mut short = Short::default();
+    let long: String;
+    let sci = match write!(short, "{:e}", x.abs()) {
+        Ok(()) => short.as_str(),
+        Err(_) => {
+            long = format!("{:e}", x.abs());
+            &long
+        }
+    };
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let mut short = Short::default();
+    let long: String;
+    let digits = match mantissa
+        .chars()
+        .filter(char::is_ascii_digit)
+        .try_for_each(|c| short.write_char(c))
+    {
+        Ok(()) => short.as_str(),
+        Err(_) => {
+            long = mantissa.chars().filter(char::is_ascii_digit).collect();
+            &long
+        }
+    };
     let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if x.is_sign_negative() { "-" } else { "" };
+    if x.is_sign_negative() {
+        out.push('-');
+    }
+    let zeros = |out: &mut String, n: usize| out.extend(std::iter::repeat_n('0', n));
     let point = exp + 1; // digits before the decimal point
-    let body = if (-3..=16).contains(&point) {
+    if (-3..=16).contains(&point) {
         match usize::try_from(point) {
-            Err(_) | Ok(0) => format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize)),
-            Ok(p) if p >= digits.len() => format!("{digits}{}.0", "0".repeat(p - digits.len())),
-            Ok(p) => format!("{}.{}", &digits[..p], &digits[p..]),
+            Err(_) | Ok(0) => {
+                out.push_str("0.");
+                zeros(out, point.unsigned_abs() as usize);
+                out.push_str(digits);
+            }
+            Ok(p) if p >= digits.len() => {
+                out.push_str(digits);
+                zeros(out, p - digits.len());
+                out.push_str(".0");
+            }
+            Ok(p) => {
+                out.push_str(&digits[..p]);
+                out.push('.');
+                out.push_str(&digits[p..]);
+            }
         }
     } else {
         let (first, more) = digits.split_at(1.min(digits.len()));
-        let more = if more.is_empty() {
-            String::new()
-        } else {
-            format!(".{more}")
-        };
+        out.push_str(first);
+        if !more.is_empty() {
+            out.push('.');
+            out.push_str(more);
+        }
         let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{first}{more}e{exp_sign}{:02}", exp.unsigned_abs())
-    };
-    format!("{sign}{body}")
+        let _ = write!(out, "e{exp_sign}{:02}", exp.unsigned_abs());
+    }
+}
+
+/// A few ASCII bytes on the stack; writing more than fit is an error.
+#[derive(Default)]
+struct Short {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Short {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for Short {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -442,6 +732,77 @@ mod tests {
         assert!(
             event_hash(&e).starts_with("ni:///sha-256;") && event_hash(&e).ends_with("?ver=CBV2.0")
         );
+    }
+
+    /// `quick_time` is `format_rfc3339` where it answers, and its text reads back.
+    #[test]
+    fn quick_times_are_the_time_crates() {
+        let instants = [
+            0,
+            1,
+            999,
+            86_399_999,
+            crate::event::MIN_EVENT_TIME,
+            crate::event::MAX_EVENT_TIME - 1,
+            951_782_400_000, // 2000-02-29
+            1_709_164_799_999,
+            1_767_225_599_500,
+            4_107_542_399_999, // 2100-02-28T23:59:59.999Z
+            253_402_300_799_999,
+        ];
+        let mut offsets = vec![String::new()];
+        for sign in ['+', '-'] {
+            for h in 0..=25 {
+                for m in (0..=61).step_by(1) {
+                    offsets.push(format!("{sign}{h:02}:{m:02}"));
+                }
+            }
+        }
+        offsets.extend(
+            [
+                "Z", "+8:00", "+08:0", "+08:000", " +08:00", "+0a:00", "08:00",
+            ]
+            .map(String::from),
+        );
+        let mut quick = 0;
+        for (n, off) in offsets.iter().enumerate() {
+            // Each instant, and one more that walks through the calendar.
+            let walk = (n as i64 * 7_919_999_999_917) % 253_402_300_800_000;
+            for ms in instants
+                .into_iter()
+                .chain([walk, -1, -86_400_000, 253_402_300_800_000])
+            {
+                let slow = format_rfc3339(ms, off);
+                match quick_time(ms, off) {
+                    Some(text) => {
+                        quick += 1;
+                        assert_eq!(text, slow, "{ms} {off}");
+                        assert_eq!(parse_rfc3339(&text), Ok(ms), "{text}");
+                        assert_eq!(
+                            quick_time(ms, "").as_deref(),
+                            Some(format_rfc3339(ms, "").as_str())
+                        );
+                    }
+                    None => {
+                        let b = off.as_bytes();
+                        let accepted_offset = off.is_empty()
+                            || (b.len() == 6
+                                && (b[0] == b'+' || b[0] == b'-')
+                                && b[3] == b':'
+                                && [1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit())
+                                && off[1..3] <= *"23"
+                                && off[4..] <= *"59");
+                        assert!(
+                            !accepted_offset
+                                || !(crate::event::MIN_EVENT_TIME..crate::event::MAX_EVENT_TIME)
+                                    .contains(&ms),
+                            "{ms} {off}: an accepted event's time, not quick"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(quick > 20_000);
     }
 
     /// Device-chosen strings in every field: nothing panics.

@@ -5,14 +5,28 @@
 
 /// The canonical Digital Link of an EPC URI or a GS1 Digital Link, if the reference
 /// finds one.
+#[cfg(test)]
 pub fn normalise(uri: &str) -> Option<String> {
-    if !uri.contains('.') {
-        return None;
-    }
+    let mut link = String::new();
+    normalise_into(&mut link, uri).then_some(link)
+}
+
+/// As `normalise`, writing the link to `out`; false (and nothing written) if none.
+pub fn normalise_into(out: &mut String, uri: &str) -> bool {
+    // The reference looks for a `.` first; an EPC URI has one after its company
+    // prefix, and a Digital Link starts with `http`.
     if uri.starts_with("urn:") {
-        epc_uri(&uri.chars().collect::<Vec<_>>())
+        epc_uri(out, uri)
+    } else if uri.starts_with("http") && uri.bytes().any(|c| c == b'.') {
+        match digital_link(uri) {
+            Some(link) => {
+                out.push_str(&link);
+                true
+            }
+            None => false,
+        }
     } else {
-        digital_link(uri)
+        false
     }
 }
 
@@ -42,6 +56,8 @@ use Tok::*;
 /// length `k` and the index `p` of the first dot.
 struct Urn<'a> {
     c: &'a [char],
+    /// The URI when it is ASCII: then its bytes are its characters.
+    ascii: Option<&'a str>,
     plen: usize,
     k: usize,
     p: usize,
@@ -50,78 +66,109 @@ struct Urn<'a> {
 struct Scheme {
     prefix: &'static str,
     pattern: &'static [Tok],
-    /// The Digital Link path after `https://id.gs1.org/`.
-    path: fn(&Urn) -> String,
+    /// Writes the Digital Link path after `https://id.gs1.org/`.
+    path: fn(&Urn, &mut String),
 }
 
 #[rustfmt::skip]
 const SCHEMES: &[Scheme] = &[
     Scheme { prefix: "urn:epc:id:sgtin:", pattern: &[Rest(13), Dot, Chars(20)],
-             path: |u| format!("01/{}/21/{}", u.gtin(), u.enc_from(32)) },
+             path: |u, o| { o.push_str("01/"); u.gtin(o); o.push_str("/21/"); u.enc_from(32, o) } },
     Scheme { prefix: "urn:epc:id:sscc:", pattern: &[Rest(17)],
-             path: |u| u.keyed("00/", u.s(u.p + 1, u.p + 2) + &u.cp() + &u.from(u.p + 2)) },
+             path: |u, o| u.keyed(o, "00/", |o| { u.s(o, u.p + 1, u.p + 2); u.cp(o); u.from(o, u.p + 2) }) },
     Scheme { prefix: "urn:epc:id:sgln:", pattern: &[Rest(12), Dot, Chars(20)],
-             path: |u| match u.from(30).as_str() {
-                 "0" => u.keyed("414/", u.cp() + &u.rest(12)),
-                 _ => u.keyed("414/", u.cp() + &u.rest(12)) + "/254/" + &u.enc_from(30),
+             path: |u, o| {
+                 u.keyed(o, "414/", |o| { u.cp(o); u.rest(o, 12) });
+                 if !u.tail_is(30, "0") {
+                     o.push_str("/254/");
+                     u.enc_from(30, o);
+                 }
              } },
     Scheme { prefix: "urn:epc:id:grai:", pattern: &[RestOrDot(12), Dot, Chars(16)],
-             path: |u| u.keyed("8003/", "0".to_string() + &u.cp() + &u.rest(12)) + &u.enc_from(30) },
+             path: |u, o| { u.keyed(o, "8003/", |o| { o.push('0'); u.cp(o); u.rest(o, 12) }); u.enc_from(30, o) } },
     Scheme { prefix: "urn:epc:id:giai:", pattern: &[CharsLeft(30)],
-             path: |u| format!("8004/{}{}", u.cp(), u.enc_from(u.p + 1)) },
+             path: |u, o| { o.push_str("8004/"); u.cp(o); u.enc_from(u.p + 1, o) } },
     Scheme { prefix: "urn:epc:id:gsrn:", pattern: &[Rest(17)],
-             path: |u| u.keyed("8018/", u.cp() + &u.from(u.p + 1)) },
+             path: |u, o| u.keyed(o, "8018/", |o| { u.cp(o); u.from(o, u.p + 1) }) },
     Scheme { prefix: "urn:epc:id:gsrnp:", pattern: &[Rest(17)],
-             path: |u| u.keyed("8017/", u.cp() + &u.from(u.p + 1)) },
+             path: |u, o| u.keyed(o, "8017/", |o| { u.cp(o); u.from(o, u.p + 1) }) },
     Scheme { prefix: "urn:epc:id:gdti:", pattern: &[RestOrDot(12), Chars(20)],
-             path: |u| u.keyed("253/", u.cp() + &u.rest(12)) + &u.enc_from(30) },
+             path: |u, o| { u.keyed(o, "253/", |o| { u.cp(o); u.rest(o, 12) }); u.enc_from(30, o) } },
     Scheme { prefix: "urn:epc:id:cpi:", pattern: &[CpiChars, Dot, Digits(1, 12)],
-             path: |u| format!("8010/{}/8011/{}", u.cpi(), u.from(u.last_dot() + 1)) },
+             path: |u, o| { o.push_str("8010/"); u.cpi(o); o.push_str("/8011/"); u.from(o, u.last_dot() + 1) } },
     Scheme { prefix: "urn:epc:id:sgcn:", pattern: &[Rest(12), Dot, Digits(1, 12)],
-             path: |u| u.keyed("255/", u.cp() + &u.rest(12)) + &u.from(30) },
+             path: |u, o| { u.keyed(o, "255/", |o| { u.cp(o); u.rest(o, 12) }); u.from(o, 30) } },
     Scheme { prefix: "urn:epc:id:ginc:", pattern: &[CharsLeft(30)],
-             path: |u| format!("401/{}{}", u.cp(), u.enc_from(u.p + 1)) },
+             path: |u, o| { o.push_str("401/"); u.cp(o); u.enc_from(u.p + 1, o) } },
     Scheme { prefix: "urn:epc:id:gsin:", pattern: &[Rest(16)],
-             path: |u| u.keyed("402/", u.cp() + &u.from(u.p + 1)) },
+             path: |u, o| u.keyed(o, "402/", |o| { u.cp(o); u.from(o, u.p + 1) }) },
     Scheme { prefix: "urn:epc:id:itip:",
              pattern: &[Rest(13), Dot, Digits(2, 2), Dot, Digits(2, 2), Dot, Chars(20)],
-             path: |u| format!("8006/{}{}{}/21/{}", u.gtin(), u.s(31, 33), u.s(34, 36), u.enc_from(37)) },
+             path: |u, o| {
+                 o.push_str("8006/"); u.gtin(o); u.s(o, 31, 33); u.s(o, 34, 36);
+                 o.push_str("/21/"); u.enc_from(37, o)
+             } },
     Scheme { prefix: "urn:epc:id:upui:", pattern: &[Rest(13), Dot, Chars(28)],
-             path: |u| format!("01/{}/235/{}", u.gtin(), u.enc_from(31)) },
+             path: |u, o| { o.push_str("01/"); u.gtin(o); o.push_str("/235/"); u.enc_from(31, o) } },
     Scheme { prefix: "urn:epc:id:pgln:", pattern: &[Rest(12)],
-             path: |u| u.keyed("417/", u.cp() + &u.rest(12)) },
+             path: |u, o| u.keyed(o, "417/", |o| { u.cp(o); u.rest(o, 12) }) },
     Scheme { prefix: "urn:epc:class:lgtin:", pattern: &[Rest(13), Dot, Chars(20)],
-             path: |u| format!("01/{}/10/{}", u.gtin(), u.enc_from(35)) },
+             path: |u, o| { o.push_str("01/"); u.gtin(o); o.push_str("/10/"); u.enc_from(35, o) } },
     Scheme { prefix: "urn:epc:idpat:sgtin:", pattern: &[Rest(13), Dot, Star],
-             path: |u| format!("01/{}", u.gtin()) },
+             path: |u, o| { o.push_str("01/"); u.gtin(o) } },
     Scheme { prefix: "urn:epc:idpat:grai:", pattern: &[RestOrDot(12), Dot, Star],
-             path: |u| u.keyed("8003/", "0".to_string() + &u.cp() + &u.rest(12)) },
+             path: |u, o| u.keyed(o, "8003/", |o| { o.push('0'); u.cp(o); u.rest(o, 12) }) },
     Scheme { prefix: "urn:epc:idpat:gdti:", pattern: &[RestOrDot(12), Dot, Star],
-             path: |u| u.keyed("253/", u.cp() + &u.rest(12)) },
+             path: |u, o| u.keyed(o, "253/", |o| { u.cp(o); u.rest(o, 12) }) },
     Scheme { prefix: "urn:epc:idpat:sgcn:", pattern: &[RestOrDot(12), Dot, Star],
-             path: |u| u.keyed("255/", u.cp() + &u.rest(12)) },
+             path: |u, o| u.keyed(o, "255/", |o| { u.cp(o); u.rest(o, 12) }) },
     Scheme { prefix: "urn:epc:idpat:cpi:", pattern: &[CpiChars, Dot, Star],
-             path: |u| format!("8010/{}", u.cpi()) },
+             path: |u, o| { o.push_str("8010/"); u.cpi(o) } },
     Scheme { prefix: "urn:epc:idpat:itip:",
              pattern: &[Rest(13), Dot, Digits(2, 2), Dot, Digits(2, 2), Dot, Star],
-             path: |u| format!("8006/{}{}{}", u.gtin(), u.s(34, 36), u.s(37, 39)) },
+             path: |u, o| { o.push_str("8006/"); u.gtin(o); u.s(o, 34, 36); u.s(o, 37, 39) } },
     Scheme { prefix: "urn:epc:idpat:upui:", pattern: &[Rest(13), Dot, Star],
-             path: |u| format!("01/{}", u.gtin()) },
+             path: |u, o| { o.push_str("01/"); u.gtin(o) } },
 ];
 
-fn epc_uri(c: &[char]) -> Option<String> {
-    let scheme = SCHEMES
-        .iter()
-        .find(|s| c.iter().copied().take(s.prefix.len()).eq(s.prefix.chars()))?;
+fn epc_uri(out: &mut String, uri: &str) -> bool {
+    // The prefixes are ASCII: as many characters as bytes.
+    let Some(scheme) = SCHEMES.iter().find(|s| uri.starts_with(s.prefix)) else {
+        return false;
+    };
     let plen = scheme.prefix.len();
-    let k = c[plen..].iter().take_while(|&&ch| is_digit(ch)).count();
-    let p = plen + k;
-    if !(6..=12).contains(&k) || c.get(p) != Some(&'.') {
-        return None;
+    let after = &uri[plen..];
+    let k = after.chars().take_while(|&ch| is_digit(ch)).count();
+    if !(6..=12).contains(&k) || after.chars().nth(k) != Some('.') {
+        return false;
     }
-    let u = Urn { c, plen, k, p };
-    u.matches(scheme.pattern)
-        .then(|| format!("https://id.gs1.org/{}", (scheme.path)(&u)))
+    // The characters, on the stack when there are few.
+    let mut few = ['\0'; 64];
+    let many: Vec<char>;
+    let chars: &[char] = if uri.len() <= few.len() {
+        let mut n = 0;
+        for (slot, ch) in few.iter_mut().zip(uri.chars()) {
+            *slot = ch;
+            n += 1;
+        }
+        &few[..n]
+    } else {
+        many = uri.chars().collect();
+        &many
+    };
+    let u = Urn {
+        c: chars,
+        ascii: uri.is_ascii().then_some(uri),
+        plen,
+        k,
+        p: plen + k,
+    };
+    if !u.matches(scheme.pattern) {
+        return false;
+    }
+    out.push_str("https://id.gs1.org/");
+    (scheme.path)(&u, out);
+    true
 }
 
 impl Urn<'_> {
@@ -150,40 +197,74 @@ impl Urn<'_> {
         at_end(c.get(i..).unwrap_or(&[]))
     }
 
-    /// Python's `uri[a:b]`.
-    fn s(&self, a: usize, b: usize) -> String {
+    /// Python's `uri[a:b]`: the character indices it takes.
+    fn range(&self, a: usize, b: usize) -> (usize, usize) {
         let b = b.min(self.c.len());
-        self.c.get(a.min(b)..b).unwrap_or(&[]).iter().collect()
+        (a.min(b), b)
     }
-    fn from(&self, a: usize) -> String {
-        self.s(a, self.c.len())
+    /// Writes `uri[a:b]` to `o`.
+    fn s(&self, o: &mut String, a: usize, b: usize) {
+        let (a, b) = self.range(a, b);
+        match self.ascii {
+            Some(uri) => o.push_str(uri.get(a..b).unwrap_or("")),
+            None => o.extend(self.c.get(a..b).unwrap_or(&[])),
+        }
     }
-    fn enc_from(&self, a: usize) -> String {
-        percent_encode(&self.from(a))
+    /// Writes `uri[a:b]` percent-encoded to `o`.
+    fn enc(&self, o: &mut String, a: usize, b: usize) {
+        let (a, b) = self.range(a, b);
+        match self.ascii {
+            Some(uri) => percent_encode(uri.get(a..b).unwrap_or("").chars(), o),
+            None => percent_encode(self.c.get(a..b).unwrap_or(&[]).iter().copied(), o),
+        }
     }
-    fn cp(&self) -> String {
-        self.s(self.plen, self.p)
+    fn from(&self, o: &mut String, a: usize) {
+        self.s(o, a, self.c.len())
+    }
+    /// Whether `uri[a:]` is `text`.
+    fn tail_is(&self, a: usize, text: &str) -> bool {
+        let (a, b) = self.range(a, self.c.len());
+        self.c
+            .get(a..b)
+            .unwrap_or(&[])
+            .iter()
+            .copied()
+            .eq(text.chars())
+    }
+    fn enc_from(&self, a: usize, o: &mut String) {
+        self.enc(o, a, self.c.len())
+    }
+    fn cp(&self, o: &mut String) {
+        self.s(o, self.plen, self.p)
     }
     /// The digits after the company prefix that complete an `n`-digit key.
-    fn rest(&self, n: usize) -> String {
-        self.s(self.p + 1, self.p + 1 + n - self.k)
+    fn rest(&self, o: &mut String, n: usize) {
+        self.s(o, self.p + 1, self.p + 1 + n - self.k)
     }
     /// GTIN-14 with its check digit: indicator, company prefix, item reference.
-    fn gtin(&self) -> String {
-        let item = self.rest(13);
-        let (indicator, item) = item.split_at(item.chars().next().map_or(0, char::len_utf8));
-        let raw = format!("{indicator}{}{item}", self.cp());
-        format!("{raw}{}", check_digit(&raw))
+    fn gtin(&self, o: &mut String) {
+        self.keyed(o, "", |o| {
+            let (a, b) = self.range(self.p + 1, self.p + 1 + 13 - self.k);
+            let one = (a + 1).min(b);
+            self.s(o, a, one);
+            self.cp(o);
+            self.s(o, one, b);
+        })
     }
-    /// `ai` followed by the key and its check digit.
-    fn keyed(&self, ai: &str, raw: String) -> String {
-        format!("{ai}{raw}{}", check_digit(&raw))
+    /// `ai` followed by the key `raw` writes and its check digit.
+    fn keyed(&self, o: &mut String, ai: &str, raw: impl FnOnce(&mut String)) {
+        o.push_str(ai);
+        let start = o.len();
+        raw(o);
+        let check = check_digit(&o[start..]);
+        o.push(check);
     }
     fn last_dot(&self) -> usize {
         self.c.iter().rposition(|&ch| ch == '.').unwrap_or(0)
     }
-    fn cpi(&self) -> String {
-        percent_encode(&(self.cp() + &self.s(self.p + 1, self.last_dot())))
+    fn cpi(&self, o: &mut String) {
+        self.enc(o, self.plen, self.p);
+        self.enc(o, self.p + 1, self.last_dot());
     }
 }
 
@@ -255,9 +336,8 @@ fn check_digit(key: &str) -> char {
 }
 
 /// The characters GS1 Digital Link requires percent-encoded that EPC URIs allow.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
+fn percent_encode(s: impl Iterator<Item = char>, out: &mut String) {
+    for ch in s {
         match ch {
             '!' => out.push_str("%21"),
             '(' => out.push_str("%28"),
@@ -269,19 +349,49 @@ fn percent_encode(s: &str) -> String {
             _ => out.push(ch),
         }
     }
-    out
 }
 
 /// Primary keys a Digital Link may carry, as AI or short name.
-const KEYS: &[&str] = &[
-    "01", "gtin", "8006", "itip", "8010", "cpid", "414", "gln", "417", "party", "8017", "gsrnp",
-    "8018", "gsrn", "255", "gcn", "00", "sscc", "253", "gdti", "401", "ginc", "402", "gsin",
-    "8003", "grai", "8004", "giai",
-];
-const AI_KEYS: &[&str] = &[
-    "01", "8006", "8010", "414", "417", "8017", "8018", "255", "00", "253", "401", "402", "8003",
-    "8004",
-];
+fn key(s: &str) -> bool {
+    ai_key(s)
+        || matches!(
+            s,
+            "gtin"
+                | "itip"
+                | "cpid"
+                | "gln"
+                | "party"
+                | "gsrnp"
+                | "gsrn"
+                | "gcn"
+                | "sscc"
+                | "gdti"
+                | "ginc"
+                | "gsin"
+                | "grai"
+                | "giai"
+        )
+}
+
+/// Primary keys as AI.
+fn ai_key(s: &str) -> bool {
+    matches!(
+        s,
+        "01" | "8006"
+            | "8010"
+            | "414"
+            | "417"
+            | "8017"
+            | "8018"
+            | "255"
+            | "00"
+            | "253"
+            | "401"
+            | "402"
+            | "8003"
+            | "8004"
+    )
+}
 /// In the order the reference looks for them when it moves a link to id.gs1.org.
 const MOVE_ORDER: &[&str] = &[
     "/00/", "/01/", "/253/", "/255/", "/401/", "/402/", "/414/", "/417/", "/8003/", "/8004/",
@@ -308,15 +418,19 @@ const SHORT_NAMES: &[(&str, &str)] = &[
 ];
 
 /// `/key/` then four digits and a character that is not `/`.
-fn keyed_path(s: &str, keys: &[&str]) -> bool {
-    keys.iter().any(|key| {
-        s.strip_prefix('/')
-            .and_then(|r| r.strip_prefix(key))
-            .and_then(|r| r.strip_prefix('/'))
-            .and_then(|r| digits(r, 4))
+fn keyed_path(s: &str, key: fn(&str) -> bool) -> bool {
+    // No key holds a `/` or is longer than 5: `/key/` starts `s` when the first
+    // segment is the key.
+    let Some(r) = s.strip_prefix('/') else {
+        return false;
+    };
+    let Some(end) = r.bytes().take(6).position(|c| c == b'/') else {
+        return false;
+    };
+    key(&r[..end])
+        && digits(&r[end + 1..], 4)
             .and_then(|r| r.chars().next())
             .is_some_and(|ch| ch != '/')
-    })
 }
 
 /// What follows `https://id.gs1.org`, read as the reference's pattern reads it
@@ -369,18 +483,42 @@ fn digital_link(uri: &str) -> Option<String> {
     let rest = uri
         .strip_prefix("https:")
         .or_else(|| uri.strip_prefix("http:"))?;
-    let head = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-    if !head
-        .match_indices('/')
-        .any(|(i, _)| keyed_path(&rest[i..], KEYS))
+    // A keyed path has digits: ASCII, or other Unicode ones. Without any, no need to
+    // look (a fold, not `any`, so that it is vectorised).
+    if !rest
+        .bytes()
+        .fold(false, |seen, c| seen | c.is_ascii_digit() | !c.is_ascii())
     {
         return None;
     }
-    let mut u = uri[..uri.find('?').unwrap_or(uri.len())].to_string();
-    for (short, ai) in SHORT_NAMES {
-        u = u.replace(short, ai);
+    // Each `/` before the query or fragment, in one pass: these strings are short,
+    // `memchr` would cost more.
+    let mut keyed = false;
+    for (i, &c) in rest.as_bytes().iter().enumerate() {
+        match c {
+            b'?' | b'#' => break,
+            b'/' if keyed_path(&rest[i..], key) => {
+                keyed = true;
+                break;
+            }
+            _ => {}
+        }
     }
-    if !after_host(&u).is_some_and(|r| keyed_path(r, AI_KEYS)) {
+    if !keyed {
+        return None;
+    }
+    let mut u = uri[..uri.find('?').unwrap_or(uri.len())].to_string();
+    // Each replacement can only bring in a name after one was there to replace.
+    if u.match_indices('/').any(|(i, _)| {
+        SHORT_NAMES
+            .iter()
+            .any(|(short, _)| u[i..].starts_with(short))
+    }) {
+        for (short, ai) in SHORT_NAMES {
+            u = u.replace(short, ai);
+        }
+    }
+    if !after_host(&u).is_some_and(|r| keyed_path(r, ai_key)) {
         if let Some(i) = MOVE_ORDER.iter().find_map(|key| u.find(key)) {
             u = format!("https://id.gs1.org{}", &u[i..]);
         }
@@ -503,12 +641,17 @@ const ZEROS: [u32; 66] = [
     0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
 ];
 
+#[inline]
 fn is_digit(c: char) -> bool {
     digit(c).is_some()
 }
 
 /// The digit's value, if `c` is a decimal digit.
+#[inline]
 pub fn digit(c: char) -> Option<u8> {
+    if u32::from(c) < ZEROS[1] {
+        return c.is_ascii_digit().then(|| c as u8 - b'0');
+    }
     let c = u32::from(c);
     let zero = match ZEROS.binary_search(&c) {
         Ok(i) => ZEROS[i],
