@@ -222,17 +222,7 @@ fn pointer(path: &str) -> String {
 }
 
 fn segment(s: &str) -> String {
-    s.replace('~', "~0")
-        .replace('/', "~1")
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    web::percent_encode(&s.replace('~', "~0").replace('/', "~1"))
 }
 
 /// The capture limits, for the 413's headers (set when the gateway starts).
@@ -711,25 +701,12 @@ async fn capture_one(
             versions(r.headers_mut(), true);
             r.headers_mut().insert(
                 header::LOCATION,
-                HeaderValue::from_str(&format!("/events/{}", encode_path(&id)))
+                HeaderValue::from_str(&format!("/events/{}", web::percent_encode(&id)))
                     .expect("an encoded path is a header value"),
             );
             r
         }
     }
-}
-
-/// Percent-encodes a URI for one path segment (eventIDs hold ':', '/', ';', '?').
-pub fn encode_path(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn job(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
@@ -853,24 +830,17 @@ mod tests {
     }
 
     #[test]
-    fn event_ids_are_encoded_for_a_path() {
-        assert_eq!(
-            encode_path("ni:///sha-256;ab?ver=CBV2.0"),
-            "ni%3A%2F%2F%2Fsha-256%3Bab%3Fver%3DCBV2.0"
-        );
-    }
-
-    #[test]
     fn fields_are_named_by_a_json_pointer_too() {
         assert_eq!(
             pointer("epcisBody.eventList[3].st:country"),
-            "#/epcisBody/eventList/3/st:country"
+            "#/epcisBody/eventList/3/st%3Acountry"
         );
         assert_eq!(
             pointer("sensorElementList[0].sensorReport[1].value"),
             "#/sensorElementList/0/sensorReport/1/value"
         );
         assert_eq!(pointer("a b/c"), "#/a%20b~1c");
+        assert_eq!(pointer("x~y"), "#/x~0y");
         assert_eq!(pointer("x[unclosed"), "#/x/unclosed");
         let long = "é".repeat(10_000);
         let body = Problem::validation(long.clone(), long).body();

@@ -38,15 +38,7 @@ impl Rng {
         b[8..].copy_from_slice(&self.next_u64().to_le_bytes());
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h = hex::encode(b);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..]
-        )
+        schemas::event::uuid_text(b)
     }
 }
 

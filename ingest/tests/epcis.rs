@@ -7,7 +7,7 @@
 //! Kafka.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::Lab;
@@ -28,15 +28,7 @@ fn sealer_bin() -> PathBuf {
     path
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
+use lab::Killed;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -187,17 +179,7 @@ async fn get(url: &str) -> Answer {
     send(reqwest::Client::new().get(url)).await
 }
 
-fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+use web::percent_encode as path_segment;
 
 /// GS1's reference hashes of a document's events, by eventID.
 fn reference_hashes(doc: &Value) -> Value {

@@ -33,6 +33,19 @@ pub mod slots {
     pub const EPCIS: std::ops::RangeInclusive<u8> = 24..=24;
 }
 
+/// A service a test started: sent SIGTERM and waited for when dropped, also
+/// when the test fails.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// Partitions of a lab topic, as of `scan-events`.
 pub const PARTITIONS: i32 = 12;
 

@@ -202,15 +202,7 @@ pub fn id_of_hash(hash: &str) -> String {
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    crate::event::uuid_text(b)
 }
 
 fn cbv_uri(kind: &str, name: &str) -> [String; 2] {

@@ -258,6 +258,19 @@ impl ScanEvent {
     }
 }
 
+/// 16 bytes as a lowercase hyphenated UUID.
+pub fn uuid_text(b: [u8; 16]) -> String {
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 pub fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36

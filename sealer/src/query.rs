@@ -120,18 +120,6 @@ fn cut(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// The parameters this server answers; any other is refused by name, as the
 /// standard asks of a parameter a server does not recognise.
 pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
@@ -349,7 +337,7 @@ async fn events_page(api: &Api, q: &EventsQuery) -> anyhow::Result<Response> {
         given.insert("nextPageToken".into(), c.to_string());
         let query: Vec<String> = given
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", web::percent_encode(k), web::percent_encode(v)))
             .collect();
         format!("</events?{}>; rel=\"next\"", query.join("&"))
     });

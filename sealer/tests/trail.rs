@@ -6,7 +6,7 @@
 //! The altered values are put back at the end, also when the test fails.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
@@ -115,15 +115,7 @@ fn serve_at(port: u16, global: &[&str], serve: &[&str]) -> Killed {
     child
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
+use lab::Killed;
 
 const STEPS: [(BizStep, &str, &str); 10] = [
     (BizStep::Commissioning, "VN", "factory"),

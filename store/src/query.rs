@@ -11,7 +11,7 @@
 use schemas::ScanEvent;
 
 use crate::tiles;
-use crate::trail::{prove, step_query, Cursor, StepRow, PAGE_MAX};
+use crate::trail::{bind_after, prove, step_query, Cursor, StepRow, AFTER, PAGE_MAX};
 
 /// What events a query asks for; every list that is not empty must match.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -73,11 +73,7 @@ pub async fn events(
         conditions.push("event_time_ms < ?".into());
     }
     if after.is_some() {
-        conditions.push(
-            "(event_time_ms > ? OR (event_time_ms = ? AND (event_id > ? OR (event_id = ? \
-             AND (epoch_id > ? OR (epoch_id = ? AND leaf_index > ?))))))"
-                .into(),
-        );
+        conditions.push(AFTER.into());
     }
     let rows = format!("PREWHERE {}", conditions.join(" AND "));
     let mut query = client.query(&format!(
@@ -102,14 +98,7 @@ pub async fn events(
             query = query.bind(t);
         }
         if let Some(c) = after {
-            query = query
-                .bind(c.time_ms)
-                .bind(c.time_ms)
-                .bind(&c.event_id)
-                .bind(&c.event_id)
-                .bind(c.epoch_id)
-                .bind(c.epoch_id)
-                .bind(c.leaf_index);
+            query = bind_after(query, c);
         }
     }
     let mut rows = query.bind(limit as u64 + 1).fetch_all::<StepRow>().await?;

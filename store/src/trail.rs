@@ -254,6 +254,21 @@ impl std::fmt::Display for Cursor {
     }
 }
 
+/// The rows after a cursor, in the order of (time, event id, epoch, leaf):
+/// its values go in with `bind_after`.
+pub(crate) const AFTER: &str = "(event_time_ms > ? OR (event_time_ms = ? AND (event_id > ? \
+     OR (event_id = ? AND (epoch_id > ? OR (epoch_id = ? AND leaf_index > ?))))))";
+
+pub(crate) fn bind_after(q: clickhouse::query::Query, c: &Cursor) -> clickhouse::query::Query {
+    q.bind(c.time_ms)
+        .bind(c.time_ms)
+        .bind(&c.event_id)
+        .bind(&c.event_id)
+        .bind(c.epoch_id)
+        .bind(c.epoch_id)
+        .bind(c.leaf_index)
+}
+
 /// The most steps one page of a trail holds: a page is read, checked and
 /// answered whole, so its size bounds what one request costs.
 pub const PAGE_MAX: usize = 200;
@@ -278,22 +293,14 @@ pub async fn item_page(
         event_id: String::new(),
     };
     let c = after.unwrap_or(&start);
-    let mut rows = client
+    let query = client
         .query(&format!(
-            "{} WHERE event_time_ms > ? OR (event_time_ms = ? AND (event_id > ? OR (event_id = ? \
-             AND (epoch_id > ? OR (epoch_id = ? AND leaf_index > ?))))) \
-             ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
+            "{} WHERE {AFTER} ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
             step_query("PREWHERE item_id = ?")
         ))
         .bind(item_id)
-        .bind(item_id)
-        .bind(c.time_ms)
-        .bind(c.time_ms)
-        .bind(&c.event_id)
-        .bind(&c.event_id)
-        .bind(c.epoch_id)
-        .bind(c.epoch_id)
-        .bind(c.leaf_index)
+        .bind(item_id);
+    let mut rows = bind_after(query, c)
         .bind(limit as u64 + 1)
         .fetch_all::<StepRow>()
         .await?;

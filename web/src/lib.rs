@@ -8,6 +8,20 @@
 
 #[cfg(feature = "hostile")]
 pub mod hostile;
+
+/// Percent-encodes everything but RFC 3986's unreserved characters: a value
+/// fit for one path segment or query component (eventIDs hold ':', '/', ';', '?').
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 #[cfg(feature = "hostile")]
 pub mod probe;
 
