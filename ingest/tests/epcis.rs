@@ -521,22 +521,8 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
     }
     all.push(single.clone());
     all.push(extra.clone());
-    let ids: Vec<String> = all.iter().map(|e| format!("'{}'", e.event_id)).collect();
-    let anchored = format!(
-        "SELECT count() FROM sealtrail.scan_events ANY INNER JOIN \
-         (SELECT epoch_id, argMax(status, version) AS s FROM sealtrail.epochs GROUP BY epoch_id) USING epoch_id \
-         WHERE event_id IN ({}) AND s = 'anchored'",
-        ids.join(",")
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while lab.sql(&anchored) != all.len().to_string() {
-        assert!(
-            Instant::now() < deadline,
-            "events not anchored in time: {}",
-            lab.sql(&anchored)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let ids: Vec<&str> = all.iter().map(|e| e.event_id.as_str()).collect();
+    lab.wait_anchored(&ids, Duration::from_secs(120));
 
     // A second capture of the same events: each is a duplicate.
     let again_deadline = Instant::now() + Duration::from_secs(20);

@@ -151,6 +151,30 @@ impl Lab {
             .env("SEALTRAIL_STATE_DIR", state())
     }
 
+    /// Waits until every one of these event ids is in an anchored epoch.
+    pub fn wait_anchored(&self, event_ids: &[&str], within: Duration) {
+        let ids: Vec<String> = event_ids.iter().map(|id| format!("'{id}'")).collect();
+        let query = format!(
+            "SELECT count() FROM sealtrail.scan_events ANY INNER JOIN \
+             (SELECT epoch_id, argMax(status, version) AS s FROM sealtrail.epochs GROUP BY epoch_id) USING epoch_id \
+             WHERE event_id IN ({}) AND s = 'anchored'",
+            ids.join(",")
+        );
+        let deadline = Instant::now() + within;
+        loop {
+            let anchored = self.sql(&query);
+            if anchored == event_ids.len().to_string() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{anchored} of {} events anchored in {within:?}",
+                event_ids.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// A query as ClickHouse's admin, written against `sealtrail.` and run in
     /// the lab's database; its output, trimmed. Panics naming the query when
     /// ClickHouse refuses it.

@@ -188,18 +188,8 @@ fn produce(events: &[ScanEvent]) {
 
 /// Waits until every one of these events is in an anchored epoch.
 fn wait_anchored(events: &[ScanEvent]) {
-    let ids: Vec<String> = events.iter().map(|e| format!("'{}'", e.event_id)).collect();
-    let query = format!(
-        "SELECT count() FROM sealtrail.scan_events ANY INNER JOIN \
-         (SELECT epoch_id, argMax(status, version) AS s FROM sealtrail.epochs GROUP BY epoch_id) USING epoch_id \
-         WHERE event_id IN ({}) AND s = 'anchored'",
-        ids.join(",")
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while clickhouse(&query) != events.len().to_string() {
-        assert!(Instant::now() < deadline, "events not anchored in time");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    lab().wait_anchored(&ids, Duration::from_secs(120));
 }
 
 fn verify_code(event_id: &str) -> i32 {
