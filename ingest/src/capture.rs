@@ -185,6 +185,14 @@ impl IntoResponse for Problem {
         if let Some(s) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, s.into());
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // HTTP requires a challenge with a 401: here, a device signature
+            // over each event (the README's "Signing").
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Sealtrail-Ed25519 realm=\"devices\""),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The limits, so the client can split the document.
             if let Some(g) = LIMITS.get() {
@@ -526,15 +534,25 @@ fn document_events(
             (Err(p), Behaviour::Proceed) => bad.push(p),
         }
     }
-    let mut first: HashMap<&str, usize> = HashMap::new();
+    // One event once: by its id, and by its GS1 hash (the same event sent
+    // under two ids is still one event).
+    let mut first_id: HashMap<&str, usize> = HashMap::new();
+    let mut first_hash: HashMap<String, usize> = HashMap::new();
     let mut dupes = Vec::new();
     for (n, (i, e)) in good.iter().enumerate() {
-        if let Some(j) = first.insert(e.event_id.as_str(), *i) {
+        let hash = schemas::event_hash::event_hash(e);
+        // Only accepted events count: a refused one blocks nothing after it.
+        let same = first_id
+            .get(e.event_id.as_str())
+            .map(|j| (*j, format!("eventID {}", epcis::event_id_uri(e))))
+            .or_else(|| first_hash.get(&hash).map(|j| (*j, format!("hash {hash}"))));
+        if same.is_none() {
+            first_id.insert(e.event_id.as_str(), *i);
+            first_hash.insert(hash, *i);
+        }
+        if let Some((j, what)) = same {
             let p = Problem::validation(
-                format!(
-                    "the same event as {at}[{j}] (eventID {})",
-                    epcis::event_id_uri(e)
-                ),
+                format!("the same event as {at}[{j}] ({what})"),
                 format!("{at}[{i}]"),
             );
             if behaviour == Behaviour::Rollback {
@@ -846,5 +864,56 @@ mod tests {
         let body = Problem::validation(long.clone(), long).body();
         assert!(body["detail"].as_str().unwrap().chars().count() <= DETAIL_MAX + 1);
         assert!(body["instance"].as_str().unwrap().chars().count() <= DETAIL_MAX + 1);
+    }
+
+    #[test]
+    fn the_same_event_twice_in_a_document_is_refused_by_id_and_by_hash() {
+        use schemas::{Action, BizStep, Disposition};
+        let e = ScanEvent {
+            event_id: "00000000-0000-4000-8000-000000000001".into(),
+            event_time: 1_764_064_800_123,
+            event_timezone_offset: "+08:00".into(),
+            action: Action::Observe,
+            biz_step: BizStep::Shipping,
+            disposition: Disposition::InTransit,
+            item_ids: vec!["urn:epc:id:sgtin:0614141.812345.6789".into()],
+            read_point: "urn:epc:id:sgln:0614141.00777.0".into(),
+            biz_location: "urn:epc:id:sgln:0614141.00888.0".into(),
+            country: "CN".into(),
+            biz_transactions: vec![],
+            temperature_c: None,
+            relative_humidity_pct: None,
+            device_id: "partner-1".into(),
+            signature: vec![],
+        };
+        let mut other_id = e.clone();
+        other_id.event_id = "00000000-0000-4000-8000-000000000002".into();
+        let mut other_event = other_id.clone();
+        other_event.country = "DE".into();
+        let doc = |events: &[ScanEvent]| {
+            let mut d = epcis::document(events);
+            d[SIGNATURES] = json!(vec!["ab".repeat(64); events.len()]);
+            d
+        };
+        let refused = |events: &[ScanEvent]| {
+            document_events(&doc(events), 10, Behaviour::Rollback)
+                .err()
+                .map(|p| p.detail)
+        };
+        assert!(refused(&[e.clone(), e.clone()])
+            .unwrap()
+            .contains("eventID"));
+        assert!(refused(&[e.clone(), other_id.clone()])
+            .unwrap()
+            .contains("hash"));
+        assert_eq!(refused(&[e.clone(), other_event.clone()]), None);
+        let (good, bad) = document_events(
+            &doc(&[e.clone(), other_id, other_event]),
+            10,
+            Behaviour::Proceed,
+        )
+        .unwrap();
+        assert_eq!((good.len(), bad.len()), (2, 1));
+        assert_eq!(bad[0].instance.as_deref(), Some("epcisBody.eventList[1]"));
     }
 }

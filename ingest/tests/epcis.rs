@@ -435,6 +435,11 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
             "{what}"
         );
     }
+    let forged = capture(&gw, &cases[4].1, &[]).await;
+    assert_eq!(
+        forged.header("www-authenticate"),
+        "Sealtrail-Ed25519 realm=\"devices\""
+    );
     let xml = send(
         reqwest::Client::new()
             .post(format!("{gw}/capture"))
@@ -695,6 +700,36 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
             .iter()
             .filter(|e| epcis::parse_event(e, "").unwrap().event_time >= sent_events[3].event_time)
             .count()
+    );
+    let listed_ids = |a: &Answer| -> Vec<String> {
+        a.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let added = get(&format!(
+        "{api_url}/events?MATCH_anyEPC={}&EQ_action=ADD",
+        path_segment(item)
+    ))
+    .await;
+    assert_eq!(
+        listed_ids(&added),
+        [
+            format!("urn:uuid:{}", sent_events[0].event_id),
+            format!("urn:uuid:{}", single.event_id)
+        ]
+    );
+    let held = get(&format!(
+        "{api_url}/events?MATCH_anyEPC={}&EQ_disposition={}",
+        path_segment(item),
+        path_segment("https://sealtrail.dev/epcis/Disp-customs_hold")
+    ))
+    .await;
+    assert_eq!(
+        listed_ids(&held),
+        [format!("urn:uuid:{}", sent_events[3].event_id)]
     );
     let aggregations = get(&format!("{api_url}/events?eventType=AggregationEvent")).await;
     assert_eq!(

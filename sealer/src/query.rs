@@ -174,6 +174,26 @@ pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
                 }
             }
             "EQ_bizLocation" => q.filter.biz_locations.extend(values()?),
+            "EQ_readPoint" => q.filter.read_points.extend(values()?),
+            "EQ_action" => {
+                for v in values()? {
+                    let action = schemas::Action::parse(&v).ok_or_else(|| {
+                        format!("EQ_action: '{}' is not ADD, OBSERVE or DELETE", cut(&v))
+                    })?;
+                    q.filter.actions.push(action.as_str().to_string());
+                }
+            }
+            "EQ_disposition" => {
+                for v in values()? {
+                    let d = epcis::disposition_from(&v).ok_or_else(|| {
+                        format!(
+                            "EQ_disposition: '{}' is not a disposition this server knows",
+                            cut(&v)
+                        )
+                    })?;
+                    q.filter.dispositions.push(d.as_str().to_string());
+                }
+            }
             "GE_eventTime" => q.filter.from_ms = Some(time(&v)?),
             "LT_eventTime" => q.filter.until_ms = Some(time(&v)?),
             "perPage" => {
@@ -190,7 +210,7 @@ pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
             }
             other => {
                 return Err(format!(
-                    "{} is not a query parameter this server answers (it answers eventType, MATCH_anyEPC, MATCH_epc, MATCH_parentID, EQ_bizStep, EQ_bizLocation, GE_eventTime, LT_eventTime, perPage, nextPageToken)",
+                    "{} is not a query parameter this server answers (it answers eventType, MATCH_anyEPC, MATCH_epc, MATCH_parentID, EQ_bizStep, EQ_bizLocation, EQ_readPoint, EQ_action, EQ_disposition, GE_eventTime, LT_eventTime, perPage, nextPageToken)",
                     cut(other)
                 ))
             }
@@ -413,6 +433,13 @@ mod tests {
         assert_eq!(q.filter.any_item, ["urn:epc:id:sgtin:0614141.107346.2017"]);
         assert_eq!(q.filter.from_ms, Some(1_795_993_200_000));
         assert_eq!(q.per_page, 5);
+        let q = parse_query(
+            "MATCH_epc=x&EQ_action=ADD%7COBSERVE&EQ_disposition=in_transit%7Chttps%3A%2F%2Fsealtrail.dev%2Fepcis%2FDisp-customs_hold&EQ_readPoint=urn:epc:id:sgln:0614141.00777.0",
+        )
+        .unwrap();
+        assert_eq!(q.filter.actions, ["ADD", "OBSERVE"]);
+        assert_eq!(q.filter.dispositions, ["in_transit", "customs_hold"]);
+        assert_eq!(q.filter.read_points, ["urn:epc:id:sgln:0614141.00777.0"]);
         assert!(!q.nothing);
     }
 
@@ -430,6 +457,8 @@ mod tests {
             ("nextPageToken=x", "nextPageToken"),
             ("MATCH_anyEPC=%ZZ", "bad percent-encoding"),
             ("perPage=5", "MATCH_anyEPC"),
+            ("MATCH_anyEPC=x&EQ_action=MOVE", "EQ_action"),
+            ("MATCH_anyEPC=x&EQ_disposition=lost", "EQ_disposition"),
             ("eventType=ObjectEvent", "MATCH_anyEPC"),
         ] {
             let why = parse_query(query).unwrap_err();

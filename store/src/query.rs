@@ -23,6 +23,12 @@ pub struct EventFilter {
     pub biz_steps: Vec<String>,
     /// Business locations (`EQ_bizLocation`).
     pub biz_locations: Vec<String>,
+    /// Actions, as the Avro symbols (`EQ_action`).
+    pub actions: Vec<String>,
+    /// Dispositions, as the Avro symbols (`EQ_disposition`).
+    pub dispositions: Vec<String>,
+    /// Read points (`EQ_readPoint`).
+    pub read_points: Vec<String>,
     /// Event time at or after, ms since the Unix epoch (`GE_eventTime`).
     pub from_ms: Option<i64>,
     /// Event time before, ms since the Unix epoch (`LT_eventTime`).
@@ -38,6 +44,13 @@ impl EventFilter {
             && (self.biz_steps.is_empty()
                 || self.biz_steps.iter().any(|s| s == e.biz_step.as_str()))
             && (self.biz_locations.is_empty() || self.biz_locations.contains(&e.biz_location))
+            && (self.actions.is_empty() || self.actions.iter().any(|a| a == e.action.as_str()))
+            && (self.dispositions.is_empty()
+                || self
+                    .dispositions
+                    .iter()
+                    .any(|d| d == e.disposition.as_str()))
+            && (self.read_points.is_empty() || self.read_points.contains(&e.read_point))
             && self.from_ms.is_none_or(|t| e.event_time >= t)
             && self.until_ms.is_none_or(|t| e.event_time < t)
     }
@@ -60,11 +73,18 @@ pub async fn events(
     // One placeholder per item: ClickHouse's index reads `IN (…)`, not arrays.
     let items = vec!["?"; filter.any_item.len()].join(", ");
     let mut conditions = vec![format!("item_id IN ({items})")];
-    if !filter.biz_steps.is_empty() {
-        conditions.push("has(?, biz_step)".into());
-    }
-    if !filter.biz_locations.is_empty() {
-        conditions.push("has(?, biz_location)".into());
+    // Each list that is not empty, with its column: bound in this order below.
+    let lists = [
+        (&filter.biz_steps, "biz_step"),
+        (&filter.biz_locations, "biz_location"),
+        (&filter.actions, "action"),
+        (&filter.dispositions, "disposition"),
+        (&filter.read_points, "read_point"),
+    ];
+    for (values, column) in &lists {
+        if !values.is_empty() {
+            conditions.push(format!("has(?, {column})"));
+        }
     }
     if filter.from_ms.is_some() {
         conditions.push("event_time_ms >= ?".into());
@@ -85,11 +105,10 @@ pub async fn events(
         for item in &filter.any_item {
             query = query.bind(item);
         }
-        if !filter.biz_steps.is_empty() {
-            query = query.bind(&filter.biz_steps);
-        }
-        if !filter.biz_locations.is_empty() {
-            query = query.bind(&filter.biz_locations);
+        for (values, _) in &lists {
+            if !values.is_empty() {
+                query = query.bind(*values);
+            }
         }
         if let Some(t) = filter.from_ms {
             query = query.bind(t);
