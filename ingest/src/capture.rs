@@ -868,24 +868,7 @@ mod tests {
 
     #[test]
     fn the_same_event_twice_in_a_document_is_refused_by_id_and_by_hash() {
-        use schemas::{Action, BizStep, Disposition};
-        let e = ScanEvent {
-            event_id: "00000000-0000-4000-8000-000000000001".into(),
-            event_time: 1_764_064_800_123,
-            event_timezone_offset: "+08:00".into(),
-            action: Action::Observe,
-            biz_step: BizStep::Shipping,
-            disposition: Disposition::InTransit,
-            item_ids: vec!["urn:epc:id:sgtin:0614141.812345.6789".into()],
-            read_point: "urn:epc:id:sgln:0614141.00777.0".into(),
-            biz_location: "urn:epc:id:sgln:0614141.00888.0".into(),
-            country: "CN".into(),
-            biz_transactions: vec![],
-            temperature_c: None,
-            relative_humidity_pct: None,
-            device_id: "partner-1".into(),
-            signature: vec![],
-        };
+        let e = crate::sign::tests::event(1);
         let mut other_id = e.clone();
         other_id.event_id = "00000000-0000-4000-8000-000000000002".into();
         let mut other_event = other_id.clone();

@@ -79,11 +79,12 @@ pub fn sign_document(doc: &mut Value, key: &SigningKey) -> anyhow::Result<usize>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use schemas::{Action, BizStep, Disposition, ScanEvent};
 
-    fn event(i: u32) -> ScanEvent {
+    /// An ordinary unsigned event of a partner device, numbered `i`.
+    pub(crate) fn event(i: u32) -> ScanEvent {
         ScanEvent {
             event_id: format!("00000000-0000-4000-8000-{i:012x}"),
             event_time: 1_764_064_800_123,
