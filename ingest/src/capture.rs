@@ -522,14 +522,14 @@ fn document_events(
     let mut good = Vec::with_capacity(events.len());
     let mut bad = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        let parsed = epcis::parse_event(e, &format!("{at}[{i}]"))
+        let parsed = epcis::parse_event_hashed(e, &format!("{at}[{i}]"))
             .map_err(|f| Problem::validation(f.problem, f.field))
-            .and_then(|mut event| {
+            .and_then(|(mut event, hash)| {
                 event.signature = signature(signatures[i].as_str(), &format!("{SIGNATURES}[{i}]"))?;
-                Ok(event)
+                Ok((event, hash))
             });
         match (parsed, behaviour) {
-            (Ok(event), _) => good.push((i, event)),
+            (Ok((event, hash)), _) => good.push((i, event, hash)),
             (Err(p), Behaviour::Rollback) => return Err(p),
             (Err(p), Behaviour::Proceed) => bad.push(p),
         }
@@ -537,15 +537,18 @@ fn document_events(
     // One event once: by its id, and by its GS1 hash (the same event sent
     // under two ids is still one event).
     let mut first_id: HashMap<&str, usize> = HashMap::new();
-    let mut first_hash: HashMap<String, usize> = HashMap::new();
+    let mut first_hash: HashMap<&str, usize> = HashMap::new();
     let mut dupes = Vec::new();
-    for (n, (i, e)) in good.iter().enumerate() {
-        let hash = schemas::event_hash::event_hash(e);
+    for (n, (i, e, hash)) in good.iter().enumerate() {
         // Only accepted events count: a refused one blocks nothing after it.
         let same = first_id
             .get(e.event_id.as_str())
-            .map(|j| (*j, format!("eventID {}", epcis::event_id_uri(e))))
-            .or_else(|| first_hash.get(&hash).map(|j| (*j, format!("hash {hash}"))));
+            .map(|j| (*j, format!("eventID {}", epcis::event_id_uri_of(e, hash))))
+            .or_else(|| {
+                first_hash
+                    .get(hash.as_str())
+                    .map(|j| (*j, format!("hash {hash}")))
+            });
         if same.is_none() {
             first_id.insert(e.event_id.as_str(), *i);
             first_hash.insert(hash, *i);
@@ -565,7 +568,7 @@ fn document_events(
     for n in dupes.into_iter().rev() {
         good.remove(n);
     }
-    Ok((good, bad))
+    Ok((good.into_iter().map(|(i, e, _)| (i, e)).collect(), bad))
 }
 
 async fn capture(

@@ -95,10 +95,16 @@ pub fn context() -> Value {
 
 /// One event as an EPCIS 2.0 JSON-LD ObjectEvent.
 pub fn object_event(e: &ScanEvent) -> Value {
+    object_event_with_id(e, &event_id_uri(e))
+}
+
+/// The same, with its eventID worked out already (`event_id_uri_of`): a
+/// reader that shows the hash too hashes the event once.
+pub fn object_event_with_id(e: &ScanEvent, event_id: &str) -> Value {
     let mut ev = Map::new();
     let mut put = |k: &str, v: Value| ev.insert(k.to_string(), v);
     put("type", json!("ObjectEvent"));
-    put("eventID", json!(event_id_uri(e)));
+    put("eventID", json!(event_id));
     put(
         "eventTime",
         json!(format_rfc3339(e.event_time, &e.event_timezone_offset)),
@@ -174,9 +180,13 @@ pub const SIGNATURES: &str = "st:signatures";
 /// The eventID we give an event: its device's UUID, or for an event whose id
 /// is the one its hash names (`id_of_hash`), the hash itself.
 pub fn event_id_uri(e: &ScanEvent) -> String {
-    let hash = crate::event_hash::event_hash(e);
-    if e.event_id == id_of_hash(&hash) {
-        hash
+    event_id_uri_of(e, &crate::event_hash::event_hash(e))
+}
+
+/// `event_id_uri` given the event's hash.
+pub fn event_id_uri_of(e: &ScanEvent, hash: &str) -> String {
+    if e.event_id == id_of_hash(hash) {
+        hash.to_string()
     } else {
         format!("urn:uuid:{}", e.event_id)
     }
@@ -334,6 +344,11 @@ const KEPT: &[&str] = &[
 /// `urn:uuid:` or the event's own hash ID; without one the event gets the id
 /// its hash gives.
 pub fn parse_event(v: &Value, path: &str) -> Result<ScanEvent, FieldError> {
+    parse_event_hashed(v, path).map(|(e, _)| e)
+}
+
+/// `parse_event`, with the event's GS1 hash it works out on the way.
+pub fn parse_event_hashed(v: &Value, path: &str) -> Result<(ScanEvent, String), FieldError> {
     let at = |f: &str| {
         if path.is_empty() {
             f.to_string()
@@ -504,7 +519,7 @@ pub fn parse_event(v: &Value, path: &str) -> Result<ScanEvent, FieldError> {
         Some(_) => return Err(err("eventID", "must be a string".into())),
     };
     e.validate().map_err(|f| renamed(f, &at))?;
-    Ok(e)
+    Ok((e, hash))
 }
 
 /// A random-looking (version 4) id that stands in while the sizes are checked.

@@ -244,16 +244,19 @@ async fn document(
             }
         }
         let verdict = api.verifier.check(row).await?;
-        let event_id = event
-            .as_ref()
-            .map_or_else(|| format!("urn:uuid:{}", row.event_id), epcis::event_id_uri);
+        // The hash once: the eventID and the listing both use it.
+        let hash = event.as_ref().map(schemas::event_hash::event_hash);
+        let event_id = match (&event, &hash) {
+            (Some(e), Some(h)) => epcis::event_id_uri_of(e, h),
+            _ => format!("urn:uuid:{}", row.event_id),
+        };
         let proof = format!("/v1/events/{}/proof", row.event_id);
         match event {
             Some(e) if verdict.verified() => {
-                events.push(epcis::object_event(&e));
+                events.push(epcis::object_event_with_id(&e, &event_id));
                 proofs.push(json!({
                     "eventID": event_id,
-                    "eventHash": schemas::event_hash::event_hash(&e),
+                    "eventHash": hash,
                     "proof": proof,
                     "verified": true,
                     // Not a failure: the key was good when the epoch was sealed.

@@ -316,6 +316,8 @@ impl Api {
         // Every field shown is the signed payload's (null if it does not
         // decode), never the store's columns: only the payload is proven.
         let e = verdict.event.as_ref();
+        // Its GS1 hash, once: the eventID shown is derived from it too.
+        let hash = e.map(schemas::event_hash::event_hash);
         // The key the verdict used: for an anchored epoch, the one the
         // registry state pinned on the ledger gives.
         let device_public_key = verdict.device_key.map(hex::encode);
@@ -341,8 +343,8 @@ impl Api {
             "event_id": row.event_id,
             // GS1's CBV 2.0 event hash of the signed event, and its EPCIS eventID
             // (the hash itself for an event captured without an id).
-            "event_hash": e.map(schemas::event_hash::event_hash),
-            "epcis_event_id": e.map(schemas::epcis::event_id_uri),
+            "event_hash": hash,
+            "epcis_event_id": e.zip(hash.as_deref()).map(|(e, h)| schemas::epcis::event_id_uri_of(e, h)),
             "event_time": e.map(|e| schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset)),
             "event_time_ms": e.map(|e| e.event_time),
             "biz_step": e.map(|e| e.biz_step.as_str()),
