@@ -130,4 +130,34 @@ pub(crate) mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_file_that_holds_no_key_or_no_document_is_named() {
+        let dir = std::env::temp_dir().join(format!("sign-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("bad.key");
+        let doc = dir.join("doc.jsonld");
+        std::fs::write(&doc, epcis::document_at(&[event(1)], 0).to_string()).unwrap();
+        for bad in ["", "zz", &"ab".repeat(31), &"ab".repeat(33)] {
+            std::fs::write(&key, bad).unwrap();
+            let err = run(&SignArgs {
+                key: key.clone(),
+                document: doc.clone(),
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains("does not hold a key"), "{err}");
+        }
+        std::fs::write(&key, "ab".repeat(32)).unwrap();
+        std::fs::write(&doc, "{not json").unwrap();
+        let err = run(&SignArgs {
+            key: key.clone(),
+            document: doc.clone(),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not JSON"), "{err}");
+        std::fs::write(&doc, "[1]").unwrap();
+        let err = run(&SignArgs { key, document: doc }).unwrap_err();
+        assert!(err.to_string().contains("not an EPCISDocument"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
