@@ -87,7 +87,7 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
 
 // ---- encoding ----
 
-fn put_long(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
@@ -96,7 +96,7 @@ fn put_long(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_long(out, b.len() as i64);
     out.extend_from_slice(b);
 }
@@ -170,16 +170,16 @@ pub fn encode_single_object(e: &ScanEvent) -> Vec<u8> {
 
 // ---- decoding ----
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 /// Longest string or array this decoder accepts: a bound against hostile lengths.
 const MAX_LEN: i64 = 1 << 20;
 
 impl<'a> Reader<'a> {
-    fn long(&mut self, field: &'static str) -> Result<i64, DecodeError> {
+    pub(crate) fn long(&mut self, field: &'static str) -> Result<i64, DecodeError> {
         let mut z: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = *self
@@ -203,7 +203,7 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.len(field)?;
         let end = self
             .pos
@@ -217,7 +217,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
         let b = self.bytes(field)?;
         std::str::from_utf8(b)
             .map(str::to_owned)

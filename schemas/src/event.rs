@@ -280,7 +280,7 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
-fn is_offset(s: &str) -> bool {
+pub fn is_offset(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 6 || !(b[0] == b'+' || b[0] == b'-') || b[3] != b':' {
         return false;

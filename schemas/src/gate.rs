@@ -7,7 +7,8 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::avro::DecodeError;
 use crate::devices::{KeyAt, KeyHistory};
-use crate::event::{FieldError, ScanEvent};
+use crate::event::FieldError;
+use crate::leaf::LeafEvent;
 use crate::signature::SignatureError;
 
 /// How far an event's time may stray from the moment it is checked.
@@ -105,16 +106,17 @@ impl Refusal {
 const DAY_MS: i64 = 86_400_000;
 
 /// Field rules and time bounds: everything but the signature.
-pub fn check_fields(e: &ScanEvent, now_ms: i64, bounds: TimeBounds) -> Result<(), Refusal> {
+pub fn check_fields(e: &LeafEvent, now_ms: i64, bounds: TimeBounds) -> Result<(), Refusal> {
     e.validate().map_err(Refusal::Invalid)?;
-    let ahead_ms = e.event_time.saturating_sub(now_ms);
+    let event_time = e.event_time();
+    let ahead_ms = event_time.saturating_sub(now_ms);
     if ahead_ms > i64::from(bounds.max_future_secs) * 1000 {
         return Err(Refusal::InFuture {
             ahead_ms,
             limit_secs: bounds.max_future_secs,
         });
     }
-    if now_ms.saturating_sub(e.event_time) > i64::from(bounds.max_age_days) * DAY_MS {
+    if now_ms.saturating_sub(event_time) > i64::from(bounds.max_age_days) * DAY_MS {
         return Err(Refusal::TooOld {
             limit_days: bounds.max_age_days,
         });
@@ -123,12 +125,12 @@ pub fn check_fields(e: &ScanEvent, now_ms: i64, bounds: TimeBounds) -> Result<()
 }
 
 /// The key the event's device holds at `at_ms`, or why there is none.
-pub fn key_for(e: &ScanEvent, keys: &KeyHistory, at_ms: i64) -> Result<VerifyingKey, Refusal> {
-    match keys.key_at(&e.device_id, at_ms) {
+pub fn key_for(e: &LeafEvent, keys: &KeyHistory, at_ms: i64) -> Result<VerifyingKey, Refusal> {
+    match keys.key_at(e.device_id(), at_ms) {
         KeyAt::Valid(key) => Ok(key),
-        KeyAt::Unknown => Err(Refusal::UnknownDevice(e.device_id.clone())),
+        KeyAt::Unknown => Err(Refusal::UnknownDevice(e.device_id().to_string())),
         KeyAt::Revoked { .. } | KeyAt::NotYetRegistered => Err(Refusal::NoValidKey {
-            device: e.device_id.clone(),
+            device: e.device_id().to_string(),
         }),
     }
 }
@@ -136,21 +138,26 @@ pub fn key_for(e: &ScanEvent, keys: &KeyHistory, at_ms: i64) -> Result<Verifying
 /// The whole gate for one event, its signature checked on its own: what the
 /// gateway runs. The sealer runs the same steps, with signatures in batches.
 pub fn check(
-    e: &ScanEvent,
+    e: &LeafEvent,
     keys: &KeyHistory,
     now_ms: i64,
     bounds: TimeBounds,
 ) -> Result<(), Refusal> {
     check_fields(e, now_ms, bounds)?;
     let key = key_for(e, keys, now_ms)?;
-    crate::signature::verify(e, &key).map_err(Refusal::BadSignature)
+    e.verify(&key).map_err(Refusal::BadSignature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::tests::sample;
+    use crate::event::ScanEvent;
     use ed25519_dalek::SigningKey;
+
+    fn check(e: &ScanEvent, keys: &KeyHistory, now: i64, b: TimeBounds) -> Result<(), Refusal> {
+        super::check(&LeafEvent::Scan(e.clone()), keys, now, b)
+    }
 
     const NOW: i64 = 1_764_064_800_000;
 

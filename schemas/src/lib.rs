@@ -8,10 +8,12 @@ pub mod avro;
 pub mod country;
 pub mod devices;
 pub mod epcis;
+pub mod epcis_event;
 pub mod event;
 pub mod event_hash;
 pub mod gate;
 pub mod json;
+pub mod leaf;
 #[cfg(feature = "cli")]
 pub mod kafka;
 pub mod migrations;

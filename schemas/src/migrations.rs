@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "007_epoch_leases"),
     migration!(8, "008_epoch_tiles"),
     migration!(9, "009_epoch_tiles_small_granules"),
+    migration!(10, "010_epcis_events"),
 ];
 
 /// Where the applied versions are recorded.

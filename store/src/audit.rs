@@ -42,6 +42,15 @@ pub struct Leaf {
     pub temperature_c: Option<f32>,
     pub relative_humidity_pct: Option<f32>,
     pub device_id: String,
+    pub event_type: String,
+    pub parent_id: String,
+    pub child_epcs: Vec<String>,
+    pub quantity_classes: Vec<String>,
+    pub quantities: Vec<f64>,
+    pub quantity_uoms: Vec<String>,
+    pub sensor_types: Vec<String>,
+    pub sensor_values: Vec<f64>,
+    pub event_hash: String,
 }
 
 impl Leaf {
@@ -60,7 +69,8 @@ pub fn leaves(
              event_time, event_time_ms, event_timezone_offset, toString(action) AS action, \
              toString(biz_step) AS biz_step, toString(disposition) AS disposition, read_point, \
              biz_location, country, arrayMap(t -> toString(t), biz_transaction_types) AS biz_transaction_types, \
-             biz_transaction_ids, temperature_c, relative_humidity_pct, device_id \
+             biz_transaction_ids, temperature_c, relative_humidity_pct, device_id, \
+             event_type, parent_id, child_epcs, quantity_classes, quantities, quantity_uoms, sensor_types, sensor_values, event_hash \
              FROM scan_events ORDER BY epoch_id, leaf_index",
         )
         // The table is sorted for trails, not by epoch: let the sort spill to disk.

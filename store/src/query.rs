@@ -8,7 +8,7 @@
 //! a column changed in ClickHouse cannot put an event in an answer it does not
 //! belong to.
 
-use schemas::ScanEvent;
+use schemas::leaf::LeafEvent;
 
 use crate::tiles;
 use crate::trail::{bind_after, prove, step_query, Cursor, StepRow, AFTER, PAGE_MAX};
@@ -33,26 +33,36 @@ pub struct EventFilter {
     pub from_ms: Option<i64>,
     /// Event time before, ms since the Unix epoch (`LT_eventTime`).
     pub until_ms: Option<i64>,
+    /// Event types (`eventType`).
+    pub event_types: Vec<String>,
+    /// Parents (`MATCH_parentID`): events are filed under their parent, so
+    /// these are looked up by the sort key too.
+    pub parents: Vec<String>,
 }
 
 impl EventFilter {
     /// Whether a decoded event matches, by its signed fields alone.
-    pub fn admits(&self, e: &ScanEvent) -> bool {
-        e.item_ids
-            .first()
-            .is_some_and(|i| self.any_item.contains(i))
-            && (self.biz_steps.is_empty()
-                || self.biz_steps.iter().any(|s| s == e.biz_step.as_str()))
-            && (self.biz_locations.is_empty() || self.biz_locations.contains(&e.biz_location))
-            && (self.actions.is_empty() || self.actions.iter().any(|a| a == e.action.as_str()))
-            && (self.dispositions.is_empty()
-                || self
-                    .dispositions
-                    .iter()
-                    .any(|d| d == e.disposition.as_str()))
-            && (self.read_points.is_empty() || self.read_points.contains(&e.read_point))
-            && self.from_ms.is_none_or(|t| e.event_time >= t)
-            && self.until_ms.is_none_or(|t| e.event_time < t)
+    pub fn admits(&self, e: &LeafEvent) -> bool {
+        let one_of = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        let m = e.summary();
+        let text = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let time = e.event_time();
+        let key = e.key();
+        (self.any_item.iter().any(|i| i == key) || self.parents.iter().any(|p| p == key))
+            && one_of(&self.parents, text("parent_id"))
+            && one_of(&self.event_types, text("event_type"))
+            && one_of(&self.biz_steps, text("biz_step"))
+            && one_of(&self.biz_locations, text("biz_location"))
+            && one_of(&self.actions, text("action"))
+            && one_of(&self.dispositions, text("disposition"))
+            && one_of(&self.read_points, text("read_point"))
+            && self.from_ms.is_none_or(|t| time >= t)
+            && self.until_ms.is_none_or(|t| time < t)
+    }
+
+    /// The items rows are looked up by: the EPCs asked for and the parents.
+    fn keys(&self) -> Vec<&String> {
+        self.any_item.iter().chain(&self.parents).collect()
     }
 }
 
@@ -67,14 +77,17 @@ pub async fn events(
     limit: usize,
 ) -> clickhouse::error::Result<(Vec<StepRow>, Option<Cursor>)> {
     let limit = limit.clamp(1, PAGE_MAX);
-    if filter.any_item.is_empty() {
+    let keys = filter.keys();
+    if keys.is_empty() {
         return Ok((Vec::new(), None));
     }
     // One placeholder per item: ClickHouse's index reads `IN (…)`, not arrays.
-    let items = vec!["?"; filter.any_item.len()].join(", ");
+    let items = vec!["?"; keys.len()].join(", ");
     let mut conditions = vec![format!("item_id IN ({items})")];
     // Each list that is not empty, with its column: bound in this order below.
     let lists = [
+        (&filter.parents, "parent_id"),
+        (&filter.event_types, "event_type"),
         (&filter.biz_steps, "biz_step"),
         (&filter.biz_locations, "biz_location"),
         (&filter.actions, "action"),
@@ -102,7 +115,7 @@ pub async fn events(
     ));
     // The PREWHERE is in the text twice (see `step_query`): its values too.
     for _ in 0..2 {
-        for item in &filter.any_item {
+        for item in &keys {
             query = query.bind(item);
         }
         for (values, _) in &lists {

@@ -35,6 +35,15 @@ pub struct StepRow {
     pub temperature_c: Option<f32>,
     pub relative_humidity_pct: Option<f32>,
     pub device_id: String,
+    pub event_type: String,
+    pub parent_id: String,
+    pub child_epcs: Vec<String>,
+    pub quantity_classes: Vec<String>,
+    pub quantities: Vec<f64>,
+    pub quantity_uoms: Vec<String>,
+    pub sensor_types: Vec<String>,
+    pub sensor_values: Vec<f64>,
+    pub event_hash: String,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub leaf_hash: Hash,
@@ -59,8 +68,8 @@ impl StepRow {
     /// The device the payload names (the column's only if it does not decode,
     /// and then the payload check fails anyway).
     pub fn signer(&self) -> String {
-        schemas::avro::decode_datum(&self.payload)
-            .map(|e| e.device_id)
+        schemas::leaf::decode_leaf(&self.payload)
+            .map(|e| e.device_id().to_string())
             .unwrap_or_else(|_| self.device_id.clone())
     }
 }
@@ -152,7 +161,8 @@ SELECT event_id, item_id, item_ids, event_time, event_time_ms, event_timezone_of
        toString(action) AS action, toString(biz_step) AS biz_step,
        toString(disposition) AS disposition, read_point, biz_location, country,
        arrayMap(t -> toString(t), biz_transaction_types) AS biz_transaction_types,
-       biz_transaction_ids, temperature_c, relative_humidity_pct, device_id, payload, leaf_hash,
+       biz_transaction_ids, temperature_c, relative_humidity_pct, device_id,
+       event_type, parent_id, child_epcs, quantity_classes, quantities, quantity_uoms, sensor_types, sensor_values, event_hash, payload, leaf_hash,
        epoch_id, leaf_index, proof, epoch_root, epoch_size, epoch_status, ledger_tx, ledger_block
 FROM scan_events
 ANY INNER JOIN
@@ -310,4 +320,65 @@ pub async fn item_page(
     });
     prove(client, cache, &mut rows).await?;
     Ok((rows, next))
+}
+
+/// The most packings of one object a trail follows, and the most steps read
+/// of one container's time inside it: bounds on what one trail costs.
+pub const PACKINGS_MAX: usize = 100;
+
+/// The sealed AggregationEvents `memberships` says name `child` among their
+/// children, at most `PACKINGS_MAX`, in time order. `memberships` only
+/// points: the caller checks each event and reads its children from its
+/// payload before it follows it.
+pub async fn packings(
+    client: &clickhouse::Client,
+    cache: Option<&tiles::TileCache>,
+    child: &str,
+) -> clickhouse::error::Result<Vec<StepRow>> {
+    let rows = "PREWHERE item_id IN (SELECT item_id FROM memberships WHERE child = ?) \
+                AND event_id IN (SELECT event_id FROM memberships WHERE child = ?)";
+    let mut rows = client
+        .query(&format!(
+            "{} ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
+            step_query(rows)
+        ))
+        .bind(child)
+        .bind(child)
+        .bind(child)
+        .bind(child)
+        .bind(PACKINGS_MAX as u64)
+        .fetch_all::<StepRow>()
+        .await?;
+    prove(client, cache, &mut rows).await?;
+    Ok(rows)
+}
+
+/// An item's steps from `from_ms` to `until_ms` (both included, `None` for
+/// no end), at most `PAGE_MAX`, in time order: a container's steps while
+/// something was inside it.
+pub async fn item_window(
+    client: &clickhouse::Client,
+    cache: Option<&tiles::TileCache>,
+    item_id: &str,
+    from_ms: i64,
+    until_ms: Option<i64>,
+) -> clickhouse::error::Result<Vec<StepRow>> {
+    let until = until_ms.unwrap_or(i64::MAX);
+    let rows = "PREWHERE item_id = ? AND event_time_ms >= ? AND event_time_ms <= ?";
+    let mut rows = client
+        .query(&format!(
+            "{} ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
+            step_query(rows)
+        ))
+        .bind(item_id)
+        .bind(from_ms)
+        .bind(until)
+        .bind(item_id)
+        .bind(from_ms)
+        .bind(until)
+        .bind(PAGE_MAX as u64)
+        .fetch_all::<StepRow>()
+        .await?;
+    prove(client, cache, &mut rows).await?;
+    Ok(rows)
 }

@@ -16,7 +16,9 @@
 //! signed before; the verdict says so beside the step (`KeyRetired`).
 
 use schemas::devices::{KeyAt, KeyHistory};
-use schemas::{avro, signature, ScanEvent};
+use schemas::epcis_event::{EpcisEvent, Facts};
+use schemas::leaf::{self, LeafEvent};
+use schemas::ScanEvent;
 
 use crate::proof::{self, Hash};
 
@@ -154,6 +156,15 @@ pub struct Columns<'a> {
     pub temperature_c: Option<f32>,
     pub relative_humidity_pct: Option<f32>,
     pub device_id: &'a str,
+    pub event_type: &'a str,
+    pub parent_id: &'a str,
+    pub child_epcs: &'a [String],
+    pub quantity_classes: &'a [String],
+    pub quantities: &'a [f64],
+    pub quantity_uoms: &'a [String],
+    pub sensor_types: &'a [String],
+    pub sensor_values: &'a [f64],
+    pub event_hash: &'a str,
 }
 
 /// The `Columns` of a row read with the table's column names as field names
@@ -178,12 +189,120 @@ macro_rules! columns_of {
             temperature_c: $row.temperature_c,
             relative_humidity_pct: $row.relative_humidity_pct,
             device_id: &$row.device_id,
+            event_type: &$row.event_type,
+            parent_id: &$row.parent_id,
+            child_epcs: &$row.child_epcs,
+            quantity_classes: &$row.quantity_classes,
+            quantities: &$row.quantities,
+            quantity_uoms: &$row.quantity_uoms,
+            sensor_types: &$row.sensor_types,
+            sensor_values: &$row.sensor_values,
+            event_hash: &$row.event_hash,
         }
     };
 }
 
 /// The columns that do not say what the payload says, by name.
-pub fn altered_columns(c: &Columns, e: &ScanEvent) -> Vec<&'static str> {
+pub fn altered_columns(c: &Columns, e: &LeafEvent) -> Vec<&'static str> {
+    match e {
+        LeafEvent::Scan(s) => scan_altered(c, s),
+        LeafEvent::Epcis(k) => match &k.facts {
+            Ok(f) => epcis_altered(c, &k.record, f),
+            // Not sealable: the payload check has failed already.
+            Err(_) => Vec::new(),
+        },
+    }
+}
+
+fn strs_eq(a: &[String], b: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
+    a.iter().map(String::as_str).eq(b
+        .into_iter()
+        .map(|s| s.as_ref().to_string())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(String::as_str))
+}
+
+fn f64s_eq(a: &[f64], b: impl IntoIterator<Item = f64>) -> bool {
+    a.iter()
+        .map(|x| x.to_bits())
+        .eq(b.into_iter().map(f64::to_bits))
+}
+
+/// The columns of an EPCIS event kept whole, against its facts.
+fn epcis_altered(c: &Columns, r: &EpcisEvent, f: &Facts) -> Vec<&'static str> {
+    let hash = schemas::event_hash::json_event_hash(&r.event).unwrap_or_default();
+    let seconds = f.event_time.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32;
+    [
+        ("item_id", c.item_id == f.key()),
+        ("item_ids", strs_eq(c.item_ids, f.item_ids())),
+        ("event_time", c.event_time == seconds),
+        ("event_time_ms", c.event_time_ms == f.event_time),
+        (
+            "event_timezone_offset",
+            c.event_timezone_offset == f.event_timezone_offset,
+        ),
+        ("action", c.action == f.action.map_or("", |a| a.as_str())),
+        ("biz_step", c.biz_step == f.biz_step),
+        ("disposition", c.disposition == f.disposition),
+        ("read_point", c.read_point == f.read_point),
+        ("biz_location", c.biz_location == f.biz_location),
+        ("country", c.country == f.country),
+        (
+            "biz_transaction_types",
+            strs_eq(
+                c.biz_transaction_types,
+                f.biz_transactions.iter().map(|t| &t.0),
+            ),
+        ),
+        (
+            "biz_transaction_ids",
+            strs_eq(
+                c.biz_transaction_ids,
+                f.biz_transactions.iter().map(|t| &t.1),
+            ),
+        ),
+        ("temperature_c", c.temperature_c.is_none()),
+        ("relative_humidity_pct", c.relative_humidity_pct.is_none()),
+        ("device_id", c.device_id == r.device_id),
+        ("event_type", c.event_type == f.kind.as_str()),
+        ("parent_id", c.parent_id == f.parent_id),
+        ("child_epcs", c.child_epcs == f.child_epcs.as_slice()),
+        (
+            "quantity_classes",
+            strs_eq(
+                c.quantity_classes,
+                f.quantities.iter().map(|q| &q.epc_class),
+            ),
+        ),
+        (
+            "quantities",
+            f64s_eq(
+                c.quantities,
+                f.quantities.iter().map(|q| q.quantity.unwrap_or(f64::NAN)),
+            ),
+        ),
+        (
+            "quantity_uoms",
+            strs_eq(c.quantity_uoms, f.quantities.iter().map(|q| &q.uom)),
+        ),
+        (
+            "sensor_types",
+            strs_eq(c.sensor_types, f.sensors.iter().map(|s| &s.0)),
+        ),
+        (
+            "sensor_values",
+            f64s_eq(c.sensor_values, f.sensors.iter().map(|s| s.1)),
+        ),
+        ("event_hash", c.event_hash == hash),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(name, _)| name)
+    .collect()
+}
+
+fn scan_altered(c: &Columns, e: &ScanEvent) -> Vec<&'static str> {
     let same_f32 = |a: Option<f32>, b: Option<f32>| a.map(f32::to_bits) == b.map(f32::to_bits);
     let seconds = e.event_time.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32;
     let types: Vec<&str> = e.biz_transactions.iter().map(|t| t.kind.as_str()).collect();
@@ -223,6 +342,17 @@ pub fn altered_columns(c: &Columns, e: &ScanEvent) -> Vec<&'static str> {
             same_f32(c.relative_humidity_pct, e.relative_humidity_pct),
         ),
         ("device_id", c.device_id == e.device_id),
+        // A scan event is an ObjectEvent with none of the EPCIS columns: a
+        // parent or children added in the store would pack it into a container.
+        ("event_type", c.event_type == "ObjectEvent"),
+        ("parent_id", c.parent_id.is_empty()),
+        ("child_epcs", c.child_epcs.is_empty()),
+        ("quantity_classes", c.quantity_classes.is_empty()),
+        ("quantities", c.quantities.is_empty()),
+        ("quantity_uoms", c.quantity_uoms.is_empty()),
+        ("sensor_types", c.sensor_types.is_empty()),
+        ("sensor_values", c.sensor_values.is_empty()),
+        ("event_hash", c.event_hash.is_empty()),
     ]
     .into_iter()
     .filter(|(_, same)| !same)
@@ -291,7 +421,7 @@ pub struct Verdict {
     pub checks: Vec<Check>,
     pub failure: Option<Failure>,
     /// The event decoded from the payload, when it decodes.
-    pub event: Option<ScanEvent>,
+    pub event: Option<LeafEvent>,
     /// The device key the signature was checked with, if there was one.
     pub device_key: Option<[u8; 32]>,
     /// The device key was revoked or rotated after the epoch was sealed. The
@@ -319,7 +449,7 @@ pub fn check(e: &Evidence) -> Verdict {
 
     // 1. The payload is the leaf, and the leaf is this event.
     let leaf = proof::leaf_hash(e.payload);
-    let event = avro::decode_datum(e.payload).ok();
+    let event = leaf::decode_leaf(e.payload).ok();
     let payload = match (&e.stored_leaf_hash, &event) {
         (Some(stored), _) if *stored != leaf => Check {
             name: "payload",
@@ -333,12 +463,20 @@ pub fn check(e: &Evidence) -> Verdict {
         (_, None) => Check {
             name: "payload",
             ok: false,
-            detail: "the payload is not an Avro scan event".into(),
+            detail: "the payload is neither an Avro scan event nor an EPCIS event record".into(),
         },
-        (_, Some(ev)) if ev.event_id != e.event_id => Check {
+        (_, Some(LeafEvent::Epcis(k))) if k.facts.is_err() => Check {
             name: "payload",
             ok: false,
-            detail: format!("the payload is event {}, not {}", ev.event_id, e.event_id),
+            detail: format!(
+                "the payload's EPCIS event is not valid: {}",
+                k.facts.as_ref().err().map(ToString::to_string).unwrap_or_default()
+            ),
+        },
+        (_, Some(ev)) if ev.event_id() != e.event_id => Check {
+            name: "payload",
+            ok: false,
+            detail: format!("the payload is event {}, not {}", ev.event_id(), e.event_id),
         },
         _ => Check {
             name: "payload",
@@ -361,21 +499,21 @@ pub fn check(e: &Evidence) -> Verdict {
         (Some(ev), None) => Check {
             name: "signature",
             ok: false,
-            detail: format!("device {} is not in the registry", ev.device_id),
+            detail: format!("device {} is not in the registry", ev.device_id()),
         },
-        (Some(ev), Some(key)) => match signature::public_key_from_bytes(&key)
+        (Some(ev), Some(key)) => match schemas::signature::public_key_from_bytes(&key)
             .ok_or_else(|| "the registered key is not an Ed25519 public key".to_string())
-            .and_then(|k| signature::verify(ev, &k).map_err(|e| e.to_string()))
+            .and_then(|k| ev.verify(&k).map_err(|e| e.to_string()))
         {
             Ok(()) => Check {
                 name: "signature",
                 ok: true,
-                detail: format!("Ed25519 signature of device {}", ev.device_id),
+                detail: format!("Ed25519 signature of device {}", ev.device_id()),
             },
             Err(why) => Check {
                 name: "signature",
                 ok: false,
-                detail: format!("device {}: {why}", ev.device_id),
+                detail: format!("device {}: {why}", ev.device_id()),
             },
         },
     };
@@ -486,7 +624,7 @@ pub fn check(e: &Evidence) -> Verdict {
 mod tests {
     use super::*;
     use crate::proof::EpochTree;
-    use schemas::{Action, BizStep, Disposition};
+    use schemas::{avro, signature, Action, BizStep, Disposition};
 
     const KEY: [u8; 32] = [9; 32];
 
@@ -553,7 +691,10 @@ mod tests {
     }
 
     fn verdict<'a>(mut e: Evidence<'a>, edit: impl FnOnce(&mut Evidence<'a>)) -> Option<Failure> {
-        let id = avro::decode_datum(e.payload).unwrap().event_id;
+        let id = schemas::leaf::decode_leaf(e.payload)
+            .unwrap()
+            .event_id()
+            .to_string();
         e.event_id = Box::leak(id.into_boxed_str());
         edit(&mut e);
         check(&e).failure
@@ -735,6 +876,8 @@ mod tests {
                 temperature_c: self.e.temperature_c,
                 relative_humidity_pct: self.e.relative_humidity_pct,
                 device_id: &self.e.device_id,
+                event_type: "ObjectEvent",
+                ..Columns::default()
             }
         }
     }
@@ -777,11 +920,27 @@ mod tests {
             ("country", Box::new(|c| c.country = "FR")),
             ("temperature_c", Box::new(|c| c.temperature_c = Some(4.0))),
             ("device_id", Box::new(|c| c.device_id = "dock-2")),
+            // Packed into a container by the store alone.
+            (
+                "parent_id",
+                Box::new(|c| c.parent_id = "urn:epc:id:sscc:0614141.1234567890"),
+            ),
+            (
+                "event_type",
+                Box::new(|c| c.event_type = "AggregationEvent"),
+            ),
+            (
+                "event_hash",
+                Box::new(|c| c.event_hash = "ni:///sha-256;00"),
+            ),
         ];
         for (name, alter) in alterations {
             let mut c = owned.columns();
             alter(&mut c);
-            assert_eq!(altered_columns(&c, &owned.e), vec![name]);
+            assert_eq!(
+                altered_columns(&c, &LeafEvent::Scan(owned.e.clone())),
+                vec![name]
+            );
             ev.columns = Some(c);
             let v = check(&ev);
             assert_eq!(v.failure, Some(Failure::ColumnsAltered), "{name}");
@@ -794,12 +953,98 @@ mod tests {
         }
         let mut c = owned.columns();
         c.item_ids = &other_items;
-        assert_eq!(altered_columns(&c, &owned.e), vec!["item_ids"]);
+        assert_eq!(
+            altered_columns(&c, &LeafEvent::Scan(owned.e.clone())),
+            vec!["item_ids"]
+        );
+        let children = other_items.clone();
+        let mut c = owned.columns();
+        c.child_epcs = &children;
+        assert_eq!(
+            altered_columns(&c, &LeafEvent::Scan(owned.e.clone())),
+            vec!["child_epcs"]
+        );
         // A proof failure comes first: the columns only matter for a sound leaf.
         let mut c = owned.columns();
         c.country = "FR";
         ev.columns = Some(c);
         ev.leaf_index = 3;
         assert_eq!(check(&ev).failure, Some(Failure::BadProof));
+    }
+
+    #[test]
+    fn an_epcis_event_leaf_verifies_and_its_tampering_is_caught() {
+        let ctx = serde_json::json!([schemas::epcis::EPCIS_CONTEXT]);
+        let event = serde_json::json!({
+            "type": "AggregationEvent",
+            "eventID": "urn:uuid:6c1f2e4a-1b2c-4d3e-8f40-5a6b7c8d9e0f",
+            "eventTime": "2026-11-20T08:00:00Z", "eventTimeZoneOffset": "+00:00",
+            "parentID": "urn:epc:id:sscc:4012345.0000000001",
+            "childEPCs": ["urn:epc:id:sgtin:4012345.011111.1"], "action": "ADD",
+            "st:deviceID": "dock-1"
+        });
+        let (text, facts) = schemas::epcis_event::keep(
+            &event,
+            &schemas::epcis_event::namespaces(Some(&ctx)).unwrap(),
+            "",
+        )
+        .unwrap();
+        let mut r = EpcisEvent {
+            event_id: schemas::epcis_event::id_of(&facts).unwrap(),
+            event: text,
+            device_id: "dock-1".into(),
+            signature: vec![],
+        };
+        r.sign(&ed25519_key());
+        let mut f = fixture();
+        f.payloads[4] = r.encode();
+        let leaves: Vec<Hash> = f.payloads.iter().map(|p| proof::leaf_hash(p)).collect();
+        f.tree = EpochTree::build(&leaves);
+        let p = f.tree.proof(4);
+        let kept = LeafEvent::from(r.clone());
+        assert_eq!(verdict(evidence(&f, 4, &p), |_| {}), None);
+        // A child added in the store's column: flagged.
+        let children = vec![
+            "urn:epc:id:sgtin:4012345.011111.1".to_string(),
+            "urn:epc:id:sgtin:4012345.011111.2".to_string(),
+        ];
+        let item_ids = facts.item_ids();
+        let c = Columns {
+            item_id: &facts.parent_id,
+            item_ids: &item_ids,
+            event_time: (facts.event_time / 1000) as u32,
+            event_time_ms: facts.event_time,
+            event_timezone_offset: "+00:00",
+            action: "ADD",
+            device_id: "dock-1",
+            event_type: "AggregationEvent",
+            parent_id: &facts.parent_id,
+            child_epcs: &facts.child_epcs,
+            event_hash: "",
+            ..Columns::default()
+        };
+        let hash = schemas::event_hash::json_event_hash(&r.event).unwrap_or_default();
+        let c = Columns {
+            event_hash: &hash,
+            ..c
+        };
+        assert_eq!(altered_columns(&c, &kept), Vec::<&str>::new());
+        let grown = Columns {
+            child_epcs: &children,
+            ..c.clone()
+        };
+        assert_eq!(altered_columns(&grown, &kept), vec!["child_epcs"]);
+        // The JSON altered (the leaf hash with it): the signature catches it.
+        let mut forged = r.clone();
+        forged.event = forged.event.replace("011111.1", "011111.9");
+        let forged = forged.encode();
+        let forged_hash = proof::leaf_hash(&forged);
+        assert_eq!(
+            verdict(evidence(&f, 4, &p), |e| {
+                e.payload = &forged;
+                e.stored_leaf_hash = Some(forged_hash);
+            }),
+            Some(Failure::BadSignature)
+        );
     }
 }

@@ -55,7 +55,16 @@ CREATE TABLE IF NOT EXISTS sealtrail.scan_events_local ON CLUSTER sealtrail
     kafka_partition UInt16,
     kafka_offset UInt64,
     sealed_at DateTime,
-    kafka_timestamp_ms Int64
+    kafka_timestamp_ms Int64,
+    event_type String DEFAULT 'ObjectEvent',
+    parent_id String DEFAULT '',
+    child_epcs Array(String),
+    quantity_classes Array(String),
+    quantities Array(Float64),
+    quantity_uoms Array(String),
+    sensor_types Array(String),
+    sensor_values Array(Float64),
+    event_hash String DEFAULT ''
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/scan_events', '{replica}')
 PARTITION BY toYYYYMM(sealed_at)
@@ -126,3 +135,22 @@ AS SELECT event_id, item_id FROM sealtrail.scan_events_local;
 
 CREATE TABLE IF NOT EXISTS sealtrail.events_by_id ON CLUSTER sealtrail AS sealtrail.events_by_id_local
 ENGINE = Distributed(sealtrail, sealtrail, events_by_id_local, rand());
+
+CREATE TABLE IF NOT EXISTS sealtrail.memberships_local ON CLUSTER sealtrail
+(
+    child String,
+    item_id String,
+    event_id String,
+    event_time_ms Int64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/memberships', '{replica}')
+ORDER BY (child, event_time_ms, event_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sealtrail.memberships_mv ON CLUSTER sealtrail
+TO sealtrail.memberships_local
+AS SELECT arrayJoin(child_epcs) AS child, item_id, event_id, event_time_ms
+FROM sealtrail.scan_events_local
+WHERE event_type = 'AggregationEvent';
+
+CREATE TABLE IF NOT EXISTS sealtrail.memberships ON CLUSTER sealtrail AS sealtrail.memberships_local
+ENGINE = Distributed(sealtrail, sealtrail, memberships_local, rand());
