@@ -29,8 +29,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use schemas::devices::{KeyAt, KeyHistory};
+use schemas::epcis_event::{self, EpcisEvent};
+use schemas::leaf::LeafEvent;
 use schemas::{epcis, ScanEvent};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::gateway::{admit, screen_each, Gateway, Rejection};
 
@@ -120,7 +123,7 @@ impl Problem {
 
     /// The gateway's own refusals in the binding's terms; `events` name the
     /// ones Kafka took by their eventIDs.
-    fn of(r: Rejection, path: impl Fn(&str) -> String, events: &[ScanEvent]) -> Self {
+    fn of(r: Rejection, path: impl Fn(&str) -> String, events: &[LeafEvent]) -> Self {
         let (status, kind, title) = match r.status {
             StatusCode::UNAUTHORIZED => (
                 StatusCode::UNAUTHORIZED,
@@ -159,8 +162,8 @@ impl Problem {
                 "{detail}; captured: {}",
                 events
                     .iter()
-                    .filter(|e| r.accepted_ids.contains(&e.event_id))
-                    .map(epcis::event_id_uri)
+                    .filter(|e| r.accepted_ids.iter().any(|id| id == e.event_id()))
+                    .map(|e| e.epcis_event_id(e.event_hash().as_deref()))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -438,9 +441,104 @@ fn signature(text: Option<&str>, field: &str) -> Result<Vec<u8>, Problem> {
         })
 }
 
+/// A captured event in the forms it can be sealed in: as a scan event, if it
+/// is an ObjectEvent a scan event holds exactly (what a scanner's own
+/// documents are), and kept whole (every event). Which one is sealed is the
+/// one its signature is over (`choose`).
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    scan: Option<ScanEvent>,
+    kept: Result<EpcisEvent, Problem>,
+    /// Its GS1 event hash ID, when it has one.
+    hash: Option<String>,
+}
+
+impl Candidate {
+    /// One event of a document (or alone), at `path`, with its signature.
+    fn of(
+        v: &Value,
+        declared: &Map<String, Value>,
+        scan_context: bool,
+        path: &str,
+        signature: Vec<u8>,
+    ) -> Result<Candidate, Problem> {
+        let scan = scan_context
+            .then(|| epcis::parse_event_hashed(v, path).ok())
+            .flatten()
+            .map(|(mut e, hash)| {
+                e.signature = signature.clone();
+                (e, hash)
+            });
+        let kept = epcis_event::keep(v, declared, path)
+            .and_then(|(text, facts)| {
+                Ok(EpcisEvent {
+                    event_id: epcis_event::id_of(&facts).map_err(|f| rename(f, path))?,
+                    event: text,
+                    device_id: facts.device_id,
+                    signature: signature.clone(),
+                })
+            })
+            .map_err(|f| Problem::validation(f.problem, f.field));
+        let hash = match (&scan, &kept) {
+            (Some((_, h)), _) => Some(h.clone()),
+            (None, Ok(k)) => schemas::event_hash::json_event_hash(&k.event),
+            (None, Err(_)) => None,
+        };
+        match (scan, kept) {
+            (None, Err(p)) => Err(p),
+            (scan, kept) => Ok(Candidate {
+                scan: scan.map(|(e, _)| e),
+                kept,
+                hash,
+            }),
+        }
+    }
+
+    /// The id it is sealed under in the form it is likely sealed in (both
+    /// forms give the same id to an event with an eventID).
+    fn event_id(&self) -> &str {
+        match (&self.kept, &self.scan) {
+            (Ok(k), _) => &k.event_id,
+            (Err(_), Some(s)) => &s.event_id,
+            (Err(_), None) => "",
+        }
+    }
+}
+
+/// A field error of the kept form, named under the event's path.
+fn rename(f: schemas::FieldError, path: &str) -> schemas::FieldError {
+    if path.is_empty() {
+        f
+    } else {
+        schemas::FieldError::new(format!("{path}.{}", f.field), f.problem)
+    }
+}
+
+/// The form to seal: the scan event if its signature is over the scan event's
+/// bytes (by the device's key now), else the event kept whole, whose
+/// signature is over its canonical JSON: a partner signs that, in any
+/// language; a scanner's own documents carry the other.
+pub(crate) fn choose(keys: &KeyHistory, c: Candidate) -> Result<LeafEvent, Problem> {
+    let signed_as_scan =
+        c.scan
+            .as_ref()
+            .is_some_and(|scan| match keys.key_at(&scan.device_id, now_ms()) {
+                KeyAt::Valid(key) => schemas::signature::verify(scan, &key).is_ok(),
+                _ => false,
+            });
+    match (c.kept, c.scan) {
+        (_, Some(s)) if signed_as_scan => Ok(LeafEvent::Scan(s)),
+        (Ok(k), _) => Ok(LeafEvent::from(k)),
+        // Not kept whole (its JSON breaks a rule the scan form does not
+        // have): the scan form, whose signature the gate then refuses.
+        (Err(_), Some(s)) => Ok(LeafEvent::Scan(s)),
+        (Err(p), None) => Err(p),
+    }
+}
+
 /// A document's events that parse (with their place in it), and the problems
 /// of those that do not.
-type Parsed = (Vec<(usize, ScanEvent)>, Vec<Problem>);
+type Parsed = (Vec<(usize, Candidate)>, Vec<Problem>);
 
 /// The document's events, each with its signature, or the first problem; with
 /// `proceed`, the events that parse and the problems of the others.
@@ -452,9 +550,12 @@ fn document_events(
     let obj = doc
         .as_object()
         .ok_or_else(|| Problem::validation("the body must be an EPCISDocument object", "(body)"))?;
-    let sensors = doc.to_string().contains("\"sensorElementList\"");
-    epcis::check_context(obj.get("@context"), sensors)
+    let declared = epcis_event::namespaces(obj.get("@context"))
         .map_err(|f| Problem::validation(f.problem, f.field))?;
+    // A scan event is read in our context only: other prefixes would give
+    // its hash other meanings.
+    let sensors = doc.to_string().contains("\"sensorElementList\"");
+    let scan_context = epcis::check_context(obj.get("@context"), sensors).is_ok();
     let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
     let list = match kind {
         "EPCISDocument" => obj
@@ -522,36 +623,34 @@ fn document_events(
     let mut good = Vec::with_capacity(events.len());
     let mut bad = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        let parsed = epcis::parse_event_hashed(e, &format!("{at}[{i}]"))
-            .map_err(|f| Problem::validation(f.problem, f.field))
-            .and_then(|(mut event, hash)| {
-                event.signature = signature(signatures[i].as_str(), &format!("{SIGNATURES}[{i}]"))?;
-                Ok((event, hash))
-            });
+        let parsed = signature(signatures[i].as_str(), &format!("{SIGNATURES}[{i}]"))
+            .and_then(|sig| Candidate::of(e, &declared, scan_context, &format!("{at}[{i}]"), sig));
         match (parsed, behaviour) {
-            (Ok((event, hash)), _) => good.push((i, event, hash)),
+            (Ok(c), _) => good.push((i, c)),
             (Err(p), Behaviour::Rollback) => return Err(p),
             (Err(p), Behaviour::Proceed) => bad.push(p),
         }
     }
     // One event once: by its id, and by its GS1 hash (the same event sent
     // under two ids is still one event).
-    let mut first_id: HashMap<&str, usize> = HashMap::new();
-    let mut first_hash: HashMap<&str, usize> = HashMap::new();
+    let mut first_id: HashMap<String, usize> = HashMap::new();
+    let mut first_hash: HashMap<String, usize> = HashMap::new();
     let mut dupes = Vec::new();
-    for (n, (i, e, hash)) in good.iter().enumerate() {
+    for (n, (i, c)) in good.iter().enumerate() {
         // Only accepted events count: a refused one blocks nothing after it.
         let same = first_id
-            .get(e.event_id.as_str())
-            .map(|j| (*j, format!("eventID {}", epcis::event_id_uri_of(e, hash))))
+            .get(c.event_id())
+            .map(|j| (*j, format!("event id {}", c.event_id())))
             .or_else(|| {
-                first_hash
-                    .get(hash.as_str())
-                    .map(|j| (*j, format!("hash {hash}")))
+                c.hash
+                    .as_ref()
+                    .and_then(|h| first_hash.get(h).map(|j| (*j, format!("hash {h}"))))
             });
         if same.is_none() {
-            first_id.insert(e.event_id.as_str(), *i);
-            first_hash.insert(hash, *i);
+            first_id.insert(c.event_id().to_string(), *i);
+            if let Some(h) = &c.hash {
+                first_hash.insert(h.clone(), *i);
+            }
         }
         if let Some((j, what)) = same {
             let p = Problem::validation(
@@ -568,7 +667,35 @@ fn document_events(
     for n in dupes.into_iter().rev() {
         good.remove(n);
     }
-    Ok((good.into_iter().map(|(i, e, _)| (i, e)).collect(), bad))
+    Ok((good, bad))
+}
+
+/// Each candidate in the form its signature is for; with `proceed`, the
+/// problems of those that have none.
+async fn chosen(
+    g: &Gateway,
+    events: Vec<(usize, Candidate)>,
+    behaviour: Behaviour,
+    errors: &mut Vec<Problem>,
+) -> Result<Vec<(usize, LeafEvent)>, Problem> {
+    g.reload_for_devices(events.iter().filter_map(|(_, c)| {
+        c.scan.as_ref().map(|s| s.device_id.as_str()).or(c
+            .kept
+            .as_ref()
+            .ok()
+            .map(|k| k.device_id.as_str()))
+    }))
+    .await;
+    let keys = g.registry();
+    let mut out = Vec::with_capacity(events.len());
+    for (i, c) in events {
+        match (choose(&keys, c), behaviour) {
+            (Ok(e), _) => out.push((i, e)),
+            (Err(p), Behaviour::Rollback) => return Err(p),
+            (Err(p), Behaviour::Proceed) => errors.push(p),
+        }
+    }
+    Ok(out)
 }
 
 async fn capture(
@@ -583,10 +710,11 @@ async fn capture(
         let behaviour = behaviour(&headers)?;
         let doc = body_of(&g, body)?;
         let (events, mut errors) = document_events(&doc, g.args.max_batch, behaviour)?;
+        let events = chosen(&g, events, behaviour, &mut errors).await?;
         let path = |i: usize| move |field: &str| format!("eventList[{i}].{field}");
         let captured = match behaviour {
             Behaviour::Rollback => {
-                let only: Vec<ScanEvent> = events.into_iter().map(|(_, e)| e).collect();
+                let only: Vec<LeafEvent> = events.into_iter().map(|(_, e)| e).collect();
                 produce(&g, &only)
                     .await
                     .map_err(|r| Problem::of(r, |f| f.replace("events[", "eventList["), &only))?
@@ -594,7 +722,7 @@ async fn capture(
             Behaviour::Proceed => {
                 // Each event checked alone, then the good ones produced
                 // together under one deadline.
-                let only: Vec<ScanEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+                let only: Vec<LeafEvent> = events.iter().map(|(_, e)| e.clone()).collect();
                 let verdicts = screen_each(&g, &only).await;
                 let mut good = Vec::with_capacity(only.len());
                 for ((i, e), verdict) in events.into_iter().zip(verdicts) {
@@ -656,7 +784,7 @@ async fn capture(
 }
 
 /// The gate and Kafka for events already parsed, within the request timeout.
-async fn produce(g: &Gateway, events: &[ScanEvent]) -> Result<usize, Rejection> {
+async fn produce(g: &Gateway, events: &[LeafEvent]) -> Result<usize, Rejection> {
     let acked = Mutex::new(Vec::new());
     let limit = Duration::from_millis(g.args.request_timeout_ms);
     let r = match tokio::time::timeout(limit, admit(g, events, &acked)).await {
@@ -682,21 +810,28 @@ async fn capture_one(
         json_body(&headers)?;
         version_asked(&headers)?;
         let mut value = body_of(&g, body)?;
-        epcis::check_context(
+        let declared = epcis_event::namespaces(value.get("@context"))
+            .map_err(|f| Problem::validation(f.problem, f.field))?;
+        let scan_context = epcis::check_context(
             value.get("@context"),
             value.get("sensorElementList").is_some(),
         )
-        .map_err(|f| Problem::validation(f.problem, f.field))?;
+        .is_ok();
         // The context read, the event is what is left.
         if let Some(o) = value.as_object_mut() {
             o.remove("@context");
         }
-        let mut event =
-            epcis::parse_event(&value, "").map_err(|f| Problem::validation(f.problem, f.field))?;
-        event.signature = signature(
+        let sig = signature(
             headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()),
             "Sealtrail-Signature",
         )?;
+        let c = Candidate::of(&value, &declared, scan_context, "", sig)?;
+        let mut no_errors = Vec::new();
+        let event = chosen(&g, vec![(0, c)], Behaviour::Rollback, &mut no_errors)
+            .await?
+            .pop()
+            .map(|(_, e)| e)
+            .ok_or_else(|| Problem::validation("no event", "(body)"))?;
         let one = std::slice::from_ref(&event);
         produce(&g, one)
             .await
@@ -710,9 +845,16 @@ async fn capture_one(
             p.into_response()
         }
         Ok(event) => {
-            let id = epcis::event_id_uri(&event);
-            let mut stored = epcis::object_event(&event);
-            stored["@context"] = epcis::context();
+            let id = event.epcis_event_id(event.event_hash().as_deref());
+            let (mut stored, namespaces) = event.to_epcis(&id);
+            let mut context = epcis::context();
+            if let (Some(ns), Some(prefixes)) = (
+                namespaces.as_ref().and_then(Value::as_object),
+                context.get_mut(1).and_then(Value::as_object_mut),
+            ) {
+                prefixes.extend(ns.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            stored["@context"] = context;
             let mut r = (
                 StatusCode::CREATED,
                 [(header::CONTENT_TYPE, "application/ld+json")],
@@ -888,7 +1030,7 @@ mod tests {
         };
         assert!(refused(&[e.clone(), e.clone()])
             .unwrap()
-            .contains("eventID"));
+            .contains("event id"));
         assert!(refused(&[e.clone(), other_id.clone()])
             .unwrap()
             .contains("hash"));

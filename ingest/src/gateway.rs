@@ -30,8 +30,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use schemas::devices::KeyHistory;
 use schemas::gate::{self, Refusal, TimeBounds};
+use schemas::leaf::LeafEvent;
 use schemas::seen::SeenIds;
-use schemas::{avro, json, ScanEvent};
+use schemas::{json, ScanEvent};
 use serde_json::{json, Value};
 use store::{devices, sealed_ids};
 use tokio::sync::Semaphore;
@@ -365,10 +366,24 @@ impl Gateway {
 
     /// A device registered a moment ago should not wait for the next refresh:
     /// an unknown device re-reads the registry, at most four times a second.
-    async fn reload_for_unknown(&self, events: &[ScanEvent]) {
+    async fn reload_for_unknown(&self, events: &[LeafEvent]) {
+        self.reload_for_devices(events.iter().map(|e| e.device_id()))
+            .await
+    }
+
+    /// The registry as it is now.
+    pub(crate) fn registry(&self) -> Arc<KeyHistory> {
+        self.devices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `reload_for_unknown` for these devices.
+    pub(crate) async fn reload_for_devices<'a>(&self, mut devices: impl Iterator<Item = &'a str>) {
         let unknown = {
             let registry = self.devices.read().unwrap_or_else(|e| e.into_inner());
-            events.iter().any(|e| !registry.knows(&e.device_id))
+            devices.any(|d| !registry.knows(d))
         };
         if !unknown {
             return;
@@ -454,7 +469,10 @@ async fn accept(
             format!("body is not JSON: {e}"),
         )
     })?;
-    let events = parse_batch(&value, g.args.max_batch)?;
+    let events: Vec<LeafEvent> = parse_batch(&value, g.args.max_batch)?
+        .into_iter()
+        .map(LeafEvent::Scan)
+        .collect();
     admit(g, &events, acked).await
 }
 
@@ -463,7 +481,7 @@ async fn accept(
 /// The count accepted.
 pub(crate) async fn admit(
     g: &Gateway,
-    events: &[ScanEvent],
+    events: &[LeafEvent],
     acked: &Mutex<Vec<String>>,
 ) -> Result<usize, Rejection> {
     g.reload_for_unknown(events).await;
@@ -516,12 +534,12 @@ impl Drop for InFlight<'_> {
 /// the filter's maybes are looked up, in one query. Best effort: the sealer
 /// refuses any duplicate this misses, so a ClickHouse that does not answer
 /// lets the request through rather than failing it.
-async fn refuse_sealed(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+async fn refuse_sealed(g: &Gateway, events: &[LeafEvent]) -> Result<(), Rejection> {
     let sealed = sealed_among(g, events).await;
     match events
         .iter()
         .enumerate()
-        .find(|(_, e)| sealed.contains(&e.event_id))
+        .find(|(_, e)| sealed.contains(e.event_id()))
     {
         None => Ok(()),
         Some((i, e)) => Err(sealed_already(e).field(if events.len() == 1 {
@@ -536,15 +554,15 @@ async fn refuse_sealed(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejectio
 /// (best effort: none when ClickHouse does not answer in time).
 pub(crate) async fn sealed_among(
     g: &Gateway,
-    events: &[ScanEvent],
+    events: &[LeafEvent],
 ) -> std::collections::HashSet<String> {
     let Some(seen) = g.seen.get() else {
         return Default::default();
     };
     let maybe: Vec<(&str, &str)> = events
         .iter()
-        .filter(|e| seen.may_contain(&e.event_id))
-        .map(|e| (e.event_id.as_str(), e.key()))
+        .filter(|e| seen.may_contain(e.event_id()))
+        .map(|e| (e.event_id(), e.key()))
         .collect();
     if maybe.is_empty() {
         return Default::default();
@@ -570,7 +588,7 @@ pub(crate) async fn sealed_among(
 /// Each event checked on its own (registry, signature, sealed id), for a
 /// capture that keeps the good events of a request with bad ones: the
 /// refusal of each that fails, in order.
-pub(crate) async fn screen_each(g: &Gateway, events: &[ScanEvent]) -> Vec<Option<Rejection>> {
+pub(crate) async fn screen_each(g: &Gateway, events: &[LeafEvent]) -> Vec<Option<Rejection>> {
     g.reload_for_unknown(events).await;
     let mut out: Vec<Option<Rejection>> = events
         .iter()
@@ -578,20 +596,20 @@ pub(crate) async fn screen_each(g: &Gateway, events: &[ScanEvent]) -> Vec<Option
         .collect();
     let sealed = sealed_among(g, events).await;
     for (e, verdict) in events.iter().zip(out.iter_mut()) {
-        if verdict.is_none() && sealed.contains(&e.event_id) {
+        if verdict.is_none() && sealed.contains(e.event_id()) {
             *verdict = Some(sealed_already(e).field("event_id"));
         }
     }
     out
 }
 
-fn sealed_already(e: &ScanEvent) -> Rejection {
+fn sealed_already(e: &LeafEvent) -> Rejection {
     Rejection::new(
         StatusCode::CONFLICT,
         "duplicate_event_id",
         format!(
             "event_id {} is already sealed; it was accepted before and must not be resent",
-            e.event_id
+            e.event_id()
         ),
     )
 }
@@ -652,10 +670,10 @@ fn parse_batch(value: &Value, max_batch: usize) -> Result<Vec<ScanEvent>, Reject
 /// rules the sealer applies to every Kafka record.
 /// Each device's events count against its own bucket (after their signatures
 /// checked out: a forged device id cannot spend another's quota).
-fn take_quota(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+fn take_quota(g: &Gateway, events: &[LeafEvent]) -> Result<(), Rejection> {
     let mut wanted: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for e in events {
-        *wanted.entry(e.device_id.as_str()).or_default() += 1;
+        *wanted.entry(e.device_id()).or_default() += 1;
     }
     g.quota
         .take(&wanted, Instant::now())
@@ -672,7 +690,7 @@ fn take_quota(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
         })
 }
 
-fn check_devices(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
+fn check_devices(g: &Gateway, events: &[LeafEvent]) -> Result<(), Rejection> {
     let registry = g.devices.read().unwrap_or_else(|e| e.into_inner()).clone();
     let now = now_ms();
     let single = events.len() == 1;
@@ -692,7 +710,7 @@ fn check_devices(g: &Gateway, events: &[ScanEvent]) -> Result<(), Rejection> {
                 format!("events[{i}].{field}")
             };
             let problem = match &refusal {
-                Refusal::BadSignature(err) => format!("{err} (device '{}')", e.device_id),
+                Refusal::BadSignature(err) => format!("{err} (device '{}')", e.device_id()),
                 other => other.to_string(),
             };
             return Err(Rejection::new(status, refusal.reason(), problem).field(path));
@@ -713,14 +731,14 @@ fn now_ms() -> i64 {
 
 async fn produce(
     g: &Gateway,
-    events: &[ScanEvent],
+    events: &[LeafEvent],
     acked: &Mutex<Vec<String>>,
 ) -> Result<(), Rejection> {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(events.len());
     let mut failure: Option<KafkaError> = None;
     for e in events {
-        let value = avro::encode_single_object(e);
+        let value = e.encode_record();
         let record = FutureRecord::to(&g.args.kafka.topic)
             .key(e.key())
             .payload(&value);
@@ -770,7 +788,7 @@ async fn produce(
 /// arrives rather than in send order: one stuck partition must not hide what
 /// the others acknowledged if a timeout cuts this short. The last failure.
 async fn await_deliveries(
-    mut pending: Vec<(&ScanEvent, DeliveryFuture)>,
+    mut pending: Vec<(&LeafEvent, DeliveryFuture)>,
     acked: &Mutex<Vec<String>>,
 ) -> Option<KafkaError> {
     let mut failure = None;
@@ -782,7 +800,7 @@ async fn await_deliveries(
                     Ok(Ok(_)) => acked
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(e.event_id.clone()),
+                        .push(e.event_id().to_string()),
                     Ok(Err((err, _))) => failure = Some(err),
                     Err(_) => failure = Some(KafkaError::Canceled),
                 }

@@ -1,7 +1,7 @@
 //! `ingest sign`: how a partner system (or a scanner) signs an EPCIS 2.0
 //! document for `POST /capture`. Each event is read as the gateway reads it
-//! (`schemas::epcis::parse_event`, so a bad one is named here, not at the
-//! gateway), its canonical bytes are signed with the device's key, and the
+//! (so a bad one is named here, not at the gateway), the form it is sealed in
+//! is signed with the device's key (`sign_document`), and the
 //! signatures are added beside the event list (`st:signatures`), in its order:
 //! detached, so the events and their hashes stay as they were.
 
@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ed25519_dalek::SigningKey;
-use schemas::{epcis, signature};
+use ed25519_dalek::{Signer, SigningKey};
+use schemas::{epcis, epcis_event, signature};
 use serde_json::Value;
 
 #[derive(Args, Debug)]
@@ -57,18 +57,41 @@ pub fn run(args: &SignArgs) -> anyhow::Result<()> {
 }
 
 /// Adds `st:signatures` to an EPCISDocument; the number of events signed.
+/// An ObjectEvent a scan event holds exactly is signed as one (its canonical
+/// Avro bytes, what scanners sign); every other event over its canonical JSON
+/// (`schemas::epcis_event::signed_message`), which is what a partner's own
+/// code signs. The gateway takes either.
 pub fn sign_document(doc: &mut Value, key: &SigningKey) -> anyhow::Result<usize> {
     let events = doc
         .get("epcisBody")
         .and_then(|b| b.get("eventList"))
         .and_then(Value::as_array)
         .context("not an EPCISDocument: no epcisBody.eventList")?;
+    let context = doc.get("@context");
+    let declared = epcis_event::namespaces(context)
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.problem))?;
+    let sensors = doc.to_string().contains("\"sensorElementList\"");
+    let scan_context = epcis::check_context(context, sensors).is_ok();
     let mut signatures = Vec::with_capacity(events.len());
     for (i, v) in events.iter().enumerate() {
-        let mut e = epcis::parse_event(v, &format!("epcisBody.eventList[{i}]"))
-            .map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.problem))?;
-        signature::sign(&mut e, key);
-        signatures.push(Value::String(hex::encode(&e.signature)));
+        let path = format!("epcisBody.eventList[{i}]");
+        let scan = scan_context
+            .then(|| epcis::parse_event(v, &path).ok())
+            .flatten();
+        let sig = match scan {
+            Some(mut e) => {
+                signature::sign(&mut e, key);
+                e.signature
+            }
+            None => {
+                let (text, _) = epcis_event::keep(v, &declared, &path)
+                    .map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.problem))?;
+                key.sign(&epcis_event::signed_message(&text))
+                    .to_bytes()
+                    .to_vec()
+            }
+        };
+        signatures.push(Value::String(hex::encode(sig)));
     }
     let Some(obj) = doc.as_object_mut() else {
         bail!("not an EPCISDocument object");
@@ -122,11 +145,11 @@ pub(crate) mod tests {
     #[test]
     fn a_bad_event_is_named() {
         let mut doc = epcis::document_at(&[event(1)], 0);
-        doc["epcisBody"]["eventList"][0]["bizStep"] = "dancing".into();
+        doc["epcisBody"]["eventList"][0]["eventTime"] = "yesterday".into();
         let err = sign_document(&mut doc, &SigningKey::from_bytes(&[5; 32])).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("epcisBody.eventList[0].bizStep"),
+                .starts_with("epcisBody.eventList[0].eventTime"),
             "{err}"
         );
     }

@@ -163,7 +163,7 @@ pub async fn run<L: Ledger>(
         events += 1;
         // The columns beside the payload say what it says (readers show only
         // the payload; analysts' SQL reads the columns).
-        if let Ok(event) = schemas::avro::decode_datum(&l.payload) {
+        if let Ok(event) = schemas::leaf::decode_leaf(&l.payload) {
             let altered = altered_columns(&l.columns(), &event);
             if !altered.is_empty() {
                 mismatched += 1;

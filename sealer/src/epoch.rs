@@ -4,15 +4,17 @@
 //! index, no proof) and the tree once, in tiles (`verifier::tile`).
 //! Pure and synchronous: this is the hot path the criterion bench measures.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use clickhouse::Row;
 use ed25519_dalek::{Signature, VerifyingKey};
-use schemas::avro;
 use schemas::devices::KeyHistory;
 use schemas::gate::{self, Refusal, TimeBounds};
-use schemas::{signature, ScanEvent};
+use schemas::leaf::{self, Kept, LeafEvent};
+use schemas::signature;
+use schemas::ScanEvent;
 use serde::Serialize;
 
 // An epoch with no leaves (every record rejected) has RFC 6962's empty root.
@@ -71,7 +73,7 @@ pub struct Gate<'a> {
 #[derive(Debug, Clone)]
 pub struct Admitted {
     pub record: Record,
-    pub event: ScanEvent,
+    pub event: LeafEvent,
     datum_at: usize,
 }
 
@@ -92,10 +94,10 @@ impl Admission {
         }
         let (dup, keep): (Vec<Admitted>, Vec<Admitted>) = std::mem::take(&mut self.admitted)
             .into_iter()
-            .partition(|a| sealed.contains(&a.event.event_id));
+            .partition(|a| sealed.contains(a.event.event_id()));
         self.admitted = keep;
         self.rejected.extend(dup.into_iter().map(|a| Rejected {
-            refusal: Refusal::Duplicate(a.event.event_id),
+            refusal: Refusal::Duplicate(a.event.event_id().to_string()),
             record: a.record,
         }));
     }
@@ -142,7 +144,7 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
         let outcome = outcomes.next().unwrap_or(Err(Refusal::Internal));
         match outcome {
             Ok((event, datum_at)) => {
-                if ids.insert(event.event_id.clone()) {
+                if ids.insert(event.event_id().to_string()) {
                     admission.admitted.push(Admitted {
                         record,
                         event,
@@ -150,7 +152,7 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
                     });
                 } else {
                     admission.rejected.push(Rejected {
-                        refusal: Refusal::Duplicate(event.event_id),
+                        refusal: Refusal::Duplicate(event.event_id().to_string()),
                         record,
                     });
                 }
@@ -161,7 +163,7 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
     admission
 }
 
-type Outcome = Result<(ScanEvent, usize), Refusal>;
+type Outcome = Result<(LeafEvent, usize), Refusal>;
 
 fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = records
@@ -184,11 +186,11 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
                 Ok(k) => k,
                 Err(_) => continue, // checked in check_one; the registry cannot change here
             };
-            let Ok(sig) = Signature::from_slice(&event.signature) else {
+            let Ok(sig) = Signature::from_slice(event.signature()) else {
                 continue;
             };
             at.push(i);
-            messages.push(avro::canonical_bytes(event));
+            messages.push(event.signed_message().into_owned());
             signatures.push(sig);
             keys.push(key);
         }
@@ -208,7 +210,7 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
 
 /// Everything but the signature itself; a malformed signature is refused here.
 fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
-    let (event, datum) = avro::decode_canonical(&r.value)?;
+    let (event, datum_at) = leaf::decode_record(&r.value)?;
     gate::check_fields(&event, gate.now_ms, gate.bounds)?;
     if let Some(n) = gate.partitions {
         let expected = schemas::partition::partition_for(event.key().as_bytes(), n);
@@ -220,15 +222,14 @@ fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
         }
     }
     gate::key_for(&event, gate.keys, gate.now_ms)?;
-    if event.signature.is_empty() {
+    if event.signature().is_empty() {
         return Err(Refusal::BadSignature(signature::SignatureError::Missing));
     }
-    if Signature::from_slice(&event.signature).is_err() {
+    if Signature::from_slice(event.signature()).is_err() {
         return Err(Refusal::BadSignature(signature::SignatureError::Malformed(
-            event.signature.len(),
+            event.signature().len(),
         )));
     }
-    let datum_at = r.value.len() - datum.len();
     Ok((event, datum_at))
 }
 
@@ -258,12 +259,12 @@ pub struct EventRow {
     pub event_time_ms: i64,
     pub event_timezone_offset: String,
     pub action: &'static str,
-    pub biz_step: &'static str,
-    pub disposition: &'static str,
+    pub biz_step: Cow<'static, str>,
+    pub disposition: Cow<'static, str>,
     pub read_point: String,
     pub biz_location: String,
     pub country: String,
-    pub biz_transaction_types: Vec<&'static str>,
+    pub biz_transaction_types: Vec<Cow<'static, str>>,
     pub biz_transaction_ids: Vec<String>,
     pub temperature_c: Option<f32>,
     pub relative_humidity_pct: Option<f32>,
@@ -277,6 +278,18 @@ pub struct EventRow {
     pub kafka_offset: u64,
     pub sealed_at: u32,
     pub kafka_timestamp_ms: i64,
+    pub event_type: &'static str,
+    pub parent_id: String,
+    pub child_epcs: Vec<String>,
+    pub quantity_classes: Vec<String>,
+    /// NaN where a quantity has no amount.
+    pub quantities: Vec<f64>,
+    pub quantity_uoms: Vec<String>,
+    pub sensor_types: Vec<String>,
+    pub sensor_values: Vec<f64>,
+    /// The GS1 CBV 2.0 event hash ID, for EPCIS events (derived on reading
+    /// for scan events: it costs twice their sealing).
+    pub event_hash: String,
 }
 
 /// A sealed epoch, ready to be written.
@@ -360,15 +373,12 @@ pub fn unsealed(
         ..Admission::default()
     };
     for record in records {
-        match avro::decode_canonical(&record.value) {
-            Ok((event, datum)) => {
-                let datum_at = record.value.len() - datum.len();
-                admission.admitted.push(Admitted {
-                    record,
-                    event,
-                    datum_at,
-                })
-            }
+        match leaf::decode_record(&record.value) {
+            Ok((event, datum_at)) => admission.admitted.push(Admitted {
+                record,
+                event,
+                datum_at,
+            }),
             Err(e) => admission.rejected.push(Rejected {
                 record,
                 refusal: e.into(),
@@ -427,25 +437,7 @@ fn build(
             } = a;
             let mut payload = record.value;
             payload.drain(..datum_at.min(payload.len()));
-            EventRow {
-                // The gate admits no event without items.
-                item_id: e.item_ids.first().cloned().unwrap_or_default(),
-                event_time: (e.event_time.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32,
-                event_time_ms: e.event_time,
-                action: e.action.as_str(),
-                biz_step: e.biz_step.as_str(),
-                disposition: e.disposition.as_str(),
-                biz_transaction_types: e.biz_transactions.iter().map(|t| t.kind.as_str()).collect(),
-                biz_transaction_ids: e.biz_transactions.into_iter().map(|t| t.id).collect(),
-                event_id: e.event_id,
-                item_ids: e.item_ids,
-                event_timezone_offset: e.event_timezone_offset,
-                read_point: e.read_point,
-                biz_location: e.biz_location,
-                country: e.country,
-                temperature_c: e.temperature_c,
-                relative_humidity_pct: e.relative_humidity_pct,
-                device_id: e.device_id,
+            let place = Place {
                 payload,
                 leaf_hash: leaf,
                 epoch_id,
@@ -454,6 +446,10 @@ fn build(
                 kafka_offset: record.offset as u64,
                 sealed_at,
                 kafka_timestamp_ms: record.timestamp_ms,
+            };
+            match e {
+                LeafEvent::Scan(e) => scan_row(e, place),
+                LeafEvent::Epcis(k) => epcis_row(*k, place),
             }
         })
         .collect();
@@ -469,11 +465,125 @@ fn build(
     }
 }
 
+/// Where a row's event sits: what every row has beside the event's fields.
+struct Place {
+    payload: Vec<u8>,
+    leaf_hash: Hash,
+    epoch_id: u64,
+    leaf_index: u32,
+    kafka_partition: u16,
+    kafka_offset: u64,
+    sealed_at: u32,
+    kafka_timestamp_ms: i64,
+}
+
+fn seconds(ms: i64) -> u32 {
+    ms.div_euclid(1000).clamp(0, u32::MAX as i64) as u32
+}
+
+fn scan_row(e: ScanEvent, p: Place) -> EventRow {
+    EventRow {
+        // The gate admits no event without items.
+        item_id: e.item_ids.first().cloned().unwrap_or_default(),
+        event_time: seconds(e.event_time),
+        event_time_ms: e.event_time,
+        action: e.action.as_str(),
+        biz_step: Cow::Borrowed(e.biz_step.as_str()),
+        disposition: Cow::Borrowed(e.disposition.as_str()),
+        biz_transaction_types: e
+            .biz_transactions
+            .iter()
+            .map(|t| Cow::Borrowed(t.kind.as_str()))
+            .collect(),
+        biz_transaction_ids: e.biz_transactions.into_iter().map(|t| t.id).collect(),
+        event_id: e.event_id,
+        item_ids: e.item_ids,
+        event_timezone_offset: e.event_timezone_offset,
+        read_point: e.read_point,
+        biz_location: e.biz_location,
+        country: e.country,
+        temperature_c: e.temperature_c,
+        relative_humidity_pct: e.relative_humidity_pct,
+        device_id: e.device_id,
+        payload: p.payload,
+        leaf_hash: p.leaf_hash,
+        epoch_id: p.epoch_id,
+        leaf_index: p.leaf_index,
+        kafka_partition: p.kafka_partition,
+        kafka_offset: p.kafka_offset,
+        sealed_at: p.sealed_at,
+        kafka_timestamp_ms: p.kafka_timestamp_ms,
+        event_type: "ObjectEvent",
+        parent_id: String::new(),
+        child_epcs: Vec::new(),
+        quantity_classes: Vec::new(),
+        quantities: Vec::new(),
+        quantity_uoms: Vec::new(),
+        sensor_types: Vec::new(),
+        sensor_values: Vec::new(),
+        event_hash: String::new(),
+    }
+}
+
+/// The row of an EPCIS event: its facts (the gate admits only events whose
+/// JSON gives them) as columns.
+fn epcis_row(k: Kept, p: Place) -> EventRow {
+    let Kept { record, facts } = k;
+    // The gate admitted it, so its facts are there.
+    let f = facts.unwrap_or_default();
+    let event_hash = schemas::event_hash::json_event_hash(&record.event).unwrap_or_default();
+    EventRow {
+        item_id: f.key().to_string(),
+        item_ids: f.item_ids(),
+        event_time: seconds(f.event_time),
+        event_time_ms: f.event_time,
+        event_timezone_offset: f.event_timezone_offset,
+        action: f.action.map_or("", |a| a.as_str()),
+        biz_step: Cow::Owned(f.biz_step),
+        disposition: Cow::Owned(f.disposition),
+        read_point: f.read_point,
+        biz_location: f.biz_location,
+        country: f.country,
+        biz_transaction_types: f
+            .biz_transactions
+            .iter()
+            .map(|(t, _)| Cow::Owned(t.clone()))
+            .collect(),
+        biz_transaction_ids: f.biz_transactions.into_iter().map(|(_, id)| id).collect(),
+        temperature_c: None,
+        relative_humidity_pct: None,
+        event_id: record.event_id,
+        device_id: record.device_id,
+        payload: p.payload,
+        leaf_hash: p.leaf_hash,
+        epoch_id: p.epoch_id,
+        leaf_index: p.leaf_index,
+        kafka_partition: p.kafka_partition,
+        kafka_offset: p.kafka_offset,
+        sealed_at: p.sealed_at,
+        kafka_timestamp_ms: p.kafka_timestamp_ms,
+        event_type: f.kind.as_str(),
+        parent_id: f.parent_id,
+        child_epcs: f.child_epcs,
+        quantity_classes: f.quantities.iter().map(|q| q.epc_class.clone()).collect(),
+        quantities: f
+            .quantities
+            .iter()
+            .map(|q| q.quantity.unwrap_or(f64::NAN))
+            .collect(),
+        quantity_uoms: f.quantities.into_iter().map(|q| q.uom).collect(),
+        sensor_types: f.sensors.iter().map(|(t, _)| t.clone()).collect(),
+        sensor_values: f.sensors.into_iter().map(|(_, v)| v).collect(),
+        event_hash,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proof::verify;
     use ed25519_dalek::SigningKey;
+    use schemas::avro;
     use schemas::{Action, BizStep, Disposition, ScanEvent};
 
     const NOW: i64 = 1_795_600_800_000;

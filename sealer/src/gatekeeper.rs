@@ -131,7 +131,7 @@ impl Gatekeeper {
         }
         admission.refuse_sealed(&sealed);
         self.seen
-            .remember_epoch(admission.admitted.iter().map(|a| a.event.event_id.as_str()));
+            .remember_epoch(admission.admitted.iter().map(|a| a.event.event_id()));
         metrics
             .gate_duration
             .observe(started.elapsed().as_secs_f64());
@@ -148,7 +148,7 @@ impl Gatekeeper {
         let mut sealed = HashSet::new();
         let mut ask: Vec<(&str, &str)> = Vec::new();
         for a in &admission.admitted {
-            let id = a.event.event_id.as_str();
+            let id = a.event.event_id();
             if self.seen.sealed_recently(id) {
                 sealed.insert(id.to_string());
             } else if self.seen.may_contain(id) {

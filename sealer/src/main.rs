@@ -2,6 +2,7 @@
 //! with its inclusion proof in ClickHouse and anchors each root on the ledger.
 
 mod audit;
+mod packing;
 mod query;
 mod run;
 mod serve;

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use crate::serve::Api;
 use crate::store::query::{self as store_query, EventFilter};
 use crate::trail::{self, Cursor, StepRow, PAGE_MAX};
+use schemas::epcis_event::vocabulary_name;
 
 const EPCIS_VERSION: &str = "2.0.1";
 const CBV_VERSION: &str = "2.0.1";
@@ -79,8 +80,6 @@ fn unavailable(e: anyhow::Error) -> Response {
 #[derive(Debug, Default, PartialEq)]
 pub struct EventsQuery {
     pub filter: EventFilter,
-    /// Only ObjectEvents are sealed today: a query for other types is empty.
-    pub nothing: bool,
     pub per_page: usize,
     pub after: Option<Cursor>,
     /// The parameters as given, for the next page's link.
@@ -148,29 +147,29 @@ pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
         };
         match k.as_str() {
             "eventType" => {
-                let types = values()?;
-                for t in &types {
+                for t in values()? {
                     if !epcis::EVENT_TYPES.contains(&t.as_str()) {
                         return Err(format!(
                             "eventType: '{}' is not one of {}",
-                            cut(t),
+                            cut(&t),
                             epcis::EVENT_TYPES.join(", ")
                         ));
                     }
+                    q.filter.event_types.push(t);
                 }
-                q.nothing |= !types.iter().any(|t| t == "ObjectEvent");
             }
             "MATCH_anyEPC" | "MATCH_epc" => q.filter.any_item.extend(values()?),
-            // No sealed event has a parent yet.
-            "MATCH_parentID" => {
-                values()?;
-                q.nothing = true;
-            }
+            "MATCH_parentID" => q.filter.parents.extend(values()?),
+            // A step as scan events keep it (their symbol) and as EPCIS events
+            // do (the CBV name, or the URI as written).
             "EQ_bizStep" => {
                 for v in values()? {
-                    let step = epcis::biz_step_from(&v)
-                        .ok_or_else(|| format!("EQ_bizStep: '{}' is not a business step this server knows", cut(&v)))?;
-                    q.filter.biz_steps.push(step.as_str().to_string());
+                    let symbol = epcis::biz_step_from(&v).map(|s| s.as_str().to_string());
+                    for s in symbol.into_iter().chain([vocabulary_name("BizStep", &v)]) {
+                        if !q.filter.biz_steps.contains(&s) {
+                            q.filter.biz_steps.push(s);
+                        }
+                    }
                 }
             }
             "EQ_bizLocation" => q.filter.biz_locations.extend(values()?),
@@ -185,13 +184,12 @@ pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
             }
             "EQ_disposition" => {
                 for v in values()? {
-                    let d = epcis::disposition_from(&v).ok_or_else(|| {
-                        format!(
-                            "EQ_disposition: '{}' is not a disposition this server knows",
-                            cut(&v)
-                        )
-                    })?;
-                    q.filter.dispositions.push(d.as_str().to_string());
+                    let symbol = epcis::disposition_from(&v).map(|d| d.as_str().to_string());
+                    for d in symbol.into_iter().chain([vocabulary_name("Disp", &v)]) {
+                        if !q.filter.dispositions.contains(&d) {
+                            q.filter.dispositions.push(d);
+                        }
+                    }
                 }
             }
             "GE_eventTime" => q.filter.from_ms = Some(time(&v)?),
@@ -216,9 +214,9 @@ pub fn parse_query(query: &str) -> Result<EventsQuery, String> {
             }
         }
     }
-    if q.filter.any_item.is_empty() && !q.nothing {
+    if q.filter.any_item.is_empty() && q.filter.parents.is_empty() {
         return Err(
-            "give MATCH_anyEPC (or MATCH_epc): events are found by item, and a query over every event is not answered"
+            "give MATCH_anyEPC, MATCH_epc or MATCH_parentID: events are found by item, and a query over every event is not answered"
                 .into(),
         );
     }
@@ -235,9 +233,10 @@ async fn document(
     let mut events = Vec::with_capacity(rows.len());
     let mut proofs = Vec::with_capacity(rows.len());
     let mut refused = Vec::new();
+    let mut context = epcis::context();
     for row in rows {
         // What is shown is the signed payload's, and only if it matches.
-        let event = schemas::avro::decode_datum(&row.payload).ok();
+        let event = schemas::leaf::decode_leaf(&row.payload).ok();
         if let (Some(e), Some(f)) = (&event, filter) {
             if !f.admits(e) {
                 continue;
@@ -245,15 +244,25 @@ async fn document(
         }
         let verdict = api.verifier.check(row).await?;
         // The hash once: the eventID and the listing both use it.
-        let hash = event.as_ref().map(schemas::event_hash::event_hash);
-        let event_id = match (&event, &hash) {
-            (Some(e), Some(h)) => epcis::event_id_uri_of(e, h),
-            _ => format!("urn:uuid:{}", row.event_id),
+        let hash = event.as_ref().and_then(|e| e.event_hash());
+        let event_id = match &event {
+            Some(e) => e.epcis_event_id(hash.as_deref()),
+            None => format!("urn:uuid:{}", row.event_id),
         };
         let proof = format!("/v1/events/{}/proof", row.event_id);
         match event {
             Some(e) if verdict.verified() => {
-                events.push(epcis::object_event_with_id(&e, &event_id));
+                let (mut shown, namespaces) = e.to_epcis(&event_id);
+                if let Some(ns) = namespaces {
+                    // Its extensions' namespaces go in the document's context,
+                    // unless a prefix there means another namespace already.
+                    if !merge_namespaces(&mut context, &ns) {
+                        if let Some(o) = shown.as_object_mut() {
+                            o.insert("@context".into(), ns);
+                        }
+                    }
+                }
+                events.push(shown);
                 proofs.push(json!({
                     "eventID": event_id,
                     "eventHash": hash,
@@ -272,7 +281,7 @@ async fn document(
         }
     }
     Ok(json!({
-        "@context": epcis::context(),
+        "@context": context,
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
         "creationDate": schemas::time::format_rfc3339(now_ms(), "Z"),
@@ -285,6 +294,28 @@ async fn document(
         epcis::PROOFS: proofs,
         epcis::REFUSED: refused,
     }))
+}
+
+/// Adds an event's namespaces to a document's context (GS1's context and
+/// one object of prefixes); false, changing nothing, if a prefix is bound
+/// there to another namespace.
+fn merge_namespaces(context: &mut Value, ns: &Value) -> bool {
+    let (Some(parts), Some(ns)) = (context.as_array_mut(), ns.as_object()) else {
+        return false;
+    };
+    let Some(prefixes) = parts.iter_mut().find_map(Value::as_object_mut) else {
+        return false;
+    };
+    if ns
+        .iter()
+        .any(|(k, v)| prefixes.get(k).is_some_and(|have| have != v))
+    {
+        return false;
+    }
+    for (k, v) in ns {
+        prefixes.insert(k.clone(), v.clone());
+    }
+    true
 }
 
 fn now_ms() -> i64 {
@@ -342,18 +373,14 @@ pub async fn events(State(api): State<Arc<Api>>, uri: Uri) -> Response {
 }
 
 async fn events_page(api: &Api, q: &EventsQuery) -> anyhow::Result<Response> {
-    let (rows, next) = if q.nothing {
-        (Vec::new(), None)
-    } else {
-        store_query::events(
-            &api.client,
-            api.tiles.as_ref(),
-            &q.filter,
-            q.after.as_ref(),
-            q.per_page,
-        )
-        .await?
-    };
+    let (rows, next) = store_query::events(
+        &api.client,
+        api.tiles.as_ref(),
+        &q.filter,
+        q.after.as_ref(),
+        q.per_page,
+    )
+    .await?;
     let doc = document(api, &rows, Some(&q.filter)).await?;
     let link = next.map(|c| {
         let mut given = q.given.clone();
@@ -441,15 +468,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.filter.actions, ["ADD", "OBSERVE"]);
-        assert_eq!(q.filter.dispositions, ["in_transit", "customs_hold"]);
+        // Scan events keep our symbol, EPCIS events the URI as written.
+        assert_eq!(
+            q.filter.dispositions,
+            [
+                "in_transit",
+                "customs_hold",
+                "https://sealtrail.dev/epcis/Disp-customs_hold"
+            ]
+        );
         assert_eq!(q.filter.read_points, ["urn:epc:id:sgln:0614141.00777.0"]);
-        assert!(!q.nothing);
     }
 
     #[test]
     fn bad_parameters_are_named() {
         for (query, names) in [
-            ("EQ_bizStep=dancing", "EQ_bizStep"),
             ("GE_eventTime=yesterday", "GE_eventTime"),
             ("perPage=0", "perPage"),
             ("perPage=100000", "perPage"),
@@ -461,7 +494,6 @@ mod tests {
             ("MATCH_anyEPC=%ZZ", "bad percent-encoding"),
             ("perPage=5", "MATCH_anyEPC"),
             ("MATCH_anyEPC=x&EQ_action=MOVE", "EQ_action"),
-            ("MATCH_anyEPC=x&EQ_disposition=lost", "EQ_disposition"),
             ("eventType=ObjectEvent", "MATCH_anyEPC"),
         ] {
             let why = parse_query(query).unwrap_err();
@@ -470,17 +502,18 @@ mod tests {
     }
 
     #[test]
-    fn types_without_sealed_events_select_nothing() {
-        assert!(parse_query("eventType=AggregationEvent").unwrap().nothing);
-        assert!(
-            !parse_query("eventType=AggregationEvent|ObjectEvent&MATCH_anyEPC=x")
-                .unwrap()
-                .nothing
-        );
-        assert!(
-            parse_query("MATCH_parentID=urn:epc:id:sscc:0614141.1234567890")
-                .unwrap()
-                .nothing
-        );
+    fn every_type_and_parents_are_asked_for() {
+        let q = parse_query("eventType=AggregationEvent|ObjectEvent&MATCH_anyEPC=x").unwrap();
+        assert_eq!(q.filter.event_types, ["AggregationEvent", "ObjectEvent"]);
+        // Events are filed under their parent: a parent alone finds them.
+        let q = parse_query("MATCH_parentID=urn:epc:id:sscc:0614141.1234567890").unwrap();
+        assert_eq!(q.filter.parents, ["urn:epc:id:sscc:0614141.1234567890"]);
+        assert!(parse_query("eventType=AggregationEvent")
+            .unwrap_err()
+            .contains("MATCH_parentID"));
+        // Steps outside CBV and ours are EPCIS events' to have.
+        let q =
+            parse_query("MATCH_anyEPC=x&EQ_bizStep=urn:epcglobal:cbv:bizstep:repairing").unwrap();
+        assert_eq!(q.filter.biz_steps, ["repairing"]);
     }
 }

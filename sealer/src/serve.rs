@@ -317,7 +317,7 @@ impl Api {
         // decode), never the store's columns: only the payload is proven.
         let e = verdict.event.as_ref();
         // Its GS1 hash, once: the eventID shown is derived from it too.
-        let hash = e.map(schemas::event_hash::event_hash);
+        let hash = e.and_then(|e| e.event_hash());
         // The key the verdict used: for an anchored epoch, the one the
         // registry state pinned on the ledger gives.
         let device_public_key = verdict.device_key.map(hex::encode);
@@ -327,7 +327,7 @@ impl Api {
         let device_keys = match (&seal, e) {
             (Some(s), Some(e)) => self
                 .verifier
-                .key_proof(s.keys, &e.device_id)
+                .key_proof(s.keys, e.device_id())
                 .await?
                 .map(|p| {
                     json!({
@@ -339,23 +339,34 @@ impl Api {
                 }),
             _ => None,
         };
-        Ok(json!({
+        // The fields of the signed event (null where it does not decode).
+        let mut step = e.map(|e| e.summary()).unwrap_or_default();
+        for k in [
+            "event_type",
+            "event_time",
+            "event_time_ms",
+            "action",
+            "biz_step",
+            "disposition",
+            "read_point",
+            "biz_location",
+            "country",
+            "device_id",
+            "temperature_c",
+            "epcs",
+            "parent_id",
+            "child_epcs",
+        ] {
+            step.entry(k).or_insert(Value::Null);
+        }
+        let evidence = json!({
             "event_id": row.event_id,
             // GS1's CBV 2.0 event hash of the signed event, and its EPCIS eventID
             // (the hash itself for an event captured without an id).
             "event_hash": hash,
-            "epcis_event_id": e.zip(hash.as_deref()).map(|(e, h)| schemas::epcis::event_id_uri_of(e, h)),
-            "event_time": e.map(|e| schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset)),
-            "event_time_ms": e.map(|e| e.event_time),
-            "biz_step": e.map(|e| e.biz_step.as_str()),
-            "disposition": e.map(|e| e.disposition.as_str()),
-            "read_point": e.map(|e| e.read_point.as_str()),
-            "biz_location": e.map(|e| e.biz_location.as_str()),
-            "country": e.map(|e| e.country.as_str()),
-            "device_id": e.map(|e| e.device_id.as_str()),
+            "epcis_event_id": e.map(|e| e.epcis_event_id(hash.as_deref())),
             "device_public_key": device_public_key,
             "device_keys": device_keys,
-            "temperature_c": e.and_then(|e| e.temperature_c),
             "payload": hex::encode(&row.payload),
             "leaf_hash": hex::encode(row.leaf_hash),
             "leaf_index": row.leaf_index,
@@ -382,7 +393,11 @@ impl Api {
                 "since": schemas::time::format_rfc3339(k.since_ms(), ""),
                 "since_ms": k.since_ms(),
             })),
-        }))
+        });
+        if let Value::Object(evidence) = evidence {
+            step.extend(evidence);
+        }
+        Ok(Value::Object(step))
     }
 }
 
@@ -478,19 +493,47 @@ async fn trail_body(
     after: Option<&trail::Cursor>,
 ) -> anyhow::Result<Option<String>> {
     let (rows, next) = trail::item_page(&api.client, api.tiles.as_ref(), id, after, limit).await?;
-    if rows.is_empty() && after.is_none() {
+    // The containers' steps while the item was inside, with the first page.
+    let via = match after {
+        None => {
+            crate::packing::container_steps(&api.client, api.tiles.as_ref(), &api.verifier, id)
+                .await?
+        }
+        Some(_) => Vec::new(),
+    };
+    if rows.is_empty() && via.is_empty() && after.is_none() {
         return Ok(None);
     }
     let mut steps = Vec::with_capacity(rows.len());
     for row in &rows {
-        steps.push(api.step_json(row).await?);
+        let mut step = api.step_json(row).await?;
+        step["in_container"] = Value::Null;
+        steps.push(step);
     }
-    let verified = steps.iter().filter(|s| s["verified"] == true).count();
+    let mut container_steps = Vec::with_capacity(via.len());
+    for c in &via {
+        let mut step = api.step_json(&c.row).await?;
+        step["in_container"] = json!(c.container);
+        step["packing"] = json!(c.packing);
+        container_steps.push(step);
+    }
+    let verified = steps
+        .iter()
+        .chain(&container_steps)
+        .filter(|s| s["verified"] == true)
+        .count();
     Ok(Some(
         json!({
             "item_id": id,
             "steps": steps,
-            "summary": {"steps": rows.len(), "verified": verified},
+            // The AggregationEvents that packed and unpacked it, and the steps
+            // of each container (any depth) while it was inside: first page only.
+            "container_steps": container_steps,
+            "summary": {
+                "steps": rows.len() + container_steps.len(),
+                "container_steps": container_steps.len(),
+                "verified": verified,
+            },
             // The cursor of the next page (`?after=`), null on the last.
             "next": next.map(|c| c.to_string()),
             "ledger": {

@@ -485,8 +485,8 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
     let seal = v.ledger_seal(b.epoch_id).await?;
     // The key comes from the registry state the ledger pins for the epoch; the
     // bundle only carries the device's leaf and the path to that state's root.
-    let signer = schemas::avro::decode_datum(&decoded.payload)
-        .map(|e| e.device_id)
+    let signer = schemas::leaf::decode_leaf(&decoded.payload)
+        .map(|e| e.device_id().to_string())
         .unwrap_or_else(|_| b.device_id.clone());
     // Not anchored: no state is pinned, and a leaf under a root of the
     // bundle's own choosing proves nothing, so it is not even decoded.
@@ -659,15 +659,18 @@ pub async fn trail_command(
             };
             epochs.insert(row.epoch_id);
             // What the device signed, never the store's columns.
-            match &verdict.event {
-                Some(e) => println!(
-                    "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
-                    schemas::time::format_rfc3339(e.event_time, &e.event_timezone_offset),
-                    e.biz_step.as_str(),
-                    e.biz_location,
-                    e.country,
-                    e.device_id,
-                ),
+            match verdict.event.as_ref().map(|e| e.summary()) {
+                Some(m) => {
+                    let f = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                    println!(
+                        "{}  {:<18} {:<34} {:<2}  {:<28} {mark}",
+                        f("event_time"),
+                        f("biz_step"),
+                        f("biz_location"),
+                        f("country"),
+                        f("device_id"),
+                    )
+                }
                 None => println!(
                     "{:<29}  event {} (its payload does not decode) {mark}",
                     "-", row.event_id
@@ -676,6 +679,39 @@ pub async fn trail_command(
         }
         let Some(after) = next else { break };
         (rows, next) = item_page(client, None, &args.item, Some(&after), PAGE_MAX).await?;
+    }
+    // The containers it was packed into, while it was inside.
+    for c in crate::packing::container_steps(client, None, &v, &args.item).await? {
+        steps += 1;
+        let verdict = v.check(&c.row).await?;
+        let mark = match verdict.failure {
+            None => {
+                verified += 1;
+                "✓".to_string()
+            }
+            Some(f) => {
+                first_failure.get_or_insert(f);
+                format!("✗ {}", f.message())
+            }
+        };
+        epochs.insert(c.row.epoch_id);
+        let m = verdict
+            .event
+            .as_ref()
+            .map(|e| e.summary())
+            .unwrap_or_default();
+        let f = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let what = if c.packing {
+            format!("{} {} {}", f("event_type"), f("action"), c.container)
+        } else {
+            format!("in container {}", c.container)
+        };
+        println!(
+            "{}  {:<18} {:<34} {what}  {mark}",
+            f("event_time"),
+            f("biz_step"),
+            f("biz_location"),
+        );
     }
     println!(
         "{verified} of {steps} steps verified against the ledger ({} epochs, contract {})",
