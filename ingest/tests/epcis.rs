@@ -552,9 +552,15 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
     // ---- read back through the trail API's EPCIS query ----
     let api_port = free_port();
     let mut api = Killed(
-        sealer(&["serve", "--listen", &format!("127.0.0.1:{api_port}")])
-            .spawn()
-            .unwrap(),
+        sealer(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{api_port}"),
+            "--public-ledger-rpc",
+            "http://127.0.0.1:8545",
+        ])
+        .spawn()
+        .unwrap(),
     );
     wait_ready("sealer serve", &mut api.0, api_port, "/healthz", None);
     let api_url = format!("http://127.0.0.1:{api_port}");
@@ -1001,6 +1007,40 @@ async fn packed(
         .clone();
     assert_eq!(shipping["biz_step"], "shipping");
     assert_eq!(shipping["event_type"], "ObjectEvent");
+
+    // The item's page checks every step in the browser, the containers' too,
+    // and says which container each was in.
+    let out = Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sealer/tests/page/check.js"
+        ))
+        .arg(format!("{api_url}/items/{}", path_segment(item1)))
+        .env("NODE_PATH", lab::state().join("npm/node_modules"))
+        .output()
+        .expect("node (deploy/local/test installs playwright-core and chromium)");
+    assert!(
+        out.status.success(),
+        "page check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let page_steps = shown["steps"].as_array().unwrap();
+    assert_eq!(shown["errors"], json!([]), "no script errors");
+    assert_eq!(shown["overflows"], false, "readable at phone width");
+    assert_eq!(
+        page_steps.len(),
+        t1.body["steps"].as_array().unwrap().len() + want1.len(),
+        "{shown}"
+    );
+    assert!(page_steps.iter().all(|s| s["state"] == "ok"), "{shown}");
+    for (n, _, _, _) in &want1 {
+        let uuid = &n["urn:uuid:".len()..];
+        assert!(
+            page_steps.iter().any(|s| s["event_id"] == uuid),
+            "{uuid} on the page"
+        );
+    }
 
     // A pointer added in the store moves nothing: the payload does not list it.
     let stranger = format!("urn:epc:id:sgtin:4012345.999999.{run}");
