@@ -43,7 +43,7 @@ impl Rng {
 }
 
 /// Origin countries with their time-zone offset and a GS1 company prefix root.
-const ORIGINS: &[(&str, &str)] = &[
+pub(crate) const ORIGINS: &[(&str, &str)] = &[
     ("AU", "+10:00"),
     ("NZ", "+12:00"),
     ("JP", "+09:00"),
@@ -102,7 +102,7 @@ pub const DESTINATION: (&str, &str) = ("CN", "+08:00");
 /// Factories per origin country; every other origin site is one device.
 const FACTORIES: u64 = 3;
 /// Last-mile stations in the destination.
-const LAST_MILE_STATIONS: u64 = 8;
+pub(crate) const LAST_MILE_STATIONS: u64 = 8;
 
 /// The simulated fleet: device ids and their keys, derived from the seed so the
 /// same seed signs the same corpus. Not for real devices: their keys are guessable.

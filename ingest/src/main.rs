@@ -9,6 +9,7 @@ mod journey;
 mod producer;
 mod quota;
 mod sign;
+mod shipment;
 mod simulate;
 
 use clap::{Parser, Subcommand};

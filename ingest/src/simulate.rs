@@ -16,6 +16,7 @@ use schemas::{avro, json, ScanEvent};
 
 use crate::corpus::{CorpusReader, CorpusWriter};
 use crate::journey::{Corpus, Fleet};
+use crate::shipment::Shipments;
 use crate::producer::KafkaArgs;
 
 #[derive(Args, Debug, Clone)]
@@ -32,6 +33,13 @@ pub struct SimulateArgs {
     /// Items travelling at once; each event advances one of them.
     #[arg(long, default_value_t = 10_000)]
     pub items: usize,
+    /// Pack items into this many shipments in flight at once (cases of dozens,
+    /// pallets, one container each), scanned as a container at the ports,
+    /// customs and inspection: the packings and the container's scans are EPCIS
+    /// events. 0: every item travels and is scanned alone (what the benchmarks
+    /// measure).
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["via", "bench_json_rows"])]
+    pub shipments: usize,
     /// Same seed, same corpus: same items, journeys, device keys and event ids.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -121,6 +129,29 @@ impl Source {
         }
     }
 
+    /// Events of shipments (`shipment::Shipments`), generated like `generated`.
+    fn packed(seed: u64, shipments: usize) -> Source {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::spawn(move || {
+            let mut s = Shipments::starting(seed, shipments, simulated_start_ms());
+            loop {
+                let chunk = (0..1024)
+                    .map(|_| {
+                        let e = s.next_event();
+                        (e.key().as_bytes().to_vec(), e.encode_record())
+                    })
+                    .collect();
+                if tx.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        Source::Generated {
+            chunks: rx,
+            buffer: Default::default(),
+        }
+    }
+
     /// Up to `n` records, in corpus order.
     fn next_chunk(&mut self, n: usize) -> anyhow::Result<Vec<Record>> {
         match self {
@@ -186,6 +217,7 @@ pub async fn run(args: SimulateArgs, clickhouse: clickhouse::Client) -> anyhow::
             let seed = r.seed;
             (Source::File(r), seed)
         }
+        None if args.shipments > 0 => (Source::packed(args.seed, args.shipments), args.seed),
         None => (Source::generated(args.seed, args.items), args.seed),
     };
     let limits = Limits {

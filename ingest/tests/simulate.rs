@@ -105,6 +105,61 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
     decoded_alike_by_fastavro_and_the_java_reference(&values);
 }
 
+/// Packed shipments put both record types on the topic: scan events for the
+/// items' own scans, EPCIS events for the packings and the containers' scans,
+/// each keyed by the item it is filed under, and other people's readers
+/// decode both with the two `.avsc` files.
+#[test]
+#[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
+fn packed_shipments_put_both_schemas_on_the_topic_and_other_readers_decode_them() {
+    let lab = lab::Lab::open(*lab::slots::SIMULATE_PACKED.start());
+    let consumer: BaseConsumer = lab::kafka("admin")
+        .set("group.id", format!("simulate-packed-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let out = lab
+        .env(&mut Command::new(INGEST))
+        .args(["simulate", "--events", "6000", "--seed", "3", "--shipments", "4"])
+        .output()
+        .expect("run simulate");
+    assert!(
+        out.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = lab.end_offsets();
+    assert_eq!(after.iter().sum::<i64>(), 6_000);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..lab::PARTITIONS {
+        tpl.add_partition_offset(&lab.topic, p, Offset::Offset(0))
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut values = Vec::with_capacity(6_000);
+    let (mut scans, mut packings, mut containers) = (0, 0, 0);
+    while values.len() < 6_000 {
+        let m = consumer
+            .poll(Duration::from_secs(10))
+            .expect("records keep coming")
+            .unwrap();
+        let payload = m.payload().unwrap();
+        let (event, _) = schemas::leaf::decode_record(payload).expect("decodes");
+        assert_eq!(m.key(), Some(event.key().as_bytes()), "keyed by its item");
+        match event.as_epcis() {
+            None => scans += 1,
+            Some((_, f)) if f.kind == schemas::epcis_event::EventType::Aggregation => packings += 1,
+            Some(_) => containers += 1,
+        }
+        values.push(payload.to_vec());
+    }
+    assert!(
+        scans > 0 && packings > 0 && containers > 0,
+        "{scans} scans, {packings} packings, {containers} container scans"
+    );
+    decoded_alike_by_fastavro_and_the_java_reference(&values);
+}
+
 /// The records' values, each as a 4-byte big-endian length and its bytes: what
 /// the decoders in `tests/interop` read.
 fn write_records(values: &[Vec<u8>]) -> std::path::PathBuf {
@@ -166,9 +221,20 @@ fn run(what: &str, c: &mut Command) -> Vec<String> {
 fn decoded_alike_by_fastavro_and_the_java_reference(values: &[Vec<u8>]) {
     let interop = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
     let avsc = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/scan_event.avsc");
+    let epcis_avsc = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/epcis_event.avsc");
     let ours: Vec<String> = values
         .iter()
-        .map(|v| line_of(&schemas::avro::decode_single_object(v).unwrap()))
+        .map(|v| match schemas::leaf::decode_record(v).unwrap().0 {
+            schemas::leaf::LeafEvent::Scan(e) => line_of(&e),
+            schemas::leaf::LeafEvent::Epcis(k) => [
+                "epcis".to_string(),
+                k.record.event_id.clone(),
+                hex::encode(k.record.event.as_bytes()),
+                k.record.device_id.clone(),
+                hex::encode(&k.record.signature),
+            ]
+            .join("|"),
+        })
         .collect();
     let records = write_records(values);
 
@@ -177,6 +243,7 @@ fn decoded_alike_by_fastavro_and_the_java_reference(values: &[Vec<u8>]) {
         Command::new("python3")
             .arg(format!("{interop}/decode_records.py"))
             .arg(avsc)
+            .arg(epcis_avsc)
             .arg(&records),
     );
     let libs = std::env::var_os("SEALTRAIL_AVRO_LIBS")
@@ -194,6 +261,7 @@ fn decoded_alike_by_fastavro_and_the_java_reference(values: &[Vec<u8>]) {
             .arg(format!("{}/*", libs.display()))
             .arg(format!("{interop}/DecodeRecords.java"))
             .arg(avsc)
+            .arg(epcis_avsc)
             .arg(&records),
     );
     std::fs::remove_file(&records).unwrap();

@@ -31,6 +31,8 @@ pub mod slots {
     pub const PLUMBING: std::ops::RangeInclusive<u8> = 23..=23;
     /// ingest/tests/epcis.rs
     pub const EPCIS: std::ops::RangeInclusive<u8> = 24..=24;
+    /// ingest/tests/simulate.rs, packed shipments
+    pub const SIMULATE_PACKED: std::ops::RangeInclusive<u8> = 25..=25;
 }
 
 /// A service a test started: sent SIGTERM and waited for when dropped, also

@@ -2,7 +2,10 @@
 // the topic would: BinaryMessageDecoder (single-object encoding) built from the
 // .avsc alone, which finds the writer schema by its fingerprint.
 //
-//   java -cp 'LIBS/*' DecodeRecords.java SCHEMA.avsc RECORDS
+//   java -cp 'LIBS/*' DecodeRecords.java SCAN_EVENT.avsc [EPCIS_EVENT.avsc] RECORDS
+//
+// The topic holds both record types: each value is read by the decoder of the
+// schema its fingerprint names, as a consumer with both schemas would.
 //
 // RECORDS holds each value as a 4-byte big-endian length and its bytes. One line
 // per record goes to stdout, in the field order of the schema, floats as the hex
@@ -38,14 +41,32 @@ public class DecodeRecords {
     Schema schema = new Schema.Parser().parse(new File(args[0]));
     BinaryMessageDecoder<GenericRecord> decoder =
         new BinaryMessageDecoder<>(GenericData.get(), schema);
+    BinaryMessageDecoder<GenericRecord> epcis = args.length > 2
+        ? new BinaryMessageDecoder<>(GenericData.get(), new Schema.Parser().parse(new File(args[1])))
+        : null;
+    String records = args[args.length - 1];
     StringBuilder out = new StringBuilder();
-    try (DataInputStream in = new DataInputStream(new BufferedInputStream(new FileInputStream(args[1])))) {
+    try (DataInputStream in = new DataInputStream(new BufferedInputStream(new FileInputStream(records)))) {
       while (true) {
         int n;
         try { n = in.readInt(); } catch (EOFException e) { break; }
         byte[] value = new byte[n];
         in.readFully(value);
-        GenericRecord r = decoder.decode(value);
+        GenericRecord r;
+        try {
+          r = decoder.decode(value);
+        } catch (org.apache.avro.message.MissingSchemaException e) {
+          if (epcis == null) throw e;
+          GenericRecord k = epcis.decode(value);
+          ByteBuffer ks = (ByteBuffer) k.get("signature");
+          byte[] ksBytes = new byte[ks.remaining()];
+          ks.duplicate().get(ksBytes);
+          out.append(String.join("|", "epcis", k.get("event_id").toString(),
+              hex(k.get("event").toString().getBytes(java.nio.charset.StandardCharsets.UTF_8)),
+              k.get("device_id").toString(), hex(ksBytes)));
+          out.append('\n');
+          continue;
+        }
         List<String> items = new ArrayList<>();
         for (Object i : (List<?>) r.get("item_ids")) items.add(i.toString());
         List<String> docs = new ArrayList<>();

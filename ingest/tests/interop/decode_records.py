@@ -3,7 +3,10 @@ would: the writer schema is found by the CRC-64-AVRO fingerprint fastavro itself
 computes over the .avsc's Parsing Canonical Form, then the datum after the
 single-object header (C3 01, fingerprint) is read with that schema.
 
-    python3 decode_records.py SCHEMA.avsc RECORDS
+    python3 decode_records.py SCHEMA.avsc [SCHEMA.avsc ...] RECORDS
+
+Each record is read with the schema its fingerprint names (scan_event.avsc and
+epcis_event.avsc share the topic).
 
 RECORDS holds each value as a 4-byte big-endian length and its bytes. One line
 per record goes to stdout, in the same form as DecodeRecords.java prints.
@@ -32,12 +35,12 @@ def float_hex(v):
     return "null" if v is None else struct.pack("<f", v).hex()
 
 
-def main(schema_path, records_path):
-    with open(schema_path) as f:
-        schema = fastavro.parse_schema(json.load(f))
-    known = {
-        bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")): schema
-    }
+def main(schema_paths, records_path):
+    known = {}
+    for path in schema_paths:
+        with open(path) as f:
+            schema = fastavro.parse_schema(json.load(f))
+        known[bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))] = schema
     out = []
     with open(records_path, "rb") as f:
         data = f.read()
@@ -55,6 +58,19 @@ def main(schema_path, records_path):
         r = fastavro.schemaless_reader(body, writer, None)
         if body.tell() != len(value) - 10:
             sys.exit(f"record {len(out)}: bytes left over after the datum")
+        if writer["name"] == "dev.sealtrail.EpcisEvent":
+            out.append(
+                "|".join(
+                    [
+                        "epcis",
+                        str(r["event_id"]),
+                        r["event"].encode("utf-8").hex(),
+                        r["device_id"],
+                        r["signature"].hex(),
+                    ]
+                )
+            )
+            continue
         out.append(
             "|".join(
                 [
@@ -80,4 +96,4 @@ def main(schema_path, records_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1:-1], sys.argv[-1])
