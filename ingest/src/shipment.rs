@@ -89,7 +89,11 @@ impl Shipment {
             country,
             offset,
         };
-        let factory = site(format!("{oc}-factory-{}", 1 + rng.below(3)), origin, origin_tz);
+        let factory = site(
+            format!("{oc}-factory-{}", 1 + rng.below(3)),
+            origin,
+            origin_tz,
+        );
         let export = site(format!("{oc}-export-wh"), origin, origin_tz);
         let port = site(format!("{oc}-port"), origin, origin_tz);
         let cn = |name: &str| site(name.to_string(), dest, dest_tz);
@@ -106,7 +110,12 @@ impl Shipment {
         );
         let mut out = Vec::new();
         let mut t = start_ms + (rng.below(START_SPREAD_DAYS * 24 * 3600) as i64) * 1000;
-        let scan = |rng: &mut Rng, item: &str, at: &Site, time: i64, step: (Action, BizStep, Disposition), po: Option<&str>| {
+        let scan = |rng: &mut Rng,
+                    item: &str,
+                    at: &Site,
+                    time: i64,
+                    step: (Action, BizStep, Disposition),
+                    po: Option<&str>| {
             let (read_point, biz_location) = at.gln();
             Planned::Scan(ScanEvent {
                 event_id: rng.uuid(),
@@ -148,10 +157,11 @@ impl Shipment {
                 device_id,
             }
         };
-        let aggregate = |parent: &str, children: &[String], action: &str, step: &str, disposition: &str| {
-            json!({"type": "AggregationEvent", "parentID": parent, "childEPCs": children,
+        let aggregate =
+            |parent: &str, children: &[String], action: &str, step: &str, disposition: &str| {
+                json!({"type": "AggregationEvent", "parentID": parent, "childEPCs": children,
                    "action": action, "bizStep": step, "disposition": disposition})
-        };
+            };
 
         // At the factory: each item made, then packed into its case; cases onto pallets.
         let pallets = 1 + rng.below(2);
@@ -168,50 +178,141 @@ impl Shipment {
                     serial += 1;
                     let item = format!("urn:epc:id:sgtin:{company}.{item_ref}.{serial}");
                     let at = later(rng, &mut t, 0, 1);
-                    out.push(scan(rng, &item, &factory, at, (Action::Add, BizStep::Commissioning, Disposition::Active), None));
+                    out.push(scan(
+                        rng,
+                        &item,
+                        &factory,
+                        at,
+                        (Action::Add, BizStep::Commissioning, Disposition::Active),
+                        None,
+                    ));
                     items.push(item);
                 }
                 let at = later(rng, &mut t, 1, 4);
-                out.push(epcis(rng, &factory, at, aggregate(&case, &items, "ADD", "packing", "in_progress")));
+                out.push(epcis(
+                    rng,
+                    &factory,
+                    at,
+                    aggregate(&case, &items, "ADD", "packing", "in_progress"),
+                ));
                 its_cases.push(case.clone());
                 cases.push((case, items));
             }
             let at = later(rng, &mut t, 1, 4);
-            out.push(epcis(rng, &factory, at, aggregate(&pallet, &its_cases, "ADD", "packing", "in_progress")));
+            out.push(epcis(
+                rng,
+                &factory,
+                at,
+                aggregate(&pallet, &its_cases, "ADD", "packing", "in_progress"),
+            ));
             on_pallet.push((pallet, its_cases));
         }
         let pallet_ids: Vec<String> = on_pallet.iter().map(|(p, _)| p.clone()).collect();
         // Into the container at the export warehouse; the container travels.
         let at = later(rng, &mut t, 12, 48);
-        out.push(epcis(rng, &export, at, aggregate(&container, &pallet_ids, "ADD", "loading", "container_closed")));
-        let container_scan = |step: BizStep, disposition: Disposition, transaction: (&str, &str)| {
+        out.push(epcis(
+            rng,
+            &export,
+            at,
+            aggregate(
+                &container,
+                &pallet_ids,
+                "ADD",
+                "loading",
+                "container_closed",
+            ),
+        ));
+        let container_scan = |step: BizStep,
+                              disposition: Disposition,
+                              transaction: (&str, &str)| {
             json!({"type": "ObjectEvent", "epcList": [container], "action": "OBSERVE",
                    "bizStep": epcis::biz_step(step), "disposition": epcis::disposition(disposition),
                    "bizTransactionList": [{"type": transaction.0, "bizTransaction": transaction.1}]})
         };
         let customs = epcis::biz_transaction_type(schemas::BizTransactionType::CustomsDeclaration);
         let legs = [
-            (&port, 24, 72, BizStep::Departing, Disposition::InTransit, ("bol", bol.as_str())),
-            (&cn("cn-port-sha"), 72, 480, BizStep::Arriving, Disposition::InTransit, ("bol", bol.as_str())),
-            (&cn("cn-customs-sha"), 1, 12, BizStep::CustomsClearance, Disposition::CustomsHold, (customs, declaration.as_str())),
-            (&cn("cn-inspection-sha"), 4, 48, BizStep::Inspecting, Disposition::Conformant, (customs, declaration.as_str())),
-            (&cn("cn-customs-sha"), 1, 24, BizStep::CustomsClearance, Disposition::CustomsReleased, (customs, declaration.as_str())),
+            (
+                &port,
+                24,
+                72,
+                BizStep::Departing,
+                Disposition::InTransit,
+                ("bol", bol.as_str()),
+            ),
+            (
+                &cn("cn-port-sha"),
+                72,
+                480,
+                BizStep::Arriving,
+                Disposition::InTransit,
+                ("bol", bol.as_str()),
+            ),
+            (
+                &cn("cn-customs-sha"),
+                1,
+                12,
+                BizStep::CustomsClearance,
+                Disposition::CustomsHold,
+                (customs, declaration.as_str()),
+            ),
+            (
+                &cn("cn-inspection-sha"),
+                4,
+                48,
+                BizStep::Inspecting,
+                Disposition::Conformant,
+                (customs, declaration.as_str()),
+            ),
+            (
+                &cn("cn-customs-sha"),
+                1,
+                24,
+                BizStep::CustomsClearance,
+                Disposition::CustomsReleased,
+                (customs, declaration.as_str()),
+            ),
         ];
         for (at_site, hours, spread, step, disposition, tx) in legs {
             let at = later(rng, &mut t, hours, spread);
-            out.push(epcis(rng, at_site, at, container_scan(step, disposition, tx)));
+            out.push(epcis(
+                rng,
+                at_site,
+                at,
+                container_scan(step, disposition, tx),
+            ));
         }
         // Unpacked at the bonded warehouse, down to the items.
         let bonded = cn("cn-bonded-wh-sha");
         let at = later(rng, &mut t, 2, 24);
-        out.push(epcis(rng, &bonded, at, aggregate(&container, &pallet_ids, "DELETE", "unpacking", "in_progress")));
+        out.push(epcis(
+            rng,
+            &bonded,
+            at,
+            aggregate(
+                &container,
+                &pallet_ids,
+                "DELETE",
+                "unpacking",
+                "in_progress",
+            ),
+        ));
         for (pallet, its_cases) in &on_pallet {
             let at = later(rng, &mut t, 0, 2);
-            out.push(epcis(rng, &bonded, at, aggregate(pallet, its_cases, "DELETE", "unpacking", "in_progress")));
+            out.push(epcis(
+                rng,
+                &bonded,
+                at,
+                aggregate(pallet, its_cases, "DELETE", "unpacking", "in_progress"),
+            ));
         }
         for (case, items) in &cases {
             let at = later(rng, &mut t, 0, 2);
-            out.push(epcis(rng, &bonded, at, aggregate(case, items, "DELETE", "unpacking", "in_progress")));
+            out.push(epcis(
+                rng,
+                &bonded,
+                at,
+                aggregate(case, items, "DELETE", "unpacking", "in_progress"),
+            ));
         }
         // Then each item on its own: stored, sent out, delivered.
         let unpacked = t;
@@ -220,11 +321,36 @@ impl Shipment {
                 let station = 1 + rng.below(LAST_MILE_STATIONS);
                 let mut it = unpacked;
                 let at = later(rng, &mut it, 1, 24);
-                out.push(scan(rng, item, &bonded, at, (Action::Observe, BizStep::Storing, Disposition::SellableAccessible), None));
+                out.push(scan(
+                    rng,
+                    item,
+                    &bonded,
+                    at,
+                    (
+                        Action::Observe,
+                        BizStep::Storing,
+                        Disposition::SellableAccessible,
+                    ),
+                    None,
+                ));
                 let at = later(rng, &mut it, 24, 240);
-                out.push(scan(rng, item, &cn(&format!("cn-last-mile-{station}")), at, (Action::Observe, BizStep::Shipping, Disposition::InTransit), Some(&po)));
+                out.push(scan(
+                    rng,
+                    item,
+                    &cn(&format!("cn-last-mile-{station}")),
+                    at,
+                    (Action::Observe, BizStep::Shipping, Disposition::InTransit),
+                    Some(&po),
+                ));
                 let at = later(rng, &mut it, 4, 44);
-                out.push(scan(rng, item, &cn(&format!("cn-courier-{station}")), at, (Action::Observe, BizStep::Accepting, Disposition::Active), Some(&po)));
+                out.push(scan(
+                    rng,
+                    item,
+                    &cn(&format!("cn-courier-{station}")),
+                    at,
+                    (Action::Observe, BizStep::Accepting, Disposition::Active),
+                    Some(&po),
+                ));
             }
         }
         out.sort_by_key(Planned::time);
@@ -278,7 +404,8 @@ impl Shipments {
             if let Some(p) = self.in_flight[i].events.next() {
                 break p;
             }
-            self.in_flight[i] = Shipment::plan(&mut self.rng, self.next, self.start_ms, &self.fleet);
+            self.in_flight[i] =
+                Shipment::plan(&mut self.rng, self.next, self.start_ms, &self.fleet);
             self.next += 1;
         };
         match planned {
@@ -345,10 +472,16 @@ mod tests {
                 None => item_scans += 1,
             }
         }
-        assert!(packed > 3 && unpacked > 3 && container_scans >= 5, "{packed} {unpacked} {container_scans}");
+        assert!(
+            packed > 3 && unpacked > 3 && container_scans >= 5,
+            "{packed} {unpacked} {container_scans}"
+        );
         assert!(item_scans > 10 * container_scans);
         // The same seed, the same events.
-        let (mut a, mut b) = (Shipments::starting(9, 3, START), Shipments::starting(9, 3, START));
+        let (mut a, mut b) = (
+            Shipments::starting(9, 3, START),
+            Shipments::starting(9, 3, START),
+        );
         assert!((0..500).all(|_| a.next_event() == b.next_event()));
     }
 }

@@ -16,8 +16,8 @@ use schemas::{avro, json, ScanEvent};
 
 use crate::corpus::{CorpusReader, CorpusWriter};
 use crate::journey::{Corpus, Fleet};
-use crate::shipment::Shipments;
 use crate::producer::KafkaArgs;
+use crate::shipment::Shipments;
 
 #[derive(Args, Debug, Clone)]
 pub struct SimulateArgs {

@@ -919,6 +919,17 @@ async fn packed(
         Duration::from_secs(120),
     );
 
+    // The same event again under another eventID: one hash, one event (409).
+    let mut again = doc.clone();
+    again["epcisBody"]["eventList"] = json!([sent[0].clone()]);
+    again["epcisBody"]["eventList"][0]["eventID"] = json!(id(99));
+    let a = capture(gw, &sign(&again, key_file), &[]).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(
+        a.body["type"],
+        "epcisException:ResourceAlreadyExistsException"
+    );
+
     // Read back: each event as sent, its extensions' namespace in the context.
     let keys = [case.as_str(), pallet.as_str(), tag, item2.as_str()].join("|");
     let page = get(&format!(
@@ -1041,6 +1052,36 @@ async fn packed(
             "{uuid} on the page"
         );
     }
+
+    // A kept event's proof bundle verifies offline, with no store.
+    let bundle = get(&format!("{api_url}/v1/events/{}/proof", uuids[2])).await;
+    assert_eq!(bundle.status, 200, "{}", bundle.body);
+    let bundle_file = std::env::temp_dir().join(format!("epcis-bundle-{run}.json"));
+    std::fs::write(&bundle_file, bundle.body.to_string()).unwrap();
+    let mut verify = Command::new(sealer_bin());
+    let out = lab
+        .env(&mut verify)
+        .env(
+            "SEALTRAIL_LEDGER_CONTRACT_FILE",
+            lab::state().join("ledger/contract"),
+        )
+        .args([
+            "--clickhouse-url",
+            "http://127.0.0.1:1",
+            "verify",
+            "--bundle",
+        ])
+        .arg(&bundle_file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bundle_file).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A pointer added in the store moves nothing: the payload does not list it.
     let stranger = format!("urn:epc:id:sgtin:4012345.999999.{run}");

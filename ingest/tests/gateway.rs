@@ -902,8 +902,37 @@ async fn hostile_requests_never_panic_the_gateway() {
     let lone = lone.to_string();
     let signature = hex::encode(&event(&device, &key, 6).signature);
     let ld_type = [("Content-Type", "application/ld+json")];
+    // An EPCIS event kept whole (an aggregation with an extension), signed.
+    let context = json!([schemas::epcis::EPCIS_CONTEXT, {"ex": "https://ns.example.com/epcis/"}]);
+    let aggregation = json!({
+        "type": "AggregationEvent",
+        "eventID": "urn:uuid:0b0e6d9c-5f6e-4a0b-9c1d-2e3f4a5b6c7d",
+        "eventTime": schemas::time::format_rfc3339(event(&device, &key, 7).event_time, "+01:00"),
+        "eventTimeZoneOffset": "+01:00",
+        "parentID": "urn:epc:id:sscc:4012345.0000000077",
+        "childEPCs": ["urn:epc:id:sgtin:4012345.011111.77"],
+        "action": "ADD",
+        "ex:lot": {"ex:line": 3},
+        "st:deviceID": device,
+    });
+    let (kept_text, _) = schemas::epcis_event::keep(
+        &aggregation,
+        &schemas::epcis_event::namespaces(Some(&context)).unwrap(),
+        "epcisBody.eventList[0]",
+    )
+    .unwrap();
+    let kept_doc = json!({
+        "@context": context, "type": "EPCISDocument", "schemaVersion": "2.0",
+        "creationDate": "2026-11-30T00:00:00Z",
+        "epcisBody": {"eventList": [aggregation]},
+        "st:signatures": [hex::encode(
+            ed25519_dalek::Signer::sign(&key, &schemas::epcis_event::signed_message(&kept_text)).to_bytes()
+        )],
+    })
+    .to_string();
     let seeds = [
         request("POST", "/capture", &ld_type, doc.as_bytes()),
+        request("POST", "/capture", &ld_type, kept_doc.as_bytes()),
         request(
             "POST",
             "/capture",

@@ -114,13 +114,24 @@ fn simulate_puts_exactly_100000_decodable_records_on_the_topic() {
 fn packed_shipments_put_both_schemas_on_the_topic_and_other_readers_decode_them() {
     let lab = lab::Lab::open(*lab::slots::SIMULATE_PACKED.start());
     let consumer: BaseConsumer = lab::kafka("admin")
-        .set("group.id", format!("simulate-packed-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("simulate-packed-{}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
     let out = lab
         .env(&mut Command::new(INGEST))
-        .args(["simulate", "--events", "6000", "--seed", "3", "--shipments", "4"])
+        .args([
+            "simulate",
+            "--events",
+            "6000",
+            "--seed",
+            "3",
+            "--shipments",
+            "4",
+        ])
         .output()
         .expect("run simulate");
     assert!(

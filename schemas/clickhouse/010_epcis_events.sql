@@ -24,3 +24,12 @@ POPULATE
 AS SELECT arrayJoin(child_epcs) AS child, item_id, event_id, event_time_ms
 FROM sealtrail.scan_events
 WHERE event_type = 'AggregationEvent';
+
+-- Kept EPCIS events by their GS1 event hash: the same event captured again
+-- under another eventID is a duplicate, found by the hash.
+CREATE MATERIALIZED VIEW IF NOT EXISTS sealtrail.events_by_hash
+ENGINE = MergeTree
+ORDER BY event_hash
+POPULATE
+AS SELECT event_hash, event_id, epoch_id FROM sealtrail.scan_events
+WHERE event_hash != '';

@@ -22,12 +22,23 @@ use crate::time::format_rfc3339;
 pub struct Kept {
     pub record: EpcisEvent,
     pub facts: Result<Facts, FieldError>,
+    /// Its GS1 event hash ID, once its facts are read: computed once, it is
+    /// stored, shown and what duplicates are found by.
+    pub hash: Option<String>,
 }
 
 impl Kept {
     pub fn new(record: EpcisEvent) -> Kept {
         let facts = record.check();
-        Kept { record, facts }
+        let hash = facts
+            .is_ok()
+            .then(|| crate::event_hash::json_event_hash(&record.event))
+            .flatten();
+        Kept {
+            record,
+            facts,
+            hash,
+        }
     }
 }
 
@@ -148,7 +159,16 @@ impl LeafEvent {
     pub fn event_hash(&self) -> Option<String> {
         match self {
             LeafEvent::Scan(e) => Some(crate::event_hash::event_hash(e)),
-            LeafEvent::Epcis(k) => crate::event_hash::json_event_hash(&k.record.event),
+            LeafEvent::Epcis(k) => k.hash.clone(),
+        }
+    }
+
+    /// A kept event's hash, computed when it was decoded (scan events' are
+    /// not: they cost twice their sealing).
+    pub fn kept_hash(&self) -> Option<&str> {
+        match self {
+            LeafEvent::Epcis(k) => k.hash.as_deref(),
+            LeafEvent::Scan(_) => None,
         }
     }
 

@@ -128,3 +128,97 @@ fn the_json_corpus_and_its_mutations_parse_or_fail_without_a_panic() {
         }
     }
 }
+
+/// EPCIS events of every type, kept whole, as the seeds of their mutations.
+fn kept_events() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let base = |kind: &str, n: u32| {
+        json!({"type": kind, "eventID": format!("urn:uuid:00000000-0000-4000-a000-{n:012x}"),
+               "eventTime": "2026-11-20T08:00:00.123+01:00", "eventTimeZoneOffset": "+01:00",
+               "st:deviceID": "partner-1", "bizStep": "packing", "readPoint": {"id": "urn:epc:id:sgln:4012345.00001.0"}})
+    };
+    let mut agg = base("AggregationEvent", 1);
+    agg["action"] = json!("ADD");
+    agg["parentID"] = json!("urn:epc:id:sscc:4012345.0000000001");
+    agg["childEPCs"] = json!([
+        "urn:epc:id:sgtin:4012345.011111.1",
+        "https://id.gs1.org/01/04012345111118/21/2"
+    ]);
+    agg["childQuantityList"] = json!([{"epcClass": "urn:epc:class:lgtin:4012345.011111.L1", "quantity": 2.5, "uom": "KGM"}]);
+    let mut obj = base("ObjectEvent", 2);
+    obj["action"] = json!("OBSERVE");
+    obj["epcList"] = json!(["urn:epc:id:sgtin:4012345.011111.1"]);
+    obj["sensorElementList"] =
+        json!([{"sensorReport": [{"type": "gs1:Temperature", "value": 4.5, "uom": "CEL"}]}]);
+    obj["certificationInfo"] = json!("https://cert.example.com/1");
+    let mut tx = base("TransactionEvent", 3);
+    tx["action"] = json!("ADD");
+    tx["epcList"] = json!(["urn:epc:id:sgtin:4012345.011111.1"]);
+    tx["bizTransactionList"] =
+        json!([{"type": "po", "bizTransaction": "urn:epcglobal:cbv:bt:4012345000009:PO-1"}]);
+    let mut tf = base("TransformationEvent", 4);
+    tf["inputEPCList"] = json!(["urn:epc:id:sgtin:4012345.011111.1"]);
+    tf["outputQuantityList"] =
+        json!([{"epcClass": "urn:epc:class:lgtin:4012345.011111.L2", "quantity": 3}]);
+    let mut asc = base("AssociationEvent", 5);
+    asc["action"] = json!("ADD");
+    asc["parentID"] = json!("urn:epc:id:grai:4012345.55555.1");
+    asc["childEPCs"] = json!(["urn:epc:id:giai:4012345.1"]);
+    vec![agg, obj, tx, tf, asc]
+}
+
+fn check_kept(data: &[u8]) {
+    if let Ok((event, at)) = schemas::leaf::decode_record(data) {
+        assert_eq!(
+            event.encode_record(),
+            data,
+            "a kept record is its own encoding"
+        );
+        assert_eq!(at, 0, "its leaf is the whole record");
+        let _ = event.validate();
+        let _ = event.event_hash();
+        let _ = event.summary();
+        let _ = event.to_epcis("urn:uuid:x");
+    }
+    let _ = schemas::leaf::decode_leaf(data);
+}
+
+#[test]
+fn kept_epcis_records_their_json_and_their_mutations_fail_without_a_panic() {
+    use schemas::epcis_event::{self, EpcisEvent};
+    let mut rng = Rng(0x0e9c_15e7);
+    for v in kept_events() {
+        let (text, facts) = epcis_event::keep(&v, &Default::default(), "").unwrap();
+        let record = EpcisEvent {
+            event_id: epcis_event::id_of(&facts).unwrap(),
+            event: text.clone(),
+            device_id: "partner-1".into(),
+            signature: vec![7; 64],
+        };
+        let bytes = record.encode();
+        assert!(schemas::leaf::decode_record(&bytes)
+            .unwrap()
+            .0
+            .validate()
+            .is_ok());
+        check_kept(&bytes);
+        for _ in 0..MUTATIONS {
+            check_kept(&mutate(&bytes, &mut rng));
+            // The JSON itself, as a partner sends it and as a record holds it.
+            let json = mutate(text.as_bytes(), &mut rng);
+            let Ok(json) = String::from_utf8(json) else {
+                continue;
+            };
+            let _ = schemas::event_hash::json_event_hash(&json);
+            let _ = EpcisEvent {
+                event: json.clone(),
+                ..record.clone()
+            }
+            .check();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) {
+                let _ = epcis_event::keep(&v, &Default::default(), "");
+                let _ = epcis_event::facts(&v, "");
+            }
+        }
+    }
+}

@@ -144,7 +144,14 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
         let outcome = outcomes.next().unwrap_or(Err(Refusal::Internal));
         match outcome {
             Ok((event, datum_at)) => {
-                if ids.insert(event.event_id().to_string()) {
+                // One event once: by its id, and a kept one by its hash too.
+                let new_hash = event
+                    .kept_hash()
+                    .is_none_or(|h| !ids.contains(&format!("#{h}")));
+                if new_hash && ids.insert(event.event_id().to_string()) {
+                    if let Some(h) = event.kept_hash() {
+                        ids.insert(format!("#{h}"));
+                    }
                     admission.admitted.push(Admitted {
                         record,
                         event,
@@ -528,10 +535,14 @@ fn scan_row(e: ScanEvent, p: Place) -> EventRow {
 /// The row of an EPCIS event: its facts (the gate admits only events whose
 /// JSON gives them) as columns.
 fn epcis_row(k: Kept, p: Place) -> EventRow {
-    let Kept { record, facts } = k;
+    let Kept {
+        record,
+        facts,
+        hash,
+    } = k;
     // The gate admitted it, so its facts are there.
     let f = facts.unwrap_or_default();
-    let event_hash = schemas::event_hash::json_event_hash(&record.event).unwrap_or_default();
+    let event_hash = hash.unwrap_or_default();
     EventRow {
         item_id: f.key().to_string(),
         item_ids: f.item_ids(),
@@ -981,5 +992,83 @@ mod tests {
         let sealed = seal_admitted(1, 0, 1000, admission, 0);
         assert_eq!(reasons(&sealed), vec![(2, "duplicate")]);
         assert_eq!(sealed.rows.len(), 3);
+    }
+
+    /// A kept EPCIS event of device scanner-1, numbered `n`, signed unless told.
+    fn kept(n: u64, id: u64, sign: bool) -> schemas::epcis_event::EpcisEvent {
+        let event = serde_json::json!({
+            "type": "AggregationEvent",
+            "eventID": format!("urn:uuid:00000000-0000-4000-a000-{id:012x}"),
+            "eventTime": schemas::time::format_rfc3339(NOW - 60_000 + n as i64, "+08:00"),
+            "eventTimeZoneOffset": "+08:00",
+            "parentID": format!("urn:epc:id:sscc:0614141.{n:010}"),
+            "childEPCs": [format!("urn:epc:id:sgtin:0614141.812345.{n}")],
+            "action": "ADD",
+            "st:deviceID": "scanner-1",
+        });
+        let (text, facts) = schemas::epcis_event::keep(&event, &Default::default(), "").unwrap();
+        let mut r = schemas::epcis_event::EpcisEvent {
+            event_id: schemas::epcis_event::id_of(&facts).unwrap(),
+            event: text,
+            device_id: "scanner-1".into(),
+            signature: vec![0; 64],
+        };
+        if sign {
+            r.sign(&key());
+        }
+        r
+    }
+
+    #[test]
+    fn kept_epcis_events_are_sealed_beside_scan_events_and_their_attacks_refused() {
+        let keys = keys();
+        let mut records = Vec::new();
+        let mut push = |value: Vec<u8>| {
+            let offset = records.len() as i64;
+            records.push(record(0, offset, value));
+        };
+        push(avro::encode_single_object(&event(1))); // 0: a scan event
+        push(kept(1, 1, true).encode()); // 1: a kept event
+        push(kept(2, 2, false).encode()); // 2: not signed by its device
+        let mut spaced = kept(3, 3, true);
+        spaced.event = spaced.event.replacen(':', ": ", 1);
+        spaced.sign(&key());
+        push(spaced.encode()); // 3: signed, but not canonical JSON
+        let mut other_id = kept(4, 4, true);
+        other_id.event_id = "00000000-0000-4000-a000-0000000000ff".into();
+        push(other_id.encode()); // 4: filed under another id than its eventID's
+        let mut other_device = kept(5, 5, true);
+        other_device.device_id = "scanner-2".into();
+        push(other_device.encode()); // 5: another device than its st:deviceID
+        push(kept(1, 6, true).encode()); // 6: event 1 again under another eventID
+        let mut trailing = kept(7, 7, true).encode();
+        trailing.push(0);
+        push(trailing); // 7: bytes after the datum
+        let sealed = seal(1, NOW - 1000, NOW, records, 0, &gate(&keys));
+        assert_eq!(
+            reasons(&sealed),
+            vec![
+                (2, "bad_signature"),
+                (3, "invalid_field"),
+                (4, "invalid_field"),
+                (5, "invalid_field"),
+                (6, "duplicate"),
+                (7, "malformed"),
+            ]
+        );
+        assert_eq!(sealed.rows.len(), 2);
+        let row = &sealed.rows[1];
+        assert_eq!(row.event_type, "AggregationEvent");
+        assert_eq!(row.item_id, "urn:epc:id:sscc:0614141.0000000001");
+        assert_eq!(row.child_epcs, ["urn:epc:id:sgtin:0614141.812345.1"]);
+        assert!(
+            row.event_hash.starts_with("ni:///sha-256;"),
+            "{}",
+            row.event_hash
+        );
+        // The leaf is the whole record, and it verifies as one.
+        assert_eq!(row.payload, kept(1, 1, true).encode());
+        assert_eq!(sealed.rows[0].event_type, "ObjectEvent");
+        assert!(sealed.rows[0].event_hash.is_empty());
     }
 }

@@ -33,7 +33,13 @@ pub struct Gatekeeper {
     ids_read_at: u32,
     /// The claim of the last window admitted.
     lease: Option<Lease>,
+    /// Hashes of the kept EPCIS events of the last epochs sealed here, which
+    /// the store may not have yet (as `seen` keeps their ids).
+    recent_hashes: std::collections::VecDeque<HashSet<String>>,
 }
+
+/// Epochs whose kept events' hashes are kept exactly.
+const RECENT_EPOCHS: usize = 4;
 
 /// How long a registry refresh may hold up an epoch before the last one is used.
 const REFRESH_WAIT: Duration = Duration::from_secs(2);
@@ -74,6 +80,7 @@ impl Gatekeeper {
             cancel: ctx.cancel.clone(),
             ids_read_at: read_at,
             lease: None,
+            recent_hashes: Default::default(),
         })
     }
 
@@ -93,6 +100,7 @@ impl Gatekeeper {
             // (void), and its ids must be sealable again. The filter still
             // says "maybe" for them and ClickHouse decides.
             self.seen.forget_recent();
+            self.recent_hashes.clear();
             self.lease = Some(lease);
         }
         let keys = self.keys.clone();
@@ -132,6 +140,18 @@ impl Gatekeeper {
         admission.refuse_sealed(&sealed);
         self.seen
             .remember_epoch(admission.admitted.iter().map(|a| a.event.event_id()));
+        // Hashes sealed here, until the store has them (the next epoch's gate
+        // runs while this one is written).
+        self.recent_hashes.push_back(
+            admission
+                .admitted
+                .iter()
+                .filter_map(|a| a.event.kept_hash().map(str::to_string))
+                .collect(),
+        );
+        if self.recent_hashes.len() > RECENT_EPOCHS {
+            self.recent_hashes.pop_front();
+        }
         metrics
             .gate_duration
             .observe(started.elapsed().as_secs_f64());
@@ -146,6 +166,38 @@ impl Gatekeeper {
         metrics: &Metrics,
     ) -> Result<HashSet<String>, Stopped> {
         let mut sealed = HashSet::new();
+        // Kept EPCIS events by their hash too (rare: asked every time).
+        let hashes: Vec<&str> = admission
+            .admitted
+            .iter()
+            .filter_map(|a| a.event.kept_hash())
+            .collect();
+        if !hashes.is_empty() {
+            let clickhouse = self.clickhouse.clone();
+            let mut found = retry::until_done(
+                &self.cancel,
+                "looking up event hashes already sealed",
+                || {
+                    sealed_ids::sealed_hashes(
+                        &clickhouse,
+                        &hashes,
+                        sealed_ids::Counting::AnchoredOr(lease),
+                    )
+                },
+            )
+            .await?;
+            found.extend(
+                hashes
+                    .iter()
+                    .filter(|h| self.recent_hashes.iter().any(|s| s.contains(**h)))
+                    .map(|h| h.to_string()),
+            );
+            for a in &admission.admitted {
+                if a.event.kept_hash().is_some_and(|h| found.contains(h)) {
+                    sealed.insert(a.event.event_id().to_string());
+                }
+            }
+        }
         let mut ask: Vec<(&str, &str)> = Vec::new();
         for a in &admission.admitted {
             let id = a.event.event_id();

@@ -137,3 +137,54 @@ pub async fn sealed_among(
     }
     Ok(sealed)
 }
+
+/// Of these GS1 event hashes of kept EPCIS events, the ones sealed already
+/// (`events_by_hash`), counted as `sealed_among` counts ids: the same event
+/// under another eventID is a duplicate.
+pub async fn sealed_hashes(
+    client: &clickhouse::Client,
+    hashes: &[&str],
+    counting: Counting<'_>,
+) -> clickhouse::error::Result<HashSet<String>> {
+    let (status, lease) = match counting {
+        Counting::NotVoid => ("status != 'void'", String::new()),
+        Counting::AnchoredOr(lease) => (
+            "(status = 'anchored' OR (status = 'pending' AND hex(lease) = ?))",
+            hex::encode_upper(lease),
+        ),
+    };
+    let mut sealed = HashSet::new();
+    for chunk in hashes.chunks(LOOKUP_CHUNK) {
+        let rows: Vec<(String, u64)> = client
+            .query(
+                "SELECT DISTINCT event_hash, epoch_id FROM events_by_hash \
+                 WHERE event_hash IN (SELECT arrayJoin(?))",
+            )
+            .bind(chunk)
+            .fetch_all()
+            .await?;
+        if rows.is_empty() {
+            continue;
+        }
+        let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        let mut query = client
+            .query(&format!(
+                "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
+                 argMax(lease, version) AS lease FROM epochs \
+                 WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
+            ))
+            .bind(&epochs);
+        if matches!(counting, Counting::AnchoredOr(_)) {
+            query = query.bind(&lease);
+        }
+        let written: HashSet<u64> = query.fetch_all::<u64>().await?.into_iter().collect();
+        sealed.extend(
+            rows.into_iter()
+                .filter(|(_, e)| written.contains(e))
+                .map(|(h, _)| h),
+        );
+    }
+    Ok(sealed)
+}

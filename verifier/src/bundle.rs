@@ -23,7 +23,8 @@ const FORMAT_WITHOUT_KEY_PROOF: &str = "sealtrail-proof-bundle/1";
 pub struct Bundle {
     pub format: String,
     pub event_id: String,
-    /// The leaf bytes: the Avro binary datum of the signed scan event.
+    /// The leaf bytes: a scan event's Avro datum, or a kept EPCIS event's whole
+    /// record (`schemas::leaf`).
     pub payload: String,
     pub leaf_hash: String,
     pub leaf_index: u64,

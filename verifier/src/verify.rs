@@ -207,7 +207,7 @@ pub fn altered_columns(c: &Columns, e: &LeafEvent) -> Vec<&'static str> {
     match e {
         LeafEvent::Scan(s) => scan_altered(c, s),
         LeafEvent::Epcis(k) => match &k.facts {
-            Ok(f) => epcis_altered(c, &k.record, f),
+            Ok(f) => epcis_altered(c, &k.record, f, k.hash.as_deref().unwrap_or("")),
             // Not sealable: the payload check has failed already.
             Err(_) => Vec::new(),
         },
@@ -230,8 +230,7 @@ fn f64s_eq(a: &[f64], b: impl IntoIterator<Item = f64>) -> bool {
 }
 
 /// The columns of an EPCIS event kept whole, against its facts.
-fn epcis_altered(c: &Columns, r: &EpcisEvent, f: &Facts) -> Vec<&'static str> {
-    let hash = schemas::event_hash::json_event_hash(&r.event).unwrap_or_default();
+fn epcis_altered(c: &Columns, r: &EpcisEvent, f: &Facts, hash: &str) -> Vec<&'static str> {
     let seconds = f.event_time.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32;
     [
         ("item_id", c.item_id == f.key()),

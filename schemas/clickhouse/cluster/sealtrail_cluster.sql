@@ -154,3 +154,20 @@ WHERE event_type = 'AggregationEvent';
 
 CREATE TABLE IF NOT EXISTS sealtrail.memberships ON CLUSTER sealtrail AS sealtrail.memberships_local
 ENGINE = Distributed(sealtrail, sealtrail, memberships_local, rand());
+
+CREATE TABLE IF NOT EXISTS sealtrail.events_by_hash_local ON CLUSTER sealtrail
+(
+    event_hash String,
+    event_id String,
+    epoch_id UInt64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/events_by_hash', '{replica}')
+ORDER BY event_hash;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sealtrail.events_by_hash_mv ON CLUSTER sealtrail
+TO sealtrail.events_by_hash_local
+AS SELECT event_hash, event_id, epoch_id FROM sealtrail.scan_events_local
+WHERE event_hash != '';
+
+CREATE TABLE IF NOT EXISTS sealtrail.events_by_hash ON CLUSTER sealtrail AS sealtrail.events_by_hash_local
+ENGINE = Distributed(sealtrail, sealtrail, events_by_hash_local, rand());
