@@ -1044,4 +1044,38 @@ mod tests {
         assert_eq!((good.len(), bad.len()), (2, 1));
         assert_eq!(bad[0].instance.as_deref(), Some("epcisBody.eventList[1]"));
     }
+
+    #[test]
+    fn an_event_is_sealed_in_the_form_its_signature_is_for() {
+        use ed25519_dalek::{Signer, SigningKey};
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let mut keys = KeyHistory::default();
+        keys.record("partner-1", &key.verifying_key(), false, 0);
+        let e = crate::sign::tests::event(1);
+        let v = epcis::object_event(&e);
+        let ns = epcis_event::namespaces(Some(&epcis::context())).unwrap();
+        let candidate = |sig: Vec<u8>| Candidate::of(&v, &ns, true, "", sig).unwrap();
+        // Over the scan event's bytes: a scan event.
+        let mut scan = e.clone();
+        schemas::signature::sign(&mut scan, &key);
+        let chosen = choose(&keys, candidate(scan.signature.clone())).unwrap();
+        assert_eq!(chosen, LeafEvent::Scan(scan));
+        // Over its canonical JSON: kept whole, and that signature verifies.
+        let (text, _) = epcis_event::keep(&v, &ns, "").unwrap();
+        let jcs = key.sign(&epcis_event::signed_message(&text)).to_bytes().to_vec();
+        let chosen = choose(&keys, candidate(jcs)).unwrap();
+        assert!(chosen.as_epcis().is_some(), "{chosen:?}");
+        assert_eq!(chosen.event_id(), e.event_id);
+        chosen.verify(&key.verifying_key()).unwrap();
+        // By someone else: kept, and its signature then fails at the gate.
+        let stranger = SigningKey::from_bytes(&[6; 32]);
+        let forged = stranger.sign(&epcis_event::signed_message(&text)).to_bytes().to_vec();
+        let chosen = choose(&keys, candidate(forged)).unwrap();
+        assert!(chosen.verify(&key.verifying_key()).is_err());
+        // An extension field: only the kept form holds it.
+        let mut extended = v.clone();
+        extended["st:lot"] = serde_json::json!("L-7");
+        let c = Candidate::of(&extended, &ns, true, "", vec![0; 64]).unwrap();
+        assert!(c.scan.is_none() && c.kept.is_ok());
+    }
 }
