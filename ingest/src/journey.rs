@@ -124,6 +124,17 @@ impl Fleet {
         SigningKey::from_bytes(&seed)
     }
 
+    /// Every device's signing key, by device id.
+    pub fn keys(&self) -> std::collections::HashMap<String, SigningKey> {
+        self.devices()
+            .into_iter()
+            .map(|d| {
+                let k = self.key(&d);
+                (d, k)
+            })
+            .collect()
+    }
+
     /// Every site that scans, as its device id.
     pub fn devices(&self) -> Vec<String> {
         let mut sites = Vec::new();
@@ -444,14 +455,7 @@ impl Corpus {
     pub fn starting(seed: u64, items: usize, start_ms: i64) -> Self {
         let mut rng = Rng::new(seed);
         let fleet = Fleet { seed };
-        let keys = fleet
-            .devices()
-            .into_iter()
-            .map(|d| {
-                let k = fleet.key(&d);
-                (d, k)
-            })
-            .collect();
+        let keys = fleet.keys();
         let in_flight = (0..items as u64)
             .map(|n| Journey::plan(&mut rng, n, start_ms))
             .collect();

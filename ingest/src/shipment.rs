@@ -376,14 +376,7 @@ impl Shipments {
     pub fn starting(seed: u64, shipments: usize, start_ms: i64) -> Self {
         let mut rng = Rng::new(seed ^ 0x5417_5417);
         let fleet = Fleet { seed };
-        let keys = fleet
-            .devices()
-            .into_iter()
-            .map(|d| {
-                let k = fleet.key(&d);
-                (d, k)
-            })
-            .collect();
+        let keys = fleet.keys();
         let in_flight = (0..shipments as u64)
             .map(|n| Shipment::plan(&mut rng, n, start_ms, &fleet))
             .collect();

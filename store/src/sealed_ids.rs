@@ -72,20 +72,6 @@ pub async fn sealed_among(
     events: &[(&str, &str)],
     counting: Counting<'_>,
 ) -> clickhouse::error::Result<HashSet<String>> {
-    let (status, lease) = match counting {
-        Counting::NotVoid => ("status != 'void'", String::new()),
-        Counting::AnchoredOr(lease) => (
-            "(status = 'anchored' OR (status = 'pending' AND hex(lease) = ?))",
-            // ClickHouse writes hex() in capitals.
-            hex::encode_upper(lease),
-        ),
-    };
-    // argMax, not FINAL: ClickHouse 18.16 moves WHERE before FINAL.
-    let epochs_query = format!(
-        "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
-         argMax(lease, version) AS lease FROM epochs \
-         WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
-    );
     let mut sealed = HashSet::new();
     for chunk in events.chunks(LOOKUP_CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
@@ -121,19 +107,7 @@ pub async fn sealed_among(
         }
         // A row counts only when its epoch has its row, and the epoch counts
         // as `counting` says: looked up by key, not by reading every epoch.
-        let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
-        epochs.sort_unstable();
-        epochs.dedup();
-        let mut query = client.query(&epochs_query).bind(&epochs);
-        if matches!(counting, Counting::AnchoredOr(_)) {
-            query = query.bind(&lease);
-        }
-        let written: HashSet<u64> = query.fetch_all::<u64>().await?.into_iter().collect();
-        sealed.extend(
-            rows.into_iter()
-                .filter(|(_, e)| written.contains(e))
-                .map(|(id, _)| id),
-        );
+        sealed.extend(counted(client, rows, counting).await?);
     }
     Ok(sealed)
 }
@@ -146,13 +120,6 @@ pub async fn sealed_hashes(
     hashes: &[&str],
     counting: Counting<'_>,
 ) -> clickhouse::error::Result<HashSet<String>> {
-    let (status, lease) = match counting {
-        Counting::NotVoid => ("status != 'void'", String::new()),
-        Counting::AnchoredOr(lease) => (
-            "(status = 'anchored' OR (status = 'pending' AND hex(lease) = ?))",
-            hex::encode_upper(lease),
-        ),
-    };
     let mut sealed = HashSet::new();
     for chunk in hashes.chunks(LOOKUP_CHUNK) {
         let rows: Vec<(String, u64)> = client
@@ -166,25 +133,41 @@ pub async fn sealed_hashes(
         if rows.is_empty() {
             continue;
         }
-        let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
-        epochs.sort_unstable();
-        epochs.dedup();
-        let mut query = client
-            .query(&format!(
-                "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
-                 argMax(lease, version) AS lease FROM epochs \
-                 WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
-            ))
-            .bind(&epochs);
-        if matches!(counting, Counting::AnchoredOr(_)) {
-            query = query.bind(&lease);
-        }
-        let written: HashSet<u64> = query.fetch_all::<u64>().await?.into_iter().collect();
-        sealed.extend(
-            rows.into_iter()
-                .filter(|(_, e)| written.contains(e))
-                .map(|(h, _)| h),
-        );
+        sealed.extend(counted(client, rows, counting).await?);
     }
     Ok(sealed)
+}
+
+/// The keys (ids or hashes) of the rows whose epoch counts as sealing them.
+async fn counted(
+    client: &clickhouse::Client,
+    rows: Vec<(String, u64)>,
+    counting: Counting<'_>,
+) -> clickhouse::error::Result<Vec<String>> {
+    let (status, lease) = match counting {
+        Counting::NotVoid => ("status != 'void'", String::new()),
+        Counting::AnchoredOr(lease) => (
+            "(status = 'anchored' OR (status = 'pending' AND hex(lease) = ?))",
+            hex::encode_upper(lease),
+        ),
+    };
+    let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    let mut query = client
+        .query(&format!(
+            "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
+             argMax(lease, version) AS lease FROM epochs \
+             WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
+        ))
+        .bind(&epochs);
+    if matches!(counting, Counting::AnchoredOr(_)) {
+        query = query.bind(&lease);
+    }
+    let written: HashSet<u64> = query.fetch_all::<u64>().await?.into_iter().collect();
+    Ok(rows
+        .into_iter()
+        .filter(|(_, e)| written.contains(e))
+        .map(|(key, _)| key)
+        .collect())
 }
