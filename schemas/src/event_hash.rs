@@ -42,6 +42,7 @@ use crate::event::ScanEvent;
 use crate::time::{format_rfc3339, parse_rfc3339};
 
 mod digital_link;
+pub mod json;
 
 /// The CBV 2.0 event hash ID.
 pub fn event_hash(e: &ScanEvent) -> String {
@@ -59,8 +60,7 @@ pub fn event_hash(e: &ScanEvent) -> String {
 
 /// The CBV 2.0 event hash ID of an EPCIS event kept whole (its JSON).
 pub fn json_event_hash(event: &str) -> Option<String> {
-    let _ = event;
-    None
+    json::hash(event)
 }
 
 /// The string the event hash ID is the SHA-256 of.

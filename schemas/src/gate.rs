@@ -126,11 +126,16 @@ pub fn check_fields(e: &LeafEvent, now_ms: i64, bounds: TimeBounds) -> Result<()
 
 /// The key the event's device holds at `at_ms`, or why there is none.
 pub fn key_for(e: &LeafEvent, keys: &KeyHistory, at_ms: i64) -> Result<VerifyingKey, Refusal> {
-    match keys.key_at(e.device_id(), at_ms) {
+    device_key(e.device_id(), keys, at_ms)
+}
+
+/// The key `device` holds at `at_ms`, or why there is none.
+pub fn device_key(device: &str, keys: &KeyHistory, at_ms: i64) -> Result<VerifyingKey, Refusal> {
+    match keys.key_at(device, at_ms) {
         KeyAt::Valid(key) => Ok(key),
-        KeyAt::Unknown => Err(Refusal::UnknownDevice(e.device_id().to_string())),
+        KeyAt::Unknown => Err(Refusal::UnknownDevice(device.to_string())),
         KeyAt::Revoked { .. } | KeyAt::NotYetRegistered => Err(Refusal::NoValidKey {
-            device: e.device_id().to_string(),
+            device: device.to_string(),
         }),
     }
 }

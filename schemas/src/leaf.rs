@@ -43,6 +43,8 @@ impl Kept {
 }
 
 /// A sealed (or to be sealed) event of either kind.
+// Scan events are the hot path (a million a second): kept inline, not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeafEvent {
     Scan(ScanEvent),
@@ -268,6 +270,13 @@ pub fn decode_record(record: &[u8]) -> Result<(LeafEvent, usize), DecodeError> {
     }
     let (event, datum) = avro::decode_canonical(record)?;
     Ok((LeafEvent::Scan(event), record.len() - datum.len()))
+}
+
+/// A record `epcis_event.avsc` wrote, decoded but not read (its JSON not
+/// parsed): None for any other record. Reading a large event's JSON costs
+/// milliseconds, so the sealer checks its signature first.
+pub fn epcis_record(record: &[u8]) -> Option<Result<EpcisEvent, DecodeError>> {
+    is_epcis(record).then(|| EpcisEvent::decode(record))
 }
 
 /// Decodes leaf bytes (a row's payload, a bundle's).
