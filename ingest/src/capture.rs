@@ -469,10 +469,13 @@ impl Candidate {
                 e.signature = signature.clone();
                 (e, hash)
             });
+        let mut kept_hash = None;
         let kept = epcis_event::keep(v, declared, path)
             .and_then(|(text, facts)| {
+                kept_hash = schemas::event_hash::json_event_hash(&text);
                 Ok(EpcisEvent {
-                    event_id: epcis_event::id_of(&facts).map_err(|f| rename(f, path))?,
+                    event_id: epcis_event::id_of(&facts, kept_hash.as_deref())
+                        .map_err(|f| rename(f, path))?,
                     event: text,
                     device_id: facts.device_id,
                     signature: signature.clone(),
@@ -481,7 +484,7 @@ impl Candidate {
             .map_err(|f| Problem::validation(f.problem, f.field));
         let hash = match (&scan, &kept) {
             (Some((_, h)), _) => Some(h.clone()),
-            (None, Ok(k)) => schemas::event_hash::json_event_hash(&k.event),
+            (None, Ok(_)) => kept_hash,
             (None, Err(_)) => None,
         };
         match (scan, kept) {
@@ -1062,14 +1065,20 @@ mod tests {
         assert_eq!(chosen, LeafEvent::Scan(scan));
         // Over its canonical JSON: kept whole, and that signature verifies.
         let (text, _) = epcis_event::keep(&v, &ns, "").unwrap();
-        let jcs = key.sign(&epcis_event::signed_message(&text)).to_bytes().to_vec();
+        let jcs = key
+            .sign(&epcis_event::signed_message(&text))
+            .to_bytes()
+            .to_vec();
         let chosen = choose(&keys, candidate(jcs)).unwrap();
         assert!(chosen.as_epcis().is_some(), "{chosen:?}");
         assert_eq!(chosen.event_id(), e.event_id);
         chosen.verify(&key.verifying_key()).unwrap();
         // By someone else: kept, and its signature then fails at the gate.
         let stranger = SigningKey::from_bytes(&[6; 32]);
-        let forged = stranger.sign(&epcis_event::signed_message(&text)).to_bytes().to_vec();
+        let forged = stranger
+            .sign(&epcis_event::signed_message(&text))
+            .to_bytes()
+            .to_vec();
         let chosen = choose(&keys, candidate(forged)).unwrap();
         assert!(chosen.verify(&key.verifying_key()).is_err());
         // An extension field: only the kept form holds it.

@@ -412,7 +412,7 @@ impl Shipments {
                 let (text, facts) = epcis_event::keep(&event, &Default::default(), "")
                     .unwrap_or_else(|f| panic!("a simulated EPCIS event is invalid: {f}"));
                 let mut record = EpcisEvent {
-                    event_id: epcis_event::id_of(&facts)
+                    event_id: epcis_event::id_of(&facts, None)
                         .unwrap_or_else(|f| panic!("a simulated eventID is invalid: {f}")),
                     event: text,
                     device_id,

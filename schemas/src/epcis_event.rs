@@ -262,6 +262,12 @@ impl EpcisEvent {
     /// and a valid event, its id is the one the eventID gives, its device id
     /// is a sane name.
     pub fn check(&self) -> Result<Facts, FieldError> {
+        self.check_hashed().map(|(f, _)| f)
+    }
+
+    /// `check`, with the event's GS1 hash ID worked out on the way (None where
+    /// GS1's reference gives none).
+    pub fn check_hashed(&self) -> Result<(Facts, Option<String>), FieldError> {
         if self.event.len() > MAX_EVENT_BYTES {
             return Err(FieldError::new(
                 "event",
@@ -277,7 +283,8 @@ impl EpcisEvent {
             ));
         }
         let facts = facts(&v, "")?;
-        let id = id_of(&facts)?;
+        let hash = crate::event_hash::json_event_hash(&self.event);
+        let id = id_of(&facts, hash.as_deref())?;
         if id != self.event_id {
             return Err(FieldError::new(
                 "event_id",
@@ -294,29 +301,45 @@ impl EpcisEvent {
                 ),
             ));
         }
-        Ok(facts)
+        Ok((facts, hash))
     }
 }
 
-/// The id an event is sealed under: the UUID of its `urn:uuid:` eventID.
-/// Version 8 UUIDs are the ones hash IDs give scan events; an event of its own
-/// may not take one.
-pub fn id_of(f: &Facts) -> Result<String, FieldError> {
-    let uri = f.event_id_uri.as_deref().ok_or_else(|| {
-        FieldError::new(
-            "eventID",
-            format!(
-                "missing: a {} needs an eventID urn:uuid:<lowercase UUID>",
-                f.kind.as_str()
-            ),
-        )
-    })?;
+/// The id an event is sealed under: the UUID of its `urn:uuid:` eventID, or
+/// for an event without one, or whose eventID is its GS1 hash ID, the version 8
+/// UUID that hash gives (`epcis::id_of_hash`), so the same event captured
+/// twice is one. An event of its own may not take a version 8 id.
+pub fn id_of(f: &Facts, hash: Option<&str>) -> Result<String, FieldError> {
+    let from_hash = || {
+        hash.map(crate::epcis::id_of_hash).ok_or_else(|| {
+            FieldError::new(
+                "eventID",
+                "missing, and GS1's reference gives this event no hash ID to take its place: give an eventID urn:uuid:<lowercase UUID>",
+            )
+        })
+    };
+    let Some(uri) = f.event_id_uri.as_deref() else {
+        return from_hash();
+    };
+    if uri.starts_with("ni:") {
+        return match hash {
+            Some(h) if h == uri => from_hash(),
+            _ => Err(FieldError::new(
+                "eventID",
+                format!(
+                    "the event's hash ID is {}, not {}",
+                    hash.unwrap_or("(none)"),
+                    cut(uri)
+                ),
+            )),
+        };
+    }
     match uri.strip_prefix("urn:uuid:") {
         Some(u) if is_uuid(u) && !crate::epcis::is_hash_id(u) => Ok(u.to_string()),
         _ => Err(FieldError::new(
             "eventID",
             format!(
-                "'{}' is not urn:uuid: with a lowercase UUID (version 8 is reserved for ids derived from event hashes)",
+                "'{}' is neither urn:uuid: with a lowercase UUID (version 8 is reserved for ids derived from event hashes) nor the event's hash ID",
                 cut(uri)
             ),
         )),
@@ -948,7 +971,7 @@ pub(crate) mod tests {
         );
         let key = SigningKey::from_bytes(&[3; 32]);
         let mut e = EpcisEvent {
-            event_id: id_of(&f).unwrap(),
+            event_id: id_of(&f, None).unwrap(),
             event: text,
             device_id: "partner-1".into(),
             signature: Vec::new(),
@@ -968,7 +991,7 @@ pub(crate) mod tests {
     fn hostile_records_are_refused() {
         let (text, f) = keep(&pallet_add(), &declared(), "").unwrap();
         let good = EpcisEvent {
-            event_id: id_of(&f).unwrap(),
+            event_id: id_of(&f, None).unwrap(),
             event: text.clone(),
             device_id: "partner-1".into(),
             signature: vec![0; 64],
@@ -1126,5 +1149,40 @@ pub(crate) mod tests {
             keep(&o, &d, "").unwrap().1.key(),
             "urn:epc:class:lgtin:4012345.011111.L1"
         );
+    }
+
+    #[test]
+    fn an_event_without_an_id_takes_the_one_its_hash_gives() {
+        let d = declared();
+        let mut v = pallet_add();
+        v.as_object_mut().unwrap().remove("eventID");
+        let (text, f) = keep(&v, &d, "").unwrap();
+        let hash = crate::event_hash::json_event_hash(&text).unwrap();
+        let id = id_of(&f, Some(&hash)).unwrap();
+        assert_eq!(id, crate::epcis::id_of_hash(&hash));
+        assert!(crate::epcis::is_hash_id(&id));
+        assert_eq!(id_of(&f, None).unwrap_err().field, "eventID");
+        // Its hash as its eventID: the same id; another hash: refused.
+        v["eventID"] = json!(hash);
+        let (text2, f2) = keep(&v, &d, "").unwrap();
+        assert_eq!(
+            crate::event_hash::json_event_hash(&text2).as_deref(),
+            Some(hash.as_str())
+        );
+        assert_eq!(id_of(&f2, Some(&hash)).unwrap(), id);
+        assert!(id_of(&f2, Some("ni:///sha-256;00?ver=CBV2.0")).is_err());
+        // A version 8 UUID of its own: refused (reserved for hash ids).
+        v["eventID"] = json!(format!("urn:uuid:{id}"));
+        let (_, f3) = keep(&v, &d, "").unwrap();
+        assert!(id_of(&f3, Some(&hash)).is_err());
+        // A record filed under the derived id checks out.
+        let r = EpcisEvent {
+            event_id: id,
+            event: text,
+            device_id: "partner-1".into(),
+            signature: vec![],
+        };
+        let (_, h) = r.check_hashed().unwrap();
+        assert_eq!(h, Some(hash));
     }
 }

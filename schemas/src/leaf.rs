@@ -29,11 +29,10 @@ pub struct Kept {
 
 impl Kept {
     pub fn new(record: EpcisEvent) -> Kept {
-        let facts = record.check();
-        let hash = facts
-            .is_ok()
-            .then(|| crate::event_hash::json_event_hash(&record.event))
-            .flatten();
+        let (facts, hash) = match record.check_hashed() {
+            Ok((f, h)) => (Ok(f), h),
+            Err(e) => (Err(e), None),
+        };
         Kept {
             record,
             facts,
@@ -179,11 +178,16 @@ impl LeafEvent {
     pub fn epcis_event_id(&self, hash: Option<&str>) -> String {
         match (self, hash) {
             (LeafEvent::Scan(e), Some(h)) => crate::epcis::event_id_uri_of(e, h),
-            (LeafEvent::Epcis(k), _) => match &k.facts {
-                Ok(Facts {
-                    event_id_uri: Some(uri),
-                    ..
-                }) => uri.clone(),
+            (LeafEvent::Epcis(k), _) => match (&k.facts, &k.hash) {
+                (
+                    Ok(Facts {
+                        event_id_uri: Some(uri),
+                        ..
+                    }),
+                    _,
+                ) => uri.clone(),
+                // Without an eventID its id is the one its hash gives: shown as the hash.
+                (Ok(_), Some(h)) => h.clone(),
                 _ => format!("urn:uuid:{}", k.record.event_id),
             },
             (LeafEvent::Scan(e), None) => format!("urn:uuid:{}", e.event_id),
@@ -321,7 +325,7 @@ mod tests {
         )
         .unwrap();
         let kept = EpcisEvent {
-            event_id: epcis_event::id_of(&facts).unwrap(),
+            event_id: epcis_event::id_of(&facts, None).unwrap(),
             event: text,
             device_id: "partner-1".into(),
             signature: vec![1; 64],

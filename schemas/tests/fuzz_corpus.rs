@@ -190,7 +190,7 @@ fn kept_epcis_records_their_json_and_their_mutations_fail_without_a_panic() {
     for v in kept_events() {
         let (text, facts) = epcis_event::keep(&v, &Default::default(), "").unwrap();
         let record = EpcisEvent {
-            event_id: epcis_event::id_of(&facts).unwrap(),
+            event_id: epcis_event::id_of(&facts, None).unwrap(),
             event: text.clone(),
             device_id: "partner-1".into(),
             signature: vec![7; 64],

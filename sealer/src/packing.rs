@@ -8,12 +8,19 @@
 //! each verified as any step is and marked with the container.
 //!
 //! Only what verifies is followed: a packing added to the store, or one whose
-//! payload does not list the item, moves nothing into the trail.
+//! payload does not list the item, moves nothing into the trail. A packing
+//! counts from when it was sealed, not from the time it claims: a container
+//! step sealed before it (`SKEW_MS` allowed) is not the item's, so a device
+//! cannot date a packing back to pull a container's past into a trail.
+//! Packings are claims by their signer, shown with it: who may make them is
+//! the device registry's decision.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use schemas::epcis_event::EventType;
 use schemas::Action;
+
+use sealer::epoch::sealed_at_ms;
 
 use crate::store::trail::{item_window, packings, StepRow};
 use crate::trail::{TileCache, Verifier};
@@ -21,7 +28,11 @@ use crate::trail::{TileCache, Verifier};
 /// How deep packings are followed (case, pallet, container, ... ) and how many
 /// container stays one trail reads: bounds on what one trail costs.
 pub const MAX_DEPTH: usize = 8;
-pub const MAX_STAYS: usize = 32;
+pub const MAX_STAYS: usize = 16;
+
+/// How much earlier than its packing a container step may be sealed and still
+/// count: the events of one capture can land in neighbouring epochs.
+pub const SKEW_MS: i64 = 60_000;
 
 /// A time an object spent inside a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,38 +41,46 @@ pub struct Stay {
     pub from_ms: i64,
     /// None while it is still inside.
     pub until_ms: Option<i64>,
+    /// When the packing that began it was sealed.
+    pub sealed_ms: i64,
 }
+
+/// A verified packing or unpacking: its time, container, action, and when it
+/// was sealed.
+pub type Move = (i64, String, Action, i64);
 
 /// The stays that verified packings give, within `[lo, hi]` (the time the
 /// object itself was where it was looked for). Per container in time order:
 /// an ADD packs (a second ADD while inside changes nothing), a DELETE unpacks,
 /// an OBSERVE changes nothing.
-pub fn stays(moves: &[(i64, String, Action)], lo: i64, hi: Option<i64>) -> Vec<Stay> {
-    let mut moves: Vec<&(i64, String, Action)> = moves.iter().collect();
+pub fn stays(moves: &[Move], lo: i64, hi: Option<i64>) -> Vec<Stay> {
+    let mut moves: Vec<&Move> = moves.iter().collect();
     moves.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let mut inside: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut inside: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     let mut out = Vec::new();
-    for (t, container, action) in moves {
+    for (t, container, action, sealed) in moves {
         match action {
             Action::Add => {
-                inside.entry(container).or_insert(*t);
+                inside.entry(container).or_insert((*t, *sealed));
             }
             Action::Delete => {
-                if let Some(from) = inside.remove(container.as_str()) {
+                if let Some((from, sealed_ms)) = inside.remove(container.as_str()) {
                     out.push(Stay {
                         container: container.clone(),
                         from_ms: from,
                         until_ms: Some(*t),
+                        sealed_ms,
                     });
                 }
             }
             Action::Observe => {}
         }
     }
-    out.extend(inside.into_iter().map(|(c, from)| Stay {
+    out.extend(inside.into_iter().map(|(c, (from, sealed_ms))| Stay {
         container: c.to_string(),
         from_ms: from,
         until_ms: None,
+        sealed_ms,
     }));
     out.into_iter()
         .filter_map(|s| {
@@ -119,7 +138,12 @@ pub async fn container_steps(
             }
             let in_time = f.event_time >= lo && hi.is_none_or(|h| f.event_time <= h);
             if let (true, Some(action)) = (verdict.verified(), f.action) {
-                moves.push((f.event_time, f.parent_id.clone(), action));
+                moves.push((
+                    f.event_time,
+                    f.parent_id.clone(),
+                    action,
+                    sealed_at_ms(row.epoch_id),
+                ));
             }
             if in_time && shown.insert((row.epoch_id, row.leaf_index)) {
                 out.push(ContainerStep {
@@ -140,6 +164,9 @@ pub async fn container_steps(
             for row in rows {
                 if until.is_some_and(|u| row.event_time_ms > u) {
                     break;
+                }
+                if sealed_at_ms(row.epoch_id) < stay.sealed_ms - SKEW_MS {
+                    continue;
                 }
                 // A verified DELETE without children empties the container.
                 let verdict = v.check(&row).await?;
@@ -173,8 +200,8 @@ pub async fn container_steps(
 mod tests {
     use super::*;
 
-    fn m(t: i64, c: &str, a: Action) -> (i64, String, Action) {
-        (t, c.to_string(), a)
+    fn m(t: i64, c: &str, a: Action) -> Move {
+        (t, c.to_string(), a, 1000 + t)
     }
 
     #[test]
@@ -194,11 +221,13 @@ mod tests {
                 Stay {
                     container: "case-1".into(),
                     from_ms: 10,
+                    sealed_ms: 1010,
                     until_ms: Some(30)
                 },
                 Stay {
                     container: "case-2".into(),
                     from_ms: 40,
+                    sealed_ms: 1040,
                     until_ms: None
                 },
             ]
@@ -210,11 +239,13 @@ mod tests {
                 Stay {
                     container: "case-1".into(),
                     from_ms: 25,
+                    sealed_ms: 1010,
                     until_ms: Some(30)
                 },
                 Stay {
                     container: "case-2".into(),
                     from_ms: 40,
+                    sealed_ms: 1040,
                     until_ms: Some(42)
                 },
             ]

@@ -989,7 +989,7 @@ mod tests {
         )
         .unwrap();
         let mut r = EpcisEvent {
-            event_id: schemas::epcis_event::id_of(&facts).unwrap(),
+            event_id: schemas::epcis_event::id_of(&facts, None).unwrap(),
             event: text,
             device_id: "dock-1".into(),
             signature: vec![],
