@@ -418,8 +418,17 @@ fn body_of(g: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Value, Pr
             Problem::validation(e.body_text(), "(body)")
         }
     })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| Problem::validation(format!("the body is not JSON: {e}"), "(body)"))
+    let value = serde_json::from_slice(&body)
+        .map_err(|e| Problem::validation(format!("the body is not JSON: {e}"), "(body)"))?;
+    // Before the parsed numbers are all there is: a literal no double holds
+    // would be kept, and given back, as another number.
+    if let Some(n) = schemas::epcis_event::inexact_number(&body) {
+        return Err(Problem::validation(
+            format!("the number {n} has no exact double: send it as a string"),
+            "(body)",
+        ));
+    }
+    Ok(value)
 }
 
 /// A signature as 128 hex digits.

@@ -372,28 +372,8 @@ pub fn namespaces(context: Option<&Value>) -> Result<Map<String, Value>, FieldEr
                 epcis = true
             }
             Value::Object(o) => {
-                for (k, v) in o {
-                    let iri = v.as_str().unwrap_or("");
-                    let fixed = match k.as_str() {
-                        "st" => Some(crate::epcis::NAMESPACE),
-                        "gs1" => Some(crate::epcis::GS1_VOC),
-                        "cbv" => Some("https://ref.gs1.org/cbv/"),
-                        _ => None,
-                    };
-                    let ok = is_prefix(k)
-                        && (iri.starts_with("https://") || iri.starts_with("http://"))
-                        && (iri.ends_with('/') || iri.ends_with('#'))
-                        && iri.len() <= MAX_ID
-                        && !iri.chars().any(|c| c.is_whitespace() || c.is_control())
-                        && fixed.is_none_or(|f| f == iri);
-                    if !ok {
-                        return Err(bad(format!(
-                            "'{}': only namespace prefixes may be defined (a name of letters and digits bound to an http(s) IRI ending in / or #; st, gs1 and cbv to their own IRIs)",
-                            cut(k)
-                        )));
-                    }
-                    out.insert(k.clone(), v.clone());
-                }
+                prefixes_ok(o).map_err(|e| bad(e.problem))?;
+                out.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             _ => {
                 return Err(bad(
@@ -409,6 +389,38 @@ pub fn namespaces(context: Option<&Value>) -> Result<Map<String, Value>, FieldEr
         )));
     }
     Ok(out)
+}
+
+/// Each entry a namespace prefix: a name of lower-case letters and digits
+/// that is no term of GS1's context, bound to an http(s) IRI ending in `/` or
+/// `#`; `st`, `gs1` and `cbv` only to their own IRIs. The error names the entry.
+fn prefixes_ok(o: &Map<String, Value>) -> Result<(), FieldError> {
+    for (k, v) in o {
+        let iri = v.as_str().unwrap_or("");
+        let fixed = match k.as_str() {
+            "st" => Some(crate::epcis::NAMESPACE),
+            "gs1" => Some(crate::epcis::GS1_VOC),
+            "cbv" => Some("https://ref.gs1.org/cbv/"),
+            _ => None,
+        };
+        let ok = is_prefix(k)
+            && (fixed.is_some() || !crate::event_hash::json::is_gs1_term(k))
+            && (iri.starts_with("https://") || iri.starts_with("http://"))
+            && (iri.ends_with('/') || iri.ends_with('#'))
+            && iri.len() <= MAX_ID
+            && !iri.chars().any(|c| c.is_whitespace() || c.is_control())
+            && fixed.is_none_or(|f| f == iri);
+        if !ok {
+            return Err(FieldError::new(
+                cut(k),
+                format!(
+                    "'{}': only namespace prefixes may be defined (a name of lower-case letters and digits that is no term of GS1's EPCIS context, bound to an http(s) IRI ending in / or #; st, gs1 and cbv to their own IRIs)",
+                    cut(k)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_prefix(k: &str) -> bool {
@@ -438,6 +450,14 @@ pub fn keep(
     }
     let mut used = Map::new();
     let mut missing = None;
+    // A compact IRI in a value (`acme:repairing`) keeps its namespace too.
+    walk_strings(v, &mut |text| {
+        if let Some((prefix, _)) = text.split_once(':') {
+            if let Some(iri) = declared.get(prefix) {
+                used.insert(prefix.to_string(), iri.clone());
+            }
+        }
+    });
     walk_keys(v, &mut |k| {
         if let Some((prefix, _)) = k.split_once(':') {
             match declared.get(prefix) {
@@ -484,6 +504,15 @@ pub fn given_back(event: &str) -> Option<(Value, Option<Value>)> {
     let mut v: Value = serde_json::from_str(event).ok()?;
     let context = v.as_object_mut()?.remove("@context");
     Some((v, context))
+}
+
+fn walk_strings(v: &Value, f: &mut impl FnMut(&str)) {
+    match v {
+        Value::String(t) => f(t),
+        Value::Object(o) => o.values().for_each(|v| walk_strings(v, f)),
+        Value::Array(a) => a.iter().for_each(|v| walk_strings(v, f)),
+        _ => {}
+    }
 }
 
 fn walk_keys(v: &Value, f: &mut impl FnMut(&str)) {
@@ -536,17 +565,8 @@ pub fn facts(v: &Value, path: &str) -> Result<Facts, FieldError> {
             ))
         }
     };
-    for (k, iri) in &own {
-        let known = match k.as_str() {
-            "st" => iri.as_str() == Some(crate::epcis::NAMESPACE),
-            _ => is_prefix(k) && iri.as_str().is_some_and(|i| i.len() <= MAX_ID),
-        };
-        if !known {
-            return Err(err(
-                &format!("@context.{k}"),
-                "not a namespace prefix".into(),
-            ));
-        }
+    if let Err(e) = prefixes_ok(&own) {
+        return Err(err(&format!("@context.{}", e.field), e.problem));
     }
     // Numbers as JCS writes them: doubles. An integer past 2^53 would be given
     // back as another number.
@@ -881,6 +901,82 @@ pub fn vocabulary_name(kind: &str, v: &str) -> String {
         .to_string()
 }
 
+/// The first number literal in a JSON text that no double holds exactly (a
+/// 20-digit integer, `1.00000000000000000001`, `1e400`), if any: kept as
+/// canonical JSON it would come back as another number, so it is refused
+/// where the text is still at hand, before parsing rounds it.
+pub fn inexact_number(text: &[u8]) -> Option<String> {
+    let mut i = 0;
+    let mut in_string = false;
+    while let Some(&c) = text.get(i) {
+        if in_string {
+            match c {
+                b'\\' => i += 2,
+                b'"' => {
+                    in_string = false;
+                    i += 1
+                }
+                _ => i += 1,
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                i += 1
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while text
+                    .get(i)
+                    .is_some_and(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+                let token = String::from_utf8_lossy(&text[start..i]);
+                if !exact(&token) {
+                    return Some(cut(&token));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether a number literal means exactly the double it reads as.
+fn exact(token: &str) -> bool {
+    match token.parse::<f64>() {
+        // Not JSON's number grammar: the parser refuses it anyway.
+        Err(_) => true,
+        Ok(x) if !x.is_finite() => false,
+        // `{:e}` writes the shortest digits that read back as `x`.
+        Ok(x) => decimal(token).is_some() && decimal(token) == decimal(&format!("{x:e}")),
+    }
+}
+
+/// A decimal literal as (sign, significant digits, exponent of the first
+/// digit): equal for literals of equal value. Zero is one value, signed or not.
+fn decimal(t: &str) -> Option<(bool, String, i64)> {
+    let (negative, t) = t.strip_prefix('-').map_or((false, t), |r| (true, r));
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(at) => (&t[..at], t[at + 1..].parse::<i64>().ok()?),
+        None => (t, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let point = (int.len() as i64)
+        .saturating_sub(leading as i64)
+        .saturating_add(exponent);
+    Some((negative, significant.to_string(), point))
+}
+
 fn walk_numbers(v: &Value, f: &mut impl FnMut(&serde_json::Number)) {
     match v {
         Value::Number(n) => f(n),
@@ -1113,6 +1209,11 @@ pub(crate) mod tests {
             json!(["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"st": "https://evil.example/"}]),
             json!(["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"ex": {"@id": "https://x/"}}]),
             json!([{"ex": "https://ns.example.com/"}]),
+            // GS1's own terms and keywords are not prefixes of ours.
+            json!(["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"action": "https://evil.example/"}]),
+            json!(["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"shipping": "https://evil.example/"}]),
+            json!(["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"epcis": "https://evil.example/"}]),
+            json!(["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"gs1": "https://evil.example/"}]),
             json!(["https://evil.example/context.jsonld"]),
         ] {
             assert!(namespaces(Some(&ctx)).is_err(), "{ctx}");
@@ -1184,5 +1285,34 @@ pub(crate) mod tests {
         };
         let (_, h) = r.check_hashed().unwrap();
         assert_eq!(h, Some(hash));
+    }
+
+    #[test]
+    fn numbers_no_double_holds_are_found_in_the_text() {
+        for exact in [
+            r#"{"a": 1, "b": -2.5, "c": 0.1, "d": 1.50, "e": 1e3, "f": 9007199254740992, "g": -0, "h": 5e-324, "s": "12345678901234567890123"}"#,
+            "[]",
+            "{}",
+        ] {
+            assert_eq!(inexact_number(exact.as_bytes()), None, "{exact}");
+        }
+        for (text, first) in [
+            (
+                r#"{"a": 123456789012345678901234567890}"#,
+                "123456789012345678901234567890",
+            ),
+            (r#"{"a": 9007199254740993}"#, "9007199254740993"),
+            (
+                r#"{"s": "a \" 1", "a": 1.00000000000000000001}"#,
+                "1.00000000000000000001",
+            ),
+            (r#"[1e400]"#, "1e400"),
+        ] {
+            assert_eq!(
+                inexact_number(text.as_bytes()).as_deref(),
+                Some(first),
+                "{text}"
+            );
+        }
     }
 }

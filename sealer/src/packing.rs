@@ -24,6 +24,7 @@ use sealer::epoch::sealed_at_ms;
 
 use crate::store::trail::{item_window, packings, StepRow};
 use crate::trail::{TileCache, Verifier};
+use sealer::verify::Verdict;
 
 /// How deep packings are followed (case, pallet, container, ... ) and how many
 /// container stays one trail reads: bounds on what one trail costs.
@@ -107,6 +108,8 @@ pub struct ContainerStep {
     /// The AggregationEvent that packed or unpacked the item, not a step of
     /// the container while it was inside.
     pub packing: bool,
+    /// Its check, done once.
+    pub verdict: Verdict,
 }
 
 /// Every container step of `item`'s trail, packings first then by container,
@@ -150,6 +153,7 @@ pub async fn container_steps(
                     container: f.parent_id.clone(),
                     packing: true,
                     row,
+                    verdict: verdict.clone(),
                 });
             }
         }
@@ -185,6 +189,7 @@ pub async fn container_steps(
                         container: stay.container.clone(),
                         packing: false,
                         row,
+                        verdict,
                     });
                 }
             }

@@ -233,7 +233,6 @@ async fn document(
     let mut events = Vec::with_capacity(rows.len());
     let mut proofs = Vec::with_capacity(rows.len());
     let mut refused = Vec::new();
-    let mut context = epcis::context();
     for row in rows {
         // What is shown is the signed payload's, and only if it matches.
         let event = schemas::leaf::decode_leaf(&row.payload).ok();
@@ -253,14 +252,10 @@ async fn document(
         match event {
             Some(e) if verdict.verified() => {
                 let (mut shown, namespaces) = e.to_epcis(&event_id);
-                if let Some(ns) = namespaces {
-                    // Its extensions' namespaces go in the document's context,
-                    // unless a prefix there means another namespace already.
-                    if !merge_namespaces(&mut context, &ns) {
-                        if let Some(o) = shown.as_object_mut() {
-                            o.insert("@context".into(), ns);
-                        }
-                    }
+                // Its extensions' namespaces stay with it: in the document's
+                // context one partner's prefix would name another's values.
+                if let (Some(ns), Some(o)) = (namespaces, shown.as_object_mut()) {
+                    o.insert("@context".into(), ns);
                 }
                 events.push(shown);
                 proofs.push(json!({
@@ -281,7 +276,7 @@ async fn document(
         }
     }
     Ok(json!({
-        "@context": context,
+        "@context": epcis::context(),
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
         "creationDate": schemas::time::format_rfc3339(now_ms(), "Z"),
@@ -294,28 +289,6 @@ async fn document(
         epcis::PROOFS: proofs,
         epcis::REFUSED: refused,
     }))
-}
-
-/// Adds an event's namespaces to a document's context (GS1's context and
-/// one object of prefixes); false, changing nothing, if a prefix is bound
-/// there to another namespace.
-fn merge_namespaces(context: &mut Value, ns: &Value) -> bool {
-    let (Some(parts), Some(ns)) = (context.as_array_mut(), ns.as_object()) else {
-        return false;
-    };
-    let Some(prefixes) = parts.iter_mut().find_map(Value::as_object_mut) else {
-        return false;
-    };
-    if ns
-        .iter()
-        .any(|(k, v)| prefixes.get(k).is_some_and(|have| have != v))
-    {
-        return false;
-    }
-    for (k, v) in ns {
-        prefixes.insert(k.clone(), v.clone());
-    }
-    true
 }
 
 fn now_ms() -> i64 {

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::ledger::{LedgerArgs, SealRegistry};
 use crate::store::epochs::ANCHORED;
 use crate::trail::{self, StepRow, Verifier};
+use sealer::verify::Verdict;
 
 const INDEX_HTML: &str = include_str!("page/index.html");
 const ITEM_HTML: &str = include_str!("page/item.html");
@@ -312,6 +313,11 @@ impl Api {
 
     async fn step_json(&self, row: &StepRow) -> anyhow::Result<Value> {
         let verdict = self.verifier.check(row).await?;
+        self.step_json_of(row, verdict).await
+    }
+
+    /// `step_json` for a row already checked.
+    async fn step_json_of(&self, row: &StepRow, verdict: Verdict) -> anyhow::Result<Value> {
         let seal = self.verifier.ledger_seal(row.epoch_id).await?;
         // Every field shown is the signed payload's (null if it does not
         // decode), never the store's columns: only the payload is proven.
@@ -458,6 +464,12 @@ async fn item_trail(
                     "unknown_item",
                     format!("no sealed events for item {id}"),
                 ),
+                Ok(Err(e)) if e.is::<Busy>() => {
+                    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                    r
+                }
                 Ok(Err(e)) => unavailable(e),
                 Err(_) => timed_out(),
             }
@@ -486,6 +498,15 @@ fn timed_out() -> Response {
     )
 }
 
+/// Trails whose containers are being walked at once; one more is a 503.
+const WALKS: usize = 4;
+static CONTAINER_WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(WALKS);
+
+/// Every container walk is taken: the trail is answered later.
+#[derive(Debug, thiserror::Error)]
+#[error("{WALKS} trails through containers are being read; try again")]
+struct Busy;
+
 async fn trail_body(
     api: &Api,
     id: &str,
@@ -493,9 +514,13 @@ async fn trail_body(
     after: Option<&trail::Cursor>,
 ) -> anyhow::Result<Option<String>> {
     let (rows, next) = trail::item_page(&api.client, api.tiles.as_ref(), id, after, limit).await?;
-    // The containers' steps while the item was inside, with the first page.
+    // The containers' steps while the item was inside, with the first page:
+    // a few walks at once, each bounded (packing.rs).
     let via = match after {
         None => {
+            let Ok(_walking) = CONTAINER_WALKS.try_acquire() else {
+                return Err(anyhow::Error::new(Busy));
+            };
             crate::packing::container_steps(&api.client, api.tiles.as_ref(), &api.verifier, id)
                 .await?
         }
@@ -511,8 +536,8 @@ async fn trail_body(
         steps.push(step);
     }
     let mut container_steps = Vec::with_capacity(via.len());
-    for c in &via {
-        let mut step = api.step_json(&c.row).await?;
+    for c in via {
+        let mut step = api.step_json_of(&c.row, c.verdict).await?;
         step["in_container"] = json!(c.container);
         step["packing"] = json!(c.packing);
         container_steps.push(step);

@@ -324,7 +324,7 @@ pub async fn item_page(
 
 /// The most packings of one object a trail follows, and the most steps read
 /// of one container's time inside it: bounds on what one trail costs.
-pub const PACKINGS_MAX: usize = 100;
+pub const PACKINGS_MAX: usize = 32;
 
 /// The sealed AggregationEvents `memberships` says name `child` among their
 /// children, at most `PACKINGS_MAX`, in time order. `memberships` only

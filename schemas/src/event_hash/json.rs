@@ -1015,6 +1015,38 @@ fn tables(s: Scope) -> &'static [Table] {
     }
 }
 
+/// Whether a name is a JSON-LD keyword or a term of GS1's EPCIS context, at its
+/// top or in any of its scoped contexts: what a document may not define as a
+/// prefix of its own (it would change what a standard key or value means).
+pub fn is_gs1_term(name: &str) -> bool {
+    const SCOPES: [Scope; 16] = [
+        Scope::BizStep,
+        Scope::Disp,
+        Scope::PersistentDisp,
+        Scope::SourceList,
+        Scope::DestinationList,
+        Scope::SourceType,
+        Scope::BizTransactionList,
+        Scope::BizTransactionType,
+        Scope::SensorElementList,
+        Scope::SensorMetadata,
+        Scope::SensorReport,
+        Scope::Measurement,
+        Scope::Exception,
+        Scope::Component,
+        Scope::ErrorDeclaration,
+        Scope::Reason,
+    ];
+    is_keyword(name)
+        || name == EPCIS_PREFIX.0
+        || EPCIS.iter().any(|(t, _)| *t == name)
+        || SCOPES.iter().any(|s| {
+            tables(*s)
+                .iter()
+                .any(|t| t.entries.iter().any(|(n, _)| *n == name))
+        })
+}
+
 fn find(entries: &'static [Entry], term: &str) -> Option<Def<'static>> {
     entries
         .binary_search_by(|(name, _)| (*name).cmp(term))
