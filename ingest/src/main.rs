@@ -8,8 +8,8 @@ mod gateway;
 mod journey;
 mod producer;
 mod quota;
-mod sign;
 mod shipment;
+mod sign;
 mod simulate;
 
 use clap::{Parser, Subcommand};

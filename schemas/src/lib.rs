@@ -13,9 +13,9 @@ pub mod event;
 pub mod event_hash;
 pub mod gate;
 pub mod json;
-pub mod leaf;
 #[cfg(feature = "cli")]
 pub mod kafka;
+pub mod leaf;
 pub mod migrations;
 pub mod partition;
 pub mod seen;

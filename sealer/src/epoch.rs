@@ -225,6 +225,17 @@ fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
             // key can make the sealer parse JSON (milliseconds for a large
             // event, where a signature check takes microseconds).
             let raw = raw?;
+            // Bounded before it is hashed for the signature, too.
+            if raw.event.len() > schemas::epcis_event::MAX_EVENT_BYTES {
+                return Err(Refusal::Invalid(schemas::FieldError::new(
+                    "event",
+                    format!(
+                        "{} bytes, at most {}",
+                        raw.event.len(),
+                        schemas::epcis_event::MAX_EVENT_BYTES
+                    ),
+                )));
+            }
             let key = gate::device_key(&raw.device_id, gate.keys, gate.now_ms)?;
             if gate.check_signatures {
                 raw.verify(&key).map_err(Refusal::BadSignature)?;

@@ -464,12 +464,6 @@ async fn item_trail(
                     "unknown_item",
                     format!("no sealed events for item {id}"),
                 ),
-                Ok(Err(e)) if e.is::<Busy>() => {
-                    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                    r
-                }
                 Ok(Err(e)) => unavailable(e),
                 Err(_) => timed_out(),
             }
@@ -498,14 +492,8 @@ fn timed_out() -> Response {
     )
 }
 
-/// Trails whose containers are being walked at once; one more is a 503.
-const WALKS: usize = 4;
-static CONTAINER_WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(WALKS);
-
-/// Every container walk is taken: the trail is answered later.
-#[derive(Debug, thiserror::Error)]
-#[error("{WALKS} trails through containers are being read; try again")]
-struct Busy;
+/// Trails whose containers are walked at once; the others wait.
+static CONTAINER_WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 async fn trail_body(
     api: &Api,
@@ -517,10 +505,11 @@ async fn trail_body(
     // The containers' steps while the item was inside, with the first page:
     // a few walks at once, each bounded (packing.rs).
     let via = match after {
+        // Most items were never packed: one look at the index, no walk.
+        None if !crate::store::trail::packed(&api.client, id).await? => Vec::new(),
         None => {
-            let Ok(_walking) = CONTAINER_WALKS.try_acquire() else {
-                return Err(anyhow::Error::new(Busy));
-            };
+            // The rest wait their turn, within the request's time limit.
+            let _walking = CONTAINER_WALKS.acquire().await?;
             crate::packing::container_steps(&api.client, api.tiles.as_ref(), &api.verifier, id)
                 .await?
         }

@@ -326,6 +326,17 @@ pub async fn item_page(
 /// of one container's time inside it: bounds on what one trail costs.
 pub const PACKINGS_MAX: usize = 32;
 
+/// Whether `memberships` names `object` as a child at all: one look at the
+/// sort key, so a trail of something never packed costs no more.
+pub async fn packed(client: &clickhouse::Client, object: &str) -> clickhouse::error::Result<bool> {
+    let n: u64 = client
+        .query("SELECT count() FROM memberships WHERE child = ?")
+        .bind(object)
+        .fetch_one()
+        .await?;
+    Ok(n > 0)
+}
+
 /// The sealed AggregationEvents `memberships` says name `child` among their
 /// children, at most `PACKINGS_MAX`, in time order. `memberships` only
 /// points: the caller checks each event and reads its children from its
