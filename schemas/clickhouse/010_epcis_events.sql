@@ -2,16 +2,15 @@
 -- columns analysts need for them, read off each event's JSON by the sealer. A
 -- scan event is an ObjectEvent with none of these. The payload stays the only
 -- thing proven; readers compare these columns with it and never show them.
-ALTER TABLE sealtrail.scan_events
-    ADD COLUMN event_type String DEFAULT 'ObjectEvent',
-    ADD COLUMN parent_id String DEFAULT '',
-    ADD COLUMN child_epcs Array(String),
-    ADD COLUMN quantity_classes Array(String),
-    ADD COLUMN quantities Array(Float64),
-    ADD COLUMN quantity_uoms Array(String),
-    ADD COLUMN sensor_types Array(String),
-    ADD COLUMN sensor_values Array(Float64),
-    ADD COLUMN event_hash String DEFAULT '';
+ALTER TABLE sealtrail.scan_events ADD COLUMN event_type String DEFAULT 'ObjectEvent';
+ALTER TABLE sealtrail.scan_events ADD COLUMN parent_id String DEFAULT '';
+ALTER TABLE sealtrail.scan_events ADD COLUMN child_epcs Array(String);
+ALTER TABLE sealtrail.scan_events ADD COLUMN quantity_classes Array(String);
+ALTER TABLE sealtrail.scan_events ADD COLUMN quantities Array(Float64);
+ALTER TABLE sealtrail.scan_events ADD COLUMN quantity_uoms Array(String);
+ALTER TABLE sealtrail.scan_events ADD COLUMN sensor_types Array(String);
+ALTER TABLE sealtrail.scan_events ADD COLUMN sensor_values Array(Float64);
+ALTER TABLE sealtrail.scan_events ADD COLUMN event_hash String DEFAULT '';
 
 -- Which containers an object was packed into: one row per child of every
 -- AggregationEvent, sorted by the child, so a trail finds its item's
