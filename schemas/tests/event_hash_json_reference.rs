@@ -9,15 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use schemas::event_hash::{json, json_event_hash};
 use serde_json::Value;
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/epcis_reference_hashes.py"
-);
+mod common;
+use common::Rng;
+
 const EPCIS_CONTEXT: &str = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld";
 
 /// Namespaces the events use.
@@ -190,13 +188,7 @@ impl Case {
 /// Runs the reference on each case's document; panics saying what to install when it
 /// cannot.
 fn reference_hashes(cases: &[Case]) -> Value {
-    let dir = std::env::temp_dir().join(format!(
-        "sealtrail-json-event-hash-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
+    let dir = common::scratch("json-event-hash");
     std::fs::create_dir_all(&dir).unwrap();
     let paths: Vec<PathBuf> = cases
         .iter()
@@ -207,29 +199,9 @@ fn reference_hashes(cases: &[Case]) -> Value {
             path
         })
         .collect();
-    // A time without offset is in the machine's zone to the reference: UTC, as ours.
-    let out = Command::new("python3")
-        .arg(SCRIPT)
-        .args(&paths)
-        .env("TZ", "UTC")
-        .output();
+    let hashes = common::reference_hashes(&paths);
     let _ = std::fs::remove_dir_all(&dir);
-    let install = "python3 -m pip install epcis-event-hash-generator==1.9.3";
-    let out = out
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); install Python 3, then `{install}`"));
-    assert!(
-        out.status.success(),
-        "the reference failed ({}); is it installed? `{install}`\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: not JSON ({e}): {}",
-            PathBuf::from(SCRIPT).display(),
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    hashes
 }
 
 /// Events written out, each with what it is there for.
@@ -600,7 +572,7 @@ fn written() -> Vec<Case> {
 /// copy), used where it is a term and as a bare string elsewhere: each event shows
 /// which bare strings the vocabulary replaces.
 fn vocabulary(n0: usize) -> Vec<Case> {
-    let out = Command::new("python3")
+    let out = std::process::Command::new("python3")
         .args([
             "-c",
             "import epcis_event_hash_generator, os; print(os.path.dirname(epcis_event_hash_generator.__file__))",
@@ -721,19 +693,14 @@ impl J {
     }
 }
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
+/// What the generator draws beyond `common::Rng`'s numbers.
+trait Draw {
+    fn chance(&mut self, percent: usize) -> bool;
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str;
+    fn pick_of<'a>(&mut self, from: &[&'a str]) -> &'a str;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+impl Draw for Rng {
     fn chance(&mut self, percent: usize) -> bool {
         self.below(100) < percent
     }

@@ -5,18 +5,12 @@
 //! every hash must be ours. Needs `python3` with the package installed; without them
 //! the test fails rather than passes unseen.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use schemas::event::{MAX_EVENT_TIME, MIN_EVENT_TIME};
 use schemas::event_hash::{event_hash, pre_hash};
 use schemas::{epcis, Action, BizStep, BizTransaction, BizTransactionType, Disposition, ScanEvent};
 use serde_json::Value;
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/epcis_reference_hashes.py"
-);
+mod common;
 
 #[test]
 #[ignore = "needs PyPI epcis-event-hash-generator (deploy/local/test installs it)"]
@@ -60,32 +54,11 @@ fn our_event_hashes_are_the_references() {
 
 /// Runs the reference on the document; panics saying what to install when it cannot.
 fn reference_hashes(doc: &Value) -> Value {
-    let path = std::env::temp_dir().join(format!(
-        "sealtrail-event-hash-{}-{}.jsonld",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
+    let path = common::scratch("event-hash").with_extension("jsonld");
     std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-    let out = Command::new("python3").arg(SCRIPT).arg(&path).output();
+    let hashes = common::reference_hashes(std::slice::from_ref(&path));
     let _ = std::fs::remove_file(&path);
-    let install = "python3 -m pip install epcis-event-hash-generator==1.9.3";
-    let out = out
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); install Python 3, then `{install}`"));
-    assert!(
-        out.status.success(),
-        "the reference failed ({}); is it installed? `{install}`\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: not JSON ({e}): {}",
-            PathBuf::from(SCRIPT).display(),
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    hashes
 }
 
 fn tx(kind: BizTransactionType, id: &str) -> BizTransaction {

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use schemas::{avro, json};
 
+mod common;
+use common::Rng;
+
 /// Mutations tried per corpus file.
 const MUTATIONS: usize = 400;
 
@@ -20,20 +23,6 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
         .collect();
     files.sort();
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
