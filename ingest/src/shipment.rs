@@ -76,7 +76,7 @@ pub struct Shipment {
 
 /// Shipments start within this many days of the corpus's start and have
 /// arrived within `journey::JOURNEY_SPAN_DAYS` of it (a test checks).
-const START_SPREAD_DAYS: u64 = 20;
+const START_SPREAD_DAYS: u64 = 15;
 
 impl Shipment {
     /// Plans the `n`th shipment: 1 or 2 pallets of 2 to 4 cases of 12 to 24 items.
@@ -177,7 +177,9 @@ impl Shipment {
                 for _ in 0..12 + rng.below(13) {
                     serial += 1;
                     let item = format!("urn:epc:id:sgtin:{company}.{item_ref}.{serial}");
-                    let at = later(rng, &mut t, 0, 1);
+                    // Made on a line: a minute or so apart.
+                    t += 1_000 + rng.below(60_000) as i64;
+                    let at = t;
                     out.push(scan(
                         rng,
                         &item,
@@ -476,5 +478,24 @@ mod tests {
             Shipments::starting(9, 3, START),
         );
         assert!((0..500).all(|_| a.next_event() == b.next_event()));
+    }
+
+    #[test]
+    fn every_shipment_has_arrived_within_the_span() {
+        let fleet = Fleet { seed: 1 };
+        let mut rng = Rng::new(1);
+        let span = crate::journey::JOURNEY_SPAN_DAYS * 86_400_000;
+        for n in 0..200 {
+            let last = Shipment::plan(&mut rng, n, START, &fleet)
+                .events
+                .map(|p| p.time())
+                .max()
+                .unwrap();
+            assert!(
+                last < START + span,
+                "shipment {n} ends {} days in",
+                (last - START) / 86_400_000
+            );
+        }
     }
 }
