@@ -890,12 +890,15 @@ pub fn facts(v: &Value, path: &str) -> Result<Facts, FieldError> {
 }
 
 /// A CBV value by its bare name (`shipping`) however it is written (the CBV
-/// URI or URN); any other value as it is.
+/// URI or URN), and ours by theirs (`…/BizStep-customs_clearance` is
+/// `customs_clearance`, as scan events keep it); any other value as it is.
 pub fn vocabulary_name(kind: &str, v: &str) -> String {
     let web = format!("https://ref.gs1.org/cbv/{kind}-");
     let urn = format!("urn:epcglobal:cbv:{}:", kind.to_ascii_lowercase());
+    let ours = format!("{}{kind}-", crate::epcis::NAMESPACE);
     v.strip_prefix(&web)
         .or_else(|| v.strip_prefix(&urn))
+        .or_else(|| v.strip_prefix(&ours))
         .filter(|n| !n.is_empty())
         .unwrap_or(v)
         .to_string()
