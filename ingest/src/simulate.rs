@@ -109,43 +109,33 @@ fn simulated_start_ms() -> i64 {
 
 impl Source {
     fn generated(seed: u64, items: usize) -> Source {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        std::thread::spawn(move || {
-            let mut corpus = Corpus::starting(seed, items, simulated_start_ms());
-            loop {
-                let chunk = corpus
-                    .next_batch(4096)
-                    .iter()
-                    .map(|e| (e.key().as_bytes().to_vec(), avro::encode_single_object(e)))
-                    .collect();
-                if tx.send(chunk).is_err() {
-                    return;
-                }
-            }
-        });
-        Source::Generated {
-            chunks: rx,
-            buffer: Default::default(),
-        }
+        let mut corpus = Corpus::starting(seed, items, simulated_start_ms());
+        Source::spawned(move || {
+            corpus
+                .next_batch(4096)
+                .iter()
+                .map(|e| (e.key().as_bytes().to_vec(), avro::encode_single_object(e)))
+                .collect()
+        })
     }
 
     /// Events of shipments (`shipment::Shipments`), generated like `generated`.
     fn packed(seed: u64, shipments: usize) -> Source {
+        let mut s = Shipments::starting(seed, shipments, simulated_start_ms());
+        Source::spawned(move || {
+            (0..1024)
+                .map(|_| {
+                    let e = s.next_event();
+                    (e.key().as_bytes().to_vec(), e.encode_record())
+                })
+                .collect()
+        })
+    }
+
+    /// Chunks of records made by a thread of their own until nobody reads them.
+    fn spawned(mut chunk: impl FnMut() -> Vec<Record> + Send + 'static) -> Source {
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        std::thread::spawn(move || {
-            let mut s = Shipments::starting(seed, shipments, simulated_start_ms());
-            loop {
-                let chunk = (0..1024)
-                    .map(|_| {
-                        let e = s.next_event();
-                        (e.key().as_bytes().to_vec(), e.encode_record())
-                    })
-                    .collect();
-                if tx.send(chunk).is_err() {
-                    return;
-                }
-            }
-        });
+        std::thread::spawn(move || while tx.send(chunk()).is_ok() {});
         Source::Generated {
             chunks: rx,
             buffer: Default::default(),

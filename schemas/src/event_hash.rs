@@ -46,8 +46,13 @@ pub mod json;
 
 /// The CBV 2.0 event hash ID.
 pub fn event_hash(e: &ScanEvent) -> String {
+    hash_id(&pre_hash(e))
+}
+
+/// The hash ID of a pre-hash string: `ni:///sha-256;<hex>?ver=CBV2.0`.
+fn hash_id(pre_hash: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(pre_hash(e).as_bytes());
+    let digest = Sha256::digest(pre_hash.as_bytes());
     let mut id = String::with_capacity(89);
     id.push_str("ni:///sha-256;");
     for b in digest {

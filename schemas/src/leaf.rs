@@ -283,6 +283,15 @@ pub fn epcis_record(record: &[u8]) -> Option<Result<EpcisEvent, DecodeError>> {
     is_epcis(record).then(|| EpcisEvent::decode(record))
 }
 
+/// The device a leaf names, without reading a kept event's JSON: a reader
+/// needs it to choose the key before it checks the leaf.
+pub fn signer(leaf: &[u8]) -> Option<String> {
+    if leaf.starts_with(&MAGIC) {
+        return EpcisEvent::decode(leaf).ok().map(|e| e.device_id);
+    }
+    avro::decode_datum(leaf).ok().map(|e| e.device_id)
+}
+
 /// Decodes leaf bytes (a row's payload, a bundle's).
 pub fn decode_leaf(leaf: &[u8]) -> Result<LeafEvent, DecodeError> {
     if leaf.starts_with(&MAGIC) {
@@ -336,5 +345,8 @@ mod tests {
         assert_eq!(back.as_epcis(), Some((&kept, &facts)));
         assert_eq!(back.key(), facts.parent_id);
         assert_eq!(decode_leaf(&record).unwrap(), back);
+        assert_eq!(signer(&record).as_deref(), Some("partner-1"));
+        assert_eq!(signer(&avro::encode_datum(&scan)), Some(scan.device_id.clone()));
+        assert_eq!(signer(&record[..record.len() - 1]), None);
     }
 }

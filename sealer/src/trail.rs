@@ -485,9 +485,7 @@ async fn verify_bundle(path: &PathBuf, ledger: &LedgerArgs) -> anyhow::Result<i3
     let seal = v.ledger_seal(b.epoch_id).await?;
     // The key comes from the registry state the ledger pins for the epoch; the
     // bundle only carries the device's leaf and the path to that state's root.
-    let signer = schemas::leaf::decode_leaf(&decoded.payload)
-        .map(|e| e.device_id().to_string())
-        .unwrap_or_else(|_| b.device_id.clone());
+    let signer = schemas::leaf::signer(&decoded.payload).unwrap_or_else(|| b.device_id.clone());
     // Not anchored: no state is pinned, and a leaf under a root of the
     // bundle's own choosing proves nothing, so it is not even decoded.
     let mut verdict = match &seal {

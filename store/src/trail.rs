@@ -68,9 +68,7 @@ impl StepRow {
     /// The device the payload names (the column's only if it does not decode,
     /// and then the payload check fails anyway).
     pub fn signer(&self) -> String {
-        schemas::leaf::decode_leaf(&self.payload)
-            .map(|e| e.device_id().to_string())
-            .unwrap_or_else(|_| self.device_id.clone())
+        schemas::leaf::signer(&self.payload).unwrap_or_else(|| self.device_id.clone())
     }
 }
 

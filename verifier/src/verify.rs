@@ -214,13 +214,9 @@ pub fn altered_columns(c: &Columns, e: &LeafEvent) -> Vec<&'static str> {
     }
 }
 
-fn strs_eq(a: &[String], b: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
-    a.iter().map(String::as_str).eq(b
-        .into_iter()
-        .map(|s| s.as_ref().to_string())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(String::as_str))
+fn strs_eq<S: AsRef<str>>(a: &[String], b: impl IntoIterator<Item = S>) -> bool {
+    let mut b = b.into_iter();
+    a.iter().all(|x| b.next().is_some_and(|y| x == y.as_ref())) && b.next().is_none()
 }
 
 fn f64s_eq(a: &[f64], b: impl IntoIterator<Item = f64>) -> bool {

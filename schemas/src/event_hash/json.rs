@@ -56,23 +56,12 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
 use super::{canonical_into, digital_link, is_vocabulary, push_py_repr, py_space, py_strip};
 
 /// The event hash ID of an event's JSON; None where the reference gives none (or the
 /// text is not a JSON object).
 pub fn hash(event: &str) -> Option<String> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(pre_hash(event)?.as_bytes());
-    let mut id = String::with_capacity(89);
-    id.push_str("ni:///sha-256;");
-    for b in digest {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    id.push_str("?ver=CBV2.0");
-    Some(id)
+    pre_hash(event).map(|p| super::hash_id(&p))
 }
 
 /// The reference's pre-hash string of an event's JSON (what `hash` is the SHA-256 of).
