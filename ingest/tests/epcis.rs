@@ -421,6 +421,11 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
             }),
             (413, "epcisException:CaptureLimitExceededException", ""),
         ),
+        (
+            "a context that redefines a GS1 term",
+            broken(&|d| d["@context"][1]["action"] = json!("https://evil.example/")),
+            (400, "epcisException:ValidationException", "@context"),
+        ),
     ];
     for (what, bad, expected) in &cases {
         let a = capture(&gw, bad, &[]).await;
@@ -435,6 +440,25 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
             "{what}"
         );
     }
+    // A number no double holds, as sent (a parsed value would already be rounded).
+    let text = signed.to_string().replacen(
+        "\"@context\"",
+        "\"st:big\": 123456789012345678901234567890, \"@context\"",
+        1,
+    );
+    let big = send(
+        reqwest::Client::new()
+            .post(format!("{gw}/capture"))
+            .header("content-type", "application/ld+json")
+            .body(text),
+    )
+    .await;
+    assert_eq!(
+        big.problem(),
+        (400, "epcisException:ValidationException", "(body)"),
+        "{}",
+        big.body
+    );
     let forged = capture(&gw, &cases[4].1, &[]).await;
     assert_eq!(
         forged.header("www-authenticate"),

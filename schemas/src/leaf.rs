@@ -346,7 +346,10 @@ mod tests {
         assert_eq!(back.key(), facts.parent_id);
         assert_eq!(decode_leaf(&record).unwrap(), back);
         assert_eq!(signer(&record).as_deref(), Some("partner-1"));
-        assert_eq!(signer(&avro::encode_datum(&scan)), Some(scan.device_id.clone()));
+        assert_eq!(
+            signer(&avro::encode_datum(&scan)),
+            Some(scan.device_id.clone())
+        );
         assert_eq!(signer(&record[..record.len() - 1]), None);
     }
 }

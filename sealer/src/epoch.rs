@@ -1070,6 +1070,9 @@ mod tests {
         let mut trailing = kept(7, 7, true).encode();
         trailing.push(0);
         push(trailing); // 7: bytes after the datum
+        let mut huge = kept(8, 8, false);
+        huge.event = format!("{} {}", huge.event, " ".repeat(70_000));
+        push(huge.encode()); // 8: over 64 KiB, refused before its signature is hashed
         let sealed = seal(1, NOW - 1000, NOW, records, 0, &gate(&keys));
         assert_eq!(
             reasons(&sealed),
@@ -1080,6 +1083,7 @@ mod tests {
                 (5, "unknown_device"),
                 (6, "duplicate"),
                 (7, "malformed"),
+                (8, "invalid_field"),
             ]
         );
         assert_eq!(sealed.rows.len(), 2);
