@@ -71,9 +71,11 @@ pub struct ServeArgs {
         default_value_t = 2000
     )]
     pub device_refresh_ms: u64,
-    /// Sealed event ids the in-memory filter holds at about 0.1 % false maybes
-    /// (14.4 bits each); past it, more ids are looked up in ClickHouse.
-    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 50_000_000)]
+    /// Keys the in-memory filter of sealed events holds at about 0.1 % false
+    /// maybes (14.4 bits each; two per event: its id and its GS1 event hash,
+    /// so the default covers 50 M events in 180 MB); past it, more are looked
+    /// up in ClickHouse.
+    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 100_000_000)]
     pub seen_capacity: u64,
     /// How often the ids sealed since the last read are added to the filter (each
     /// read scans the sealing times of the month's rows: not too often; a replay
@@ -529,34 +531,53 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Refuses the request if one of its ids is sealed already, as far as this
-/// gateway can tell: ids the filter has never heard of pass at once, and only
-/// the filter's maybes are looked up, in one query. Best effort: the sealer
+/// Refuses the request if one of its events is sealed already, as far as this
+/// gateway can tell (by its id, or by its GS1 event hash under another id), or
+/// comes twice in it under two ids: keys the filter has never heard of pass at
+/// once, and only the filter's maybes are looked up. Best effort: the sealer
 /// refuses any duplicate this misses, so a ClickHouse that does not answer
 /// lets the request through rather than failing it.
 async fn refuse_sealed(g: &Gateway, events: &[LeafEvent]) -> Result<(), Rejection> {
-    let sealed = sealed_among(g, events).await;
+    let hashes = hashes_of(events);
+    let field = |i: usize| {
+        if events.len() == 1 {
+            "event_id".to_string()
+        } else {
+            format!("events[{i}].event_id")
+        }
+    };
+    let mut firsts: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    for (i, h) in hashes.iter().enumerate() {
+        if let Some(first) = h.as_deref().and_then(|h| firsts.insert(h, i)) {
+            return Err(same_as(i, first).field(field(i)));
+        }
+    }
+    let sealed = sealed_among(g, events, &hashes).await;
     match events
         .iter()
         .enumerate()
         .find(|(_, e)| sealed.contains(e.event_id()))
     {
         None => Ok(()),
-        Some((i, e)) => Err(sealed_already(e).field(if events.len() == 1 {
-            "event_id".to_string()
-        } else {
-            format!("events[{i}].event_id")
-        })),
+        Some((i, e)) => Err(sealed_already(e).field(field(i))),
     }
 }
 
-/// The ids of `events` this gateway can tell are sealed, in one query at most
-/// (best effort: none when ClickHouse does not answer in time).
+/// Each event's GS1 event hash ID (a scan event's costs about 2 µs, a tenth
+/// of its signature check).
+pub(crate) fn hashes_of(events: &[LeafEvent]) -> Vec<Option<String>> {
+    events.iter().map(LeafEvent::event_hash).collect()
+}
+
+/// The ids of `events` this gateway can tell are sealed, by their ids or
+/// their `hashes`, in two queries at most (best effort: none when ClickHouse
+/// does not answer in time).
 pub(crate) async fn sealed_among(
     g: &Gateway,
     events: &[LeafEvent],
+    hashes: &[Option<String>],
 ) -> std::collections::HashSet<String> {
-    let mut sealed = sealed_by_hash(g, events).await;
+    let mut sealed = sealed_by_hash(g, events, hashes).await;
     let Some(seen) = g.seen.get() else {
         return sealed;
     };
@@ -589,24 +610,39 @@ pub(crate) async fn sealed_among(
     }
 }
 
-/// The ids of kept EPCIS events whose GS1 hash is sealed already (the same
-/// event under another eventID), in one query when there are any; best
-/// effort, as `sealed_among`.
-async fn sealed_by_hash(g: &Gateway, events: &[LeafEvent]) -> std::collections::HashSet<String> {
-    let hashes: Vec<&str> = events.iter().filter_map(LeafEvent::kept_hash).collect();
-    if hashes.is_empty() {
+/// The ids of events whose GS1 hash is sealed already (the same event under
+/// another id): those the filter may hold, and every kept EPCIS event's (rare,
+/// and sealed a moment ago is still found), in one query; best effort, as
+/// `sealed_among`.
+async fn sealed_by_hash(
+    g: &Gateway,
+    events: &[LeafEvent],
+    hashes: &[Option<String>],
+) -> std::collections::HashSet<String> {
+    let seen = g.seen.get();
+    let ask: Vec<&str> = events
+        .iter()
+        .zip(hashes)
+        .filter_map(|(e, h)| {
+            let h = h.as_deref()?;
+            let maybe = e.kept_hash().is_some() || seen.is_none_or(|s| s.may_contain(h));
+            maybe.then_some(h)
+        })
+        .collect();
+    if ask.is_empty() {
         return Default::default();
     }
     match tokio::time::timeout(
         SEALED_LOOKUP_WAIT,
-        sealed_ids::sealed_hashes(&g.clickhouse, &hashes, sealed_ids::Counting::NotVoid),
+        sealed_ids::sealed_hashes(&g.clickhouse, &ask, sealed_ids::Counting::NotVoid),
     )
     .await
     {
         Ok(Ok(found)) => events
             .iter()
-            .filter(|e| e.kept_hash().is_some_and(|h| found.contains(h)))
-            .map(|e| e.event_id().to_string())
+            .zip(hashes)
+            .filter(|(_, h)| h.as_ref().is_some_and(|h| found.contains(h)))
+            .map(|(e, _)| e.event_id().to_string())
             .collect(),
         _ => {
             tracing::debug!("looking up sealed event hashes failed; accepting");
@@ -624,13 +660,31 @@ pub(crate) async fn screen_each(g: &Gateway, events: &[LeafEvent]) -> Vec<Option
         .iter()
         .map(|e| check_devices(g, std::slice::from_ref(e)).err())
         .collect();
-    let sealed = sealed_among(g, events).await;
-    for (e, verdict) in events.iter().zip(out.iter_mut()) {
-        if verdict.is_none() && sealed.contains(e.event_id()) {
+    let hashes = hashes_of(events);
+    let sealed = sealed_among(g, events, &hashes).await;
+    let mut firsts: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    for (i, (e, verdict)) in events.iter().zip(out.iter_mut()).enumerate() {
+        if verdict.is_some() {
+            continue;
+        }
+        if sealed.contains(e.event_id()) {
             *verdict = Some(sealed_already(e).field("event_id"));
+        } else if let Some(first) = hashes[i].as_deref().and_then(|h| firsts.insert(h, i)) {
+            *verdict = Some(same_as(i, first).field("event_id"));
         }
     }
     out
+}
+
+/// Event `i` of a request is event `first` of it again under another id.
+fn same_as(i: usize, first: usize) -> Rejection {
+    Rejection::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "duplicate_event",
+        format!(
+            "events[{i}] is the same event as events[{first}] (the same GS1 event hash) under another event_id"
+        ),
+    )
 }
 
 fn sealed_already(e: &LeafEvent) -> Rejection {
@@ -638,7 +692,7 @@ fn sealed_already(e: &LeafEvent) -> Rejection {
         StatusCode::CONFLICT,
         "duplicate_event_id",
         format!(
-            "event_id {} is already sealed; it was accepted before and must not be resent",
+            "event {} is sealed already (this event_id, or the same event under another: the same GS1 event hash); it was accepted before and must not be resent",
             e.event_id()
         ),
     )

@@ -522,10 +522,11 @@ impl SealedRows {
     fn add(&self, lab: &Lab, e: &ScanEvent, sealed: bool) {
         let epoch = self.epoch_ids[usize::from(!sealed)];
         lab.sql(&format!(
-            "INSERT INTO sealtrail.scan_events (event_id, item_id, item_ids, device_id, epoch_id, sealed_at) \
-             VALUES ('{}', '{item}', ['{item}'], '{}', {epoch}, now())",
+            "INSERT INTO sealtrail.scan_events (event_id, item_id, item_ids, device_id, epoch_id, sealed_at, event_hash) \
+             VALUES ('{}', '{item}', ['{item}'], '{}', {epoch}, now(), '{}')",
             e.event_id,
             e.device_id,
+            schemas::event_hash::event_hash(e),
             item = self.item_id
         ));
         if sealed {
@@ -537,8 +538,10 @@ impl SealedRows {
     }
 }
 
-/// An id the gateway can see is sealed gets 409 naming its field; an id that
-/// is not (never written, or only in an epoch that never got its row) passes.
+/// An id the gateway can see is sealed gets 409 naming its field; so does the
+/// same event under a new id (its GS1 event hash is sealed), and one request
+/// holding an event twice under two ids is refused. An id that is not sealed
+/// (never written, or only in an epoch that never got its row) passes.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the local stack (deploy/local/up); deploy/local/test runs it"]
 async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
@@ -590,6 +593,32 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
         body["field"], "event_id",
         "a single object names the bare field"
     );
+    // Signed again by its device under a fresh id: refused by its hash.
+    let under_new_id = |e: &ScanEvent, n: u64| {
+        let mut again = e.clone();
+        again.event_id = format!("{}-{n:012x}", &e.event_id[..23]).replace("-8000-", "-9000-");
+        signature::sign(&mut again, &key);
+        again
+    };
+    let resealed = under_new_id(&sealed, 1);
+    let (status, body, _) = post(&gw.url, json::to_json(&resealed).to_string()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["field"], "event_id", "{body}");
+    assert!(
+        body["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("GS1 event hash")),
+        "{body}"
+    );
+    let twice = under_new_id(&fresh, 2);
+    let (status, body, _) = post(
+        &gw.url,
+        json!([json::to_json(&fresh), json::to_json(&twice)]).to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "duplicate_event", "{body}");
+    assert_eq!(body["field"], "events[1].event_id", "{body}");
     for e in [&fresh, &orphan] {
         let (status, body, _) = post(&gw.url, json::to_json(e).to_string()).await;
         assert_eq!(status, 202, "{}: {body}", e.event_id);
@@ -597,7 +626,7 @@ async fn an_event_id_sealed_before_is_refused_409_and_the_others_pass() {
     let landed = records_since(&lab, &before);
     assert!(landed.contains(&fresh) && landed.contains(&orphan));
     assert!(
-        !landed.contains(&sealed),
+        !landed.contains(&sealed) && !landed.contains(&resealed) && !landed.contains(&twice),
         "a refused event reaches no Kafka"
     );
 }

@@ -63,7 +63,7 @@ pub enum Refusal {
     NoValidKey { device: String },
     #[error("{0}")]
     BadSignature(SignatureError),
-    #[error("event_id {0} is already sealed")]
+    #[error("event {0} is sealed already: this event_id, or the same event (GS1 event hash) under another")]
     Duplicate(String),
     #[error(
         "the record is in partition {found}; its key (the first item id) belongs in {expected}"

@@ -164,8 +164,8 @@ impl LeafEvent {
         }
     }
 
-    /// A kept event's hash, computed when it was decoded (scan events' are
-    /// not: they cost twice their sealing).
+    /// A kept event's hash, computed when it was decoded (a scan event's is
+    /// computed where it is needed: `event_hash`, about 2 µs).
     pub fn kept_hash(&self) -> Option<&str> {
         match self {
             LeafEvent::Epcis(k) => k.hash.as_deref(),

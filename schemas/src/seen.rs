@@ -1,11 +1,13 @@
 //! Which event ids are sealed already, so that each id seals once, ever, however
-//! often its event is replayed. Asking ClickHouse about every id of every epoch
-//! (or of every gateway request) would read the id index each time, so the sealer
-//! and the gateway keep a Bloom filter of every sealed id (loaded at start, fed by
-//! what is sealed since) and the sealer exact sets of its last epochs (not yet
-//! queryable). Only an id the filter may hold is looked up in ClickHouse
-//! (`sealed_ids::sealed_among`): the filter never forgets, so it can only cost a
-//! lookup, never let a duplicate through.
+//! often its event is replayed; and which GS1 event hashes, so that the same
+//! event under a new id is refused too. Asking ClickHouse about every id of every
+//! epoch (or of every gateway request) would read the index each time, so the
+//! sealer and the gateway keep a Bloom filter of every sealed id and hash (one
+//! filter: a hash `ni:///…` is never an id; loaded at start, fed by what is
+//! sealed since) and the sealer exact sets of its last epochs (not yet
+//! queryable). Only a key the filter may hold is looked up in ClickHouse
+//! (`sealed_ids::sealed_among`, `sealed_hashes`): the filter never forgets, so
+//! it can only cost a lookup, never let a duplicate through.
 //!
 //! The bits are atomic so that one task can add what was sealed while others
 //! ask (the gateway's requests), without a lock and without copying the filter.

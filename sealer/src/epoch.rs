@@ -69,12 +69,15 @@ pub struct Gate<'a> {
     pub check_signatures: bool,
 }
 
-/// An admitted record: its event and where its datum (the leaf bytes) starts.
+/// An admitted record: its event, where its datum (the leaf bytes) starts,
+/// and its GS1 event hash ID (what duplicates are found by; stored).
 #[derive(Debug, Clone)]
 pub struct Admitted {
     pub record: Record,
     pub event: LeafEvent,
     datum_at: usize,
+    /// Empty only for a kept event whose hash the reference gives none of.
+    pub hash: String,
 }
 
 /// The records of one window after the gate, in (partition, offset) order.
@@ -106,8 +109,9 @@ impl Admission {
 /// Orders a window's records, notes the offsets they cover, and passes each
 /// through the gate: canonical Avro, field rules, time bounds, the device's key
 /// at the sealing moment, and its signature (in batches, over `gate.threads`).
-/// An event id met twice in the window is admitted once. Nothing in a record
-/// can panic this: a panic while checking one record refuses that record.
+/// An event met twice in the window, by its id or by its GS1 event hash, is
+/// admitted once. Nothing in a record can panic this: a panic while checking
+/// one record refuses that record.
 pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
     records.sort_unstable_by_key(|r| (r.partition, r.offset));
     let ranges = ranges_of(&records);
@@ -138,24 +142,29 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
         ..Admission::default()
     };
     let mut ids: HashSet<String> = HashSet::with_capacity(records.len());
+    let mut hashes: HashSet<String> = HashSet::with_capacity(records.len());
     let mut outcomes = outcomes.into_iter();
     for record in records {
         // A chunk whose thread died yields no outcomes: its records are refused.
         let outcome = outcomes.next().unwrap_or(Err(Refusal::Internal));
         match outcome {
-            Ok((event, datum_at)) => {
-                // One event once: by its id, and a kept one by its hash too.
-                let new_hash = event
-                    .kept_hash()
-                    .is_none_or(|h| !ids.contains(&format!("#{h}")));
+            Ok(Checked {
+                event,
+                datum_at,
+                hash,
+            }) => {
+                // One event once: by its id, and by its hash (the same event
+                // under another id, signed again by its device).
+                let new_hash = hash.is_empty() || !hashes.contains(&hash);
                 if new_hash && ids.insert(event.event_id().to_string()) {
-                    if let Some(h) = event.kept_hash() {
-                        ids.insert(format!("#{h}"));
+                    if !hash.is_empty() {
+                        hashes.insert(hash.clone());
                     }
                     admission.admitted.push(Admitted {
                         record,
                         event,
                         datum_at,
+                        hash,
                     });
                 } else {
                     admission.rejected.push(Rejected {
@@ -170,7 +179,14 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
     admission
 }
 
-type Outcome = Result<(LeafEvent, usize), Refusal>;
+/// A record through the gate: its event, where its datum starts, its hash.
+struct Checked {
+    event: LeafEvent,
+    datum_at: usize,
+    hash: String,
+}
+
+type Outcome = Result<Checked, Refusal>;
 
 fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = records
@@ -179,17 +195,41 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
             catch_unwind(AssertUnwindSafe(|| check_one(r, gate))).unwrap_or(Err(Refusal::Internal))
         })
         .collect();
-    if !gate.check_signatures {
-        return outcomes;
+    if gate.check_signatures {
+        check_signatures(&mut outcomes, gate);
     }
-    // Signatures of those that passed everything else, in batches.
+    // The GS1 event hash of each scan event that passed (a kept event's was
+    // computed with its facts). A tenth of what its signature costs, here on
+    // the gate's threads rather than on the sealing path.
+    for o in &mut outcomes {
+        if let Ok(Checked {
+            event: LeafEvent::Scan(e),
+            hash,
+            ..
+        }) = o
+        {
+            match catch_unwind(AssertUnwindSafe(|| schemas::event_hash::event_hash(e))) {
+                Ok(h) => *hash = h,
+                Err(_) => *o = Err(Refusal::Internal),
+            }
+        }
+    }
+    outcomes
+}
+
+/// Signatures of those that passed everything else, in batches.
+fn check_signatures(outcomes: &mut [Outcome], gate: &Gate<'_>) {
     let mut at = Vec::new();
     let mut messages = Vec::new();
     let mut signatures = Vec::new();
     let mut keys: Vec<VerifyingKey> = Vec::new();
     for (i, o) in outcomes.iter().enumerate() {
         // Kept EPCIS events had theirs checked before their JSON was read.
-        if let Ok((event @ LeafEvent::Scan(_), _)) = o {
+        if let Ok(Checked {
+            event: event @ LeafEvent::Scan(_),
+            ..
+        }) = o
+        {
             let key = match gate::key_for(event, gate.keys, gate.now_ms) {
                 Ok(k) => k,
                 Err(_) => continue, // checked in check_one; the registry cannot change here
@@ -213,7 +253,6 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
             outcomes[i] = Err(Refusal::BadSignature(signature::SignatureError::Mismatch));
         }
     }
-    outcomes
 }
 
 /// Everything but the signature itself; a malformed signature is refused here.
@@ -263,7 +302,12 @@ fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
             event.signature().len(),
         )));
     }
-    Ok((event, datum_at))
+    let hash = event.kept_hash().unwrap_or_default().to_string();
+    Ok(Checked {
+        event,
+        datum_at,
+        hash,
+    })
 }
 
 fn ranges_of(records: &[Record]) -> Vec<Range> {
@@ -320,8 +364,8 @@ pub struct EventRow {
     pub quantity_uoms: Vec<String>,
     pub sensor_types: Vec<String>,
     pub sensor_values: Vec<f64>,
-    /// The GS1 CBV 2.0 event hash ID, for EPCIS events (derived on reading
-    /// for scan events: it costs twice their sealing).
+    /// The GS1 CBV 2.0 event hash ID (empty in rows sealed before scan
+    /// events' hashes were stored; readers derive it from the payload).
     pub event_hash: String,
 }
 
@@ -411,6 +455,7 @@ pub fn unsealed(
                 record,
                 event,
                 datum_at,
+                hash: String::new(),
             }),
             Err(e) => admission.rejected.push(Rejected {
                 record,
@@ -467,6 +512,7 @@ fn build(
                 record,
                 event: e,
                 datum_at,
+                hash,
             } = a;
             let mut payload = record.value;
             payload.drain(..datum_at.min(payload.len()));
@@ -481,8 +527,8 @@ fn build(
                 kafka_timestamp_ms: record.timestamp_ms,
             };
             match e {
-                LeafEvent::Scan(e) => scan_row(e, place),
-                LeafEvent::Epcis(k) => epcis_row(*k, place),
+                LeafEvent::Scan(e) => scan_row(e, hash, place),
+                LeafEvent::Epcis(k) => epcis_row(*k, hash, place),
             }
         })
         .collect();
@@ -514,7 +560,7 @@ fn seconds(ms: i64) -> u32 {
     ms.div_euclid(1000).clamp(0, u32::MAX as i64) as u32
 }
 
-fn scan_row(e: ScanEvent, p: Place) -> EventRow {
+fn scan_row(e: ScanEvent, event_hash: String, p: Place) -> EventRow {
     EventRow {
         // The gate admits no event without items.
         item_id: e.item_ids.first().cloned().unwrap_or_default(),
@@ -554,21 +600,16 @@ fn scan_row(e: ScanEvent, p: Place) -> EventRow {
         quantity_uoms: Vec::new(),
         sensor_types: Vec::new(),
         sensor_values: Vec::new(),
-        event_hash: String::new(),
+        event_hash,
     }
 }
 
 /// The row of an EPCIS event: its facts (the gate admits only events whose
 /// JSON gives them) as columns.
-fn epcis_row(k: Kept, p: Place) -> EventRow {
-    let Kept {
-        record,
-        facts,
-        hash,
-    } = k;
+fn epcis_row(k: Kept, event_hash: String, p: Place) -> EventRow {
+    let Kept { record, facts, .. } = k;
     // The gate admitted it, so its facts are there.
     let f = facts.unwrap_or_default();
-    let event_hash = hash.unwrap_or_default();
     EventRow {
         item_id: f.key().to_string(),
         item_ids: f.item_ids(),
@@ -1020,6 +1061,42 @@ mod tests {
         assert_eq!(sealed.rows.len(), 3);
     }
 
+    #[test]
+    fn a_scan_event_under_another_id_is_a_duplicate_by_its_hash() {
+        let keys = keys();
+        // The same scan signed again by its device under a fresh id: the same
+        // GS1 event hash (the id is not part of it).
+        let mut again = unsigned(1);
+        again.event_id = "00000000-0000-4000-8000-0000000000aa".into();
+        signature::sign(&mut again, &key());
+        assert_eq!(
+            schemas::event_hash::event_hash(&again),
+            schemas::event_hash::event_hash(&event(1))
+        );
+        let records = vec![
+            record(0, 0, avro::encode_single_object(&event(1))),
+            record(0, 1, avro::encode_single_object(&event(2))),
+            record(0, 2, avro::encode_single_object(&again)),
+        ];
+        let sealed = seal(1, 0, 1000, records, 0, &gate(&keys));
+        assert_eq!(reasons(&sealed), vec![(2, "duplicate")]);
+        // Each row holds its hash, as readers derive it from the payload.
+        for row in &sealed.rows {
+            let e: ScanEvent = avro::decode_datum(&row.payload).unwrap();
+            assert_eq!(row.event_hash, schemas::event_hash::event_hash(&e));
+        }
+        // Alone in a later epoch it is admitted with the hash the gatekeeper
+        // looks up (`tests/pipeline.rs` replays it against the real stack).
+        let admission = admit(
+            vec![record(0, 3, avro::encode_single_object(&again))],
+            &gate(&keys),
+        );
+        assert_eq!(
+            admission.admitted[0].hash,
+            schemas::event_hash::event_hash(&event(1))
+        );
+    }
+
     /// A kept EPCIS event of device scanner-1, numbered `n`, signed unless told.
     fn kept(n: u64, id: u64, sign: bool) -> schemas::epcis_event::EpcisEvent {
         let event = serde_json::json!({
@@ -1099,6 +1176,9 @@ mod tests {
         // The leaf is the whole record, and it verifies as one.
         assert_eq!(row.payload, kept(1, 1, true).encode());
         assert_eq!(sealed.rows[0].event_type, "ObjectEvent");
-        assert!(sealed.rows[0].event_hash.is_empty());
+        assert_eq!(
+            sealed.rows[0].event_hash,
+            schemas::event_hash::event_hash(&event(1))
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The sealer's side of the gate: what `epoch::admit` needs that lives outside
 //! the epoch. It keeps the device key history current (re-read before every
-//! epoch, only the rows added since) and the ids sealed so far (`seen`), and
-//! turns a window's records into an admission with duplicates refused.
+//! epoch, only the rows added since) and the ids and GS1 event hashes sealed
+//! so far (`seen`), and turns a window's records into an admission with
+//! duplicates refused.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -33,13 +34,7 @@ pub struct Gatekeeper {
     ids_read_at: u32,
     /// The claim of the last window admitted.
     lease: Option<Lease>,
-    /// Hashes of the kept EPCIS events of the last epochs sealed here, which
-    /// the store may not have yet (as `seen` keeps their ids).
-    recent_hashes: std::collections::VecDeque<HashSet<String>>,
 }
-
-/// Epochs whose kept events' hashes are kept exactly.
-const RECENT_EPOCHS: usize = 4;
 
 /// How long a registry refresh may hold up an epoch before the last one is used.
 const REFRESH_WAIT: Duration = Duration::from_secs(2);
@@ -80,7 +75,6 @@ impl Gatekeeper {
             cancel: ctx.cancel.clone(),
             ids_read_at: read_at,
             lease: None,
-            recent_hashes: Default::default(),
         })
     }
 
@@ -100,7 +94,6 @@ impl Gatekeeper {
             // (void), and its ids must be sealable again. The filter still
             // says "maybe" for them and ClickHouse decides.
             self.seen.forget_recent();
-            self.recent_hashes.clear();
             self.lease = Some(lease);
         }
         let keys = self.keys.clone();
@@ -138,20 +131,15 @@ impl Gatekeeper {
             );
         }
         admission.refuse_sealed(&sealed);
-        self.seen
-            .remember_epoch(admission.admitted.iter().map(|a| a.event.event_id()));
-        // Hashes sealed here, until the store has them (the next epoch's gate
-        // runs while this one is written).
-        self.recent_hashes.push_back(
+        // Its ids and hashes, kept exactly until the store has them (the next
+        // epoch's gate runs while this one is written).
+        self.seen.remember_epoch(
             admission
                 .admitted
                 .iter()
-                .filter_map(|a| a.event.kept_hash().map(str::to_string))
-                .collect(),
+                .flat_map(|a| [a.event.event_id(), a.hash.as_str()])
+                .filter(|k| !k.is_empty()),
         );
-        if self.recent_hashes.len() > RECENT_EPOCHS {
-            self.recent_hashes.pop_front();
-        }
         metrics
             .gate_duration
             .observe(started.elapsed().as_secs_f64());
@@ -166,15 +154,23 @@ impl Gatekeeper {
         metrics: &Metrics,
     ) -> Result<HashSet<String>, Stopped> {
         let mut sealed = HashSet::new();
-        // Kept EPCIS events by their hash too (rare: asked every time).
-        let hashes: Vec<&str> = admission
-            .admitted
-            .iter()
-            .filter_map(|a| a.event.kept_hash())
-            .collect();
+        // The same event under another id, by its GS1 event hash.
+        let mut hashes: Vec<&str> = Vec::new();
+        for a in &admission.admitted {
+            let h = a.hash.as_str();
+            if h.is_empty() {
+                continue;
+            }
+            if self.seen.sealed_recently(h) {
+                sealed.insert(a.event.event_id().to_string());
+            } else if self.seen.may_contain(h) {
+                hashes.push(h);
+            }
+        }
         if !hashes.is_empty() {
+            metrics.seen_lookups.inc_by(hashes.len() as u64);
             let clickhouse = self.clickhouse.clone();
-            let mut found = retry::until_done(
+            let found = retry::until_done(
                 &self.cancel,
                 "looking up event hashes already sealed",
                 || {
@@ -186,14 +182,8 @@ impl Gatekeeper {
                 },
             )
             .await?;
-            found.extend(
-                hashes
-                    .iter()
-                    .filter(|h| self.recent_hashes.iter().any(|s| s.contains(**h)))
-                    .map(|h| h.to_string()),
-            );
             for a in &admission.admitted {
-                if a.event.kept_hash().is_some_and(|h| found.contains(h)) {
+                if found.contains(&a.hash) {
                     sealed.insert(a.event.event_id().to_string());
                 }
             }

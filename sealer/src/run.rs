@@ -61,9 +61,11 @@ pub struct RunArgs {
     /// Threads that decode records and check their signatures.
     #[arg(long, env = "SEALTRAIL_VERIFY_THREADS", default_value_t = default_threads())]
     pub verify_threads: usize,
-    /// Sealed event ids the in-memory filter holds at about 0.1 % false maybes
-    /// (14.4 bits each); past it, more ids are looked up in ClickHouse.
-    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 50_000_000)]
+    /// Keys the in-memory filter of sealed events holds at about 0.1 % false
+    /// maybes (14.4 bits each; two per event: its id and its GS1 event hash,
+    /// so the default covers 50 M events in 180 MB); past it, more are looked
+    /// up in ClickHouse.
+    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 100_000_000)]
     pub seen_capacity: u64,
     #[command(flatten)]
     pub bounds: TimeBounds,

@@ -860,6 +860,17 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
 
     let ordinary: Vec<ScanEvent> = (1000..1010).map(|n| event(run, n)).collect();
     let replayed = event(run, 2000);
+    // The same scan signed again by its device under a fresh id: the id
+    // differs, the GS1 event hash does not. Once beside its original, once
+    // later to a sealer that knows the original only from ClickHouse.
+    let under_new_id = |e: &ScanEvent, n: u64| {
+        let mut again = e.clone();
+        again.event_id = format!("{:08x}-0000-4000-9000-{n:012x}", run as u32);
+        signature::sign(&mut again, &device_key());
+        again
+    };
+    let resigned_now = under_new_id(&ordinary[0], 1);
+    let resigned_later = under_new_id(&replayed, 2);
     // Sealed once, then all replayed at once: thousands of duplicates in one epoch
     // must not make one lookup too large to run (it stalled sealing once).
     let flood: Vec<(String, Vec<u8>)> = (3000..7000)
@@ -898,6 +909,7 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
     records.extend(
         ordinary
             .iter()
+            .chain([&resigned_now])
             .map(|e| (e.key().to_string(), avro::encode_single_object(e))),
     );
     records.extend(flood.iter().cloned());
@@ -907,10 +919,16 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
     // filter comes from ClickHouse): replays, each sealed once.
     sealer.stop();
     let sealer = Sealer::start("hostile-again", None);
-    send(&[(
-        replayed.key().to_string(),
-        avro::encode_single_object(&replayed),
-    )]);
+    send(&[
+        (
+            replayed.key().to_string(),
+            avro::encode_single_object(&replayed),
+        ),
+        (
+            resigned_later.key().to_string(),
+            avro::encode_single_object(&resigned_later),
+        ),
+    ]);
     send(&flood);
     assert_sealed_exactly_once(Duration::from_secs(60));
 
@@ -944,6 +962,28 @@ fn hostile_records_on_the_topic_are_dead_lettered_and_sealing_goes_on() {
         vec!["duplicate"],
         "the replay is dead-lettered as a duplicate"
     );
+
+    for again in [&resigned_now, &resigned_later] {
+        let value = avro::encode_single_object(again);
+        let reasons: Vec<&String> = letters
+            .iter()
+            .filter(|(p, _)| *p == value)
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(
+            reasons,
+            vec!["duplicate"],
+            "a sealed scan under a new id is a duplicate by its GS1 event hash"
+        );
+    }
+    // Every row holds its event's hash, as GS1's algorithm gives it.
+    for e in ordinary.iter().chain([&replayed]) {
+        let stored = clickhouse(&format!(
+            "SELECT event_hash FROM sealtrail.scan_events WHERE event_id = '{}' LIMIT 1",
+            e.event_id
+        ));
+        assert_eq!(stored, schemas::event_hash::event_hash(e));
+    }
 
     let flood_duplicates = letters
         .iter()

@@ -1,38 +1,43 @@
-//! Which event ids ClickHouse holds as sealed, for the `SeenIds` filters of the
-//! sealer and the gateway: every sealed id at start, the ids sealed since a
-//! moment on refresh, and the exact answer for the few ids a filter says "maybe"
-//! to. A row counts as sealed only when its epoch has a row in `epochs`.
+//! Which events ClickHouse holds as sealed, for the `SeenIds` filters of the
+//! sealer and the gateway: every sealed event id and GS1 event hash at start,
+//! those sealed since a moment on refresh, and the exact answer for the few
+//! keys a filter says "maybe" to. A row counts as sealed only when its epoch
+//! has a row in `epochs`.
 
 use std::collections::HashSet;
 
 use schemas::seen::SeenIds;
 
-/// Adds every sealed event id (all of `events_by_id`) to `seen`; their count.
-/// Orphan rows of an interrupted epoch count too: the filter may only say
-/// "maybe", and `sealed_among` decides.
+/// Adds every sealed event id (all of `events_by_id`) and event hash (all of
+/// `events_by_hash`) to `seen`; how many keys. Orphan rows of an interrupted
+/// epoch count too: the filter may only say "maybe", and the lookups decide.
 pub async fn load_seen(
     client: &clickhouse::Client,
     seen: &SeenIds,
 ) -> clickhouse::error::Result<u64> {
-    load_ids(client, "SELECT event_id FROM events_by_id", None, seen).await
+    let ids = load_keys(client, "SELECT event_id FROM events_by_id", None, seen).await?;
+    let hashes = load_keys(client, "SELECT event_hash FROM events_by_hash", None, seen).await?;
+    Ok(ids + hashes)
 }
 
-/// Adds the ids sealed from `since` (Unix seconds) on, by any sealer.
+/// Adds the ids and hashes sealed from `since` (Unix seconds) on, by any sealer.
 pub async fn load_seen_since(
     client: &clickhouse::Client,
     since: u32,
     seen: &SeenIds,
 ) -> clickhouse::error::Result<u64> {
-    load_ids(
+    // Rows sealed before scan events' hashes were stored have none.
+    load_keys(
         client,
-        "SELECT event_id FROM scan_events WHERE sealed_at >= toDateTime(?)",
+        "SELECT arrayJoin(arrayFilter(k -> k != '', [event_id, event_hash])) \
+         FROM scan_events WHERE sealed_at >= toDateTime(?)",
         Some(since),
         seen,
     )
     .await
 }
 
-async fn load_ids(
+async fn load_keys(
     client: &clickhouse::Client,
     sql: &str,
     bind: Option<u32>,
@@ -44,8 +49,8 @@ async fn load_ids(
     }
     let mut cursor = query.fetch::<String>()?;
     let mut n = 0;
-    while let Some(id) = cursor.next().await? {
-        seen.insert(&id);
+    while let Some(key) = cursor.next().await? {
+        seen.insert(&key);
         n += 1;
     }
     Ok(n)
@@ -112,9 +117,9 @@ pub async fn sealed_among(
     Ok(sealed)
 }
 
-/// Of these GS1 event hashes of kept EPCIS events, the ones sealed already
-/// (`events_by_hash`), counted as `sealed_among` counts ids: the same event
-/// under another eventID is a duplicate.
+/// Of these GS1 event hashes, the ones sealed already (`events_by_hash`),
+/// counted as `sealed_among` counts ids: the same event under another id is
+/// a duplicate.
 pub async fn sealed_hashes(
     client: &clickhouse::Client,
     hashes: &[&str],
