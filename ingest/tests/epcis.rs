@@ -824,11 +824,13 @@ async fn an_epcis_partner_captures_documents_and_reads_them_back_sealed_with_pro
         path_segment(item)
     ))
     .await;
+    // Less the packings captured since (`packed`), which list it as a child.
     let ids: Vec<&str> = after.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["eventID"].as_str().unwrap())
+        .filter(|id| !id.contains("-a000-"))
         .collect();
     let victim_id = format!("urn:uuid:{}", victim.event_id);
     assert_eq!(ids.len(), listed.len() - 1);
@@ -1164,4 +1166,69 @@ async fn packed(
             );
         }
     }
+
+    // An event that lists an item beside the one it is filed under is in
+    // both trails, and MATCH_anyEPC finds an event by any object it lists.
+    let other = format!("urn:epc:id:sgtin:4012345.011111.{run}");
+    let listing = json!({"type": "ObjectEvent", "eventID": id(9), "eventTime": at(9),
+        "eventTimeZoneOffset": "+01:00", "epcList": [other, item2], "action": "OBSERVE",
+        "bizStep": "inspecting", "readPoint": read_point, "st:deviceID": device});
+    let mut one = doc.clone();
+    one["epcisBody"]["eventList"] = json!([listing]);
+    let a = capture(gw, &sign(&one, key_file), &[]).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let uuid9 = id(9)["urn:uuid:".len()..].to_string();
+    lab.wait_anchored(&[&uuid9], Duration::from_secs(120));
+    for item in [&other, item2] {
+        let t = trail(item).await;
+        assert_eq!(t.status, 200, "{}", t.body);
+        let step = t.body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["event_id"] == uuid9.as_str())
+            .unwrap_or_else(|| panic!("{item}'s trail lists the event: {}", t.body));
+        assert_eq!(step["verified"], true, "{step}");
+    }
+    let found = |epc: String| {
+        let url = format!("{api_url}/events?MATCH_anyEPC={}", path_segment(&epc));
+        async move {
+            let a = get(&url).await;
+            assert_eq!(a.status, 200, "{}", a.body);
+            a.body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["eventID"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(
+        found(item2.clone()).await.contains(&id(9)),
+        "in its epcList"
+    );
+    assert!(
+        found(item1.clone()).await.contains(&id(1)),
+        "in its childEPCs"
+    );
+    assert!(
+        found(case.clone()).await.contains(&id(4)),
+        "in a transaction's epcList"
+    );
+    // A pointer added to the index gives a stranger neither a trail nor events.
+    let stranger = format!("urn:epc:id:sgtin:4012345.888888.{run}");
+    lab.sql(&format!(
+        "INSERT INTO sealtrail.events_by_epc (epc, item_id, event_id, event_time_ms) VALUES ('{stranger}', '{other}', '{uuid9}', {})",
+        t0 + 9000
+    ));
+    assert_eq!(
+        trail(&stranger).await.status,
+        404,
+        "no trail from a pointer"
+    );
+    assert_eq!(
+        found(stranger).await,
+        Vec::<String>::new(),
+        "no event from a pointer"
+    );
 }

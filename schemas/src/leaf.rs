@@ -205,6 +205,20 @@ impl LeafEvent {
         }
     }
 
+    /// Whether the event names `epc`: among a scan event's items, or an EPCIS
+    /// event's parent, EPCs (a transformation's inputs and outputs) and
+    /// children. What a reader checks before it counts an event as an item's.
+    pub fn lists(&self, epc: &str) -> bool {
+        match self {
+            LeafEvent::Scan(e) => e.item_ids.iter().any(|i| i == epc),
+            LeafEvent::Epcis(k) => k.facts.as_ref().is_ok_and(|f| {
+                f.parent_id == epc
+                    || f.epcs.iter().any(|i| i == epc)
+                    || f.child_epcs.iter().any(|i| i == epc)
+            }),
+        }
+    }
+
     /// What a reader shows of a step, read off the signed event alone.
     pub fn summary(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -351,5 +365,16 @@ mod tests {
             Some(scan.device_id.clone())
         );
         assert_eq!(signer(&record[..record.len() - 1]), None);
+
+        // What a reader checks before it counts an event as an object's.
+        let scan = LeafEvent::Scan(scan);
+        assert!(scan.lists(&scan.key().to_string()));
+        assert!(!scan.lists("urn:epc:id:sgtin:0614141.000000.0"));
+        assert!(back.lists(&facts.parent_id));
+        assert!(facts.child_epcs.iter().all(|c| back.lists(c)));
+        assert!(!back.lists("urn:epc:id:sgtin:0614141.000000.0"));
+        let mut broken = kept.clone();
+        broken.event = "{}".into();
+        assert!(!LeafEvent::from(broken).lists(&facts.parent_id));
     }
 }

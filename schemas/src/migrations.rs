@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "008_epoch_tiles"),
     migration!(9, "009_epoch_tiles_small_granules"),
     migration!(10, "010_epcis_events"),
+    migration!(11, "011_events_by_epc"),
 ];
 
 /// Where the applied versions are recorded.

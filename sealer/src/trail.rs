@@ -35,7 +35,11 @@ pub async fn event_row(
         .context("reading the event from scan_events")
 }
 
-/// One page of an item's steps (`store::trail::item_page`).
+/// One page of an item's steps (`store::trail::item_page`). An event filed
+/// under another object is kept only if its signed payload lists the item: a
+/// row added to `events_by_epc` cannot put a stranger's event in a trail. One
+/// filed under the item that does not list it stays, and fails its columns
+/// check. A page may so hold fewer than `limit` steps and still have a next.
 pub async fn item_page(
     client: &clickhouse::Client,
     cache: Option<&TileCache>,
@@ -43,9 +47,14 @@ pub async fn item_page(
     after: Option<&Cursor>,
     limit: usize,
 ) -> anyhow::Result<(Vec<StepRow>, Option<Cursor>)> {
-    crate::store::trail::item_page(client, cache, item_id, after, limit)
+    let (mut rows, next) = crate::store::trail::item_page(client, cache, item_id, after, limit)
         .await
-        .context("reading the item's events from scan_events")
+        .context("reading the item's events from scan_events")?;
+    rows.retain(|r| {
+        r.item_id == item_id
+            || schemas::leaf::decode_leaf(&r.payload).is_ok_and(|e| e.lists(item_id))
+    });
+    Ok((rows, next))
 }
 
 use sealer::epoch::sealed_at_ms;

@@ -1,8 +1,10 @@
 //! The EPCIS query's reads: sealed events chosen by the binding's common
 //! parameters (some items, business steps, locations, a time range), a page
 //! at a time in the trail's order, each with its epoch and proof. Events are
-//! found by their first item, the table's sort key, as trails find them: a
-//! query names its items, so it reads their granules, never the table. The
+//! found by the object they are filed under, the table's sort key, and by the
+//! indexes of the others they list (`events_by_epc`, and `memberships` for
+//! packed children): a query names its objects, so it reads their granules,
+//! never the table. The
 //! columns only choose rows: what a reader shows comes from each row's payload,
 //! which the caller checks against the same filter (`EventFilter::admits`), so
 //! a column changed in ClickHouse cannot put an event in an answer it does not
@@ -16,8 +18,9 @@ use crate::trail::{bind_after, prove, step_query, Cursor, StepRow, AFTER, PAGE_M
 /// What events a query asks for; every list that is not empty must match.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFilter {
-    /// Events whose first item is one of these (`MATCH_anyEPC`, `MATCH_epc`);
-    /// without any, `events` reads nothing (it would read the whole table).
+    /// Events that list one of these as their parent, an EPC, an input or
+    /// output, or a child (`MATCH_anyEPC`, `MATCH_epc`); without any (and
+    /// without parents), `events` reads nothing (it would read the table).
     pub any_item: Vec<String>,
     /// Business steps, as the Avro symbols (`EQ_bizStep`).
     pub biz_steps: Vec<String>,
@@ -48,7 +51,7 @@ impl EventFilter {
         let text = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("");
         let time = e.event_time();
         let key = e.key();
-        (self.any_item.iter().any(|i| i == key) || self.parents.iter().any(|p| p == key))
+        (self.any_item.iter().any(|i| e.lists(i)) || self.parents.iter().any(|p| p == key))
             && one_of(&self.parents, text("parent_id"))
             && one_of(&self.event_types, text("event_type"))
             && one_of(&self.biz_steps, text("biz_step"))
@@ -83,7 +86,21 @@ pub async fn events(
     }
     // One placeholder per item: ClickHouse's index reads `IN (…)`, not arrays.
     let items = vec!["?"; keys.len()].join(", ");
-    let mut conditions = vec![format!("item_id IN ({items})")];
+    let epcs = vec!["?"; filter.any_item.len()].join(", ");
+    // Filed under one of them, or listing one beside another (`admits` checks
+    // that the payload does): each index's rows point at events by key and id.
+    let listed = |index: &str, column: &str| {
+        format!(
+            " OR (item_id IN (SELECT item_id FROM {index} WHERE {column} IN ({epcs})) \
+             AND event_id IN (SELECT event_id FROM {index} WHERE {column} IN ({epcs})))"
+        )
+    };
+    let mut found = format!("item_id IN ({items})");
+    if !filter.any_item.is_empty() {
+        found.push_str(&listed("events_by_epc", "epc"));
+        found.push_str(&listed("memberships", "child"));
+    }
+    let mut conditions = vec![format!("({found})")];
     // Each list that is not empty, with its column: bound in this order below.
     let lists = [
         (&filter.parents, "parent_id"),
@@ -117,6 +134,14 @@ pub async fn events(
     for _ in 0..2 {
         for item in &keys {
             query = query.bind(item);
+        }
+        // Two indexes, two subqueries each.
+        if !filter.any_item.is_empty() {
+            for _ in 0..4 {
+                for epc in &filter.any_item {
+                    query = query.bind(epc);
+                }
+            }
         }
         for (values, _) in &lists {
             if !values.is_empty() {

@@ -281,9 +281,11 @@ pub(crate) fn bind_after(q: clickhouse::query::Query, c: &Cursor) -> clickhouse:
 /// answered whole, so its size bounds what one request costs.
 pub const PAGE_MAX: usize = 200;
 
-/// One page of an item's steps in time order, after `after`: the events whose
-/// first item id is `item_id` (the sort key of `scan_events`), at most `limit`,
-/// and the cursor of the next page if there are more. PREWHERE, not WHERE:
+/// One page of an item's steps in time order, after `after`: the events filed
+/// under `item_id` (the sort key of `scan_events`) and those `events_by_epc`
+/// says list it beside another, at most `limit`, and the cursor of the next
+/// page if there are more. The index only points: the caller keeps such an
+/// event only if its payload lists the item. PREWHERE, not WHERE:
 /// ClickHouse then reads payloads and proofs only for the matching rows, not
 /// for whole granules, which halved the API's latency.
 pub async fn item_page(
@@ -304,8 +306,12 @@ pub async fn item_page(
     let query = client
         .query(&format!(
             "{} WHERE {AFTER} ORDER BY event_time_ms, event_id, epoch_id, leaf_index LIMIT ?",
-            step_query("PREWHERE item_id = ?")
+            step_query(&format!("PREWHERE {LISTING}"))
         ))
+        .bind(item_id)
+        .bind(item_id)
+        .bind(item_id)
+        .bind(item_id)
         .bind(item_id)
         .bind(item_id);
     let mut rows = bind_after(query, c)
@@ -319,6 +325,12 @@ pub async fn item_page(
     prove(client, cache, &mut rows).await?;
     Ok((rows, next))
 }
+
+/// The rows of events filed under an object (`?`) or listing it beside the
+/// one they are filed under (`?`, `?`): three bindings of the object.
+const LISTING: &str =
+    "(item_id = ? OR (item_id IN (SELECT item_id FROM events_by_epc WHERE epc = ?) \
+     AND event_id IN (SELECT event_id FROM events_by_epc WHERE epc = ?)))";
 
 /// The most packings of one object a trail follows, and the most steps read
 /// of one container's time inside it: bounds on what one trail costs.

@@ -171,3 +171,22 @@ WHERE event_hash != '';
 
 CREATE TABLE IF NOT EXISTS sealtrail.events_by_hash ON CLUSTER sealtrail AS sealtrail.events_by_hash_local
 ENGINE = Distributed(sealtrail, sealtrail, events_by_hash_local, rand());
+
+CREATE TABLE IF NOT EXISTS sealtrail.events_by_epc_local ON CLUSTER sealtrail
+(
+    epc String,
+    item_id String,
+    event_id String,
+    event_time_ms Int64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/sealtrail/events_by_epc', '{replica}')
+ORDER BY (epc, event_time_ms, event_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sealtrail.events_by_epc_mv ON CLUSTER sealtrail
+TO sealtrail.events_by_epc_local
+AS SELECT arrayJoin(arrayFilter(x -> x != item_id, item_ids)) AS epc, item_id, event_id, event_time_ms
+FROM sealtrail.scan_events_local
+WHERE length(item_ids) > 1 AND event_type != 'AggregationEvent';
+
+CREATE TABLE IF NOT EXISTS sealtrail.events_by_epc ON CLUSTER sealtrail AS sealtrail.events_by_epc_local
+ENGINE = Distributed(sealtrail, sealtrail, events_by_epc_local, rand());
