@@ -549,7 +549,7 @@ async fn refuse_sealed(g: &Gateway, events: &[LeafEvent]) -> Result<(), Rejectio
     let mut firsts: HashMap<&str, usize> = HashMap::with_capacity(events.len());
     for (i, h) in hashes.iter().enumerate() {
         if let Some(first) = h.as_deref().and_then(|h| firsts.insert(h, i)) {
-            return Err(same_as(i, first).field(field(i)));
+            return Err(same_as(&events[i], &events[first]).field(field(i)));
         }
     }
     let sealed = sealed_among(g, events, &hashes).await;
@@ -625,7 +625,8 @@ async fn sealed_by_hash(
         .zip(hashes)
         .filter_map(|(e, h)| {
             let h = h.as_deref()?;
-            let maybe = e.kept_hash().is_some() || seen.is_none_or(|s| s.may_contain(h));
+            // Until the filter is loaded, only kept events' (as ids then).
+            let maybe = e.kept_hash().is_some() || seen.is_some_and(|s| s.may_contain(h));
             maybe.then_some(h)
         })
         .collect();
@@ -638,12 +639,17 @@ async fn sealed_by_hash(
     )
     .await
     {
-        Ok(Ok(found)) => events
-            .iter()
-            .zip(hashes)
-            .filter(|(_, h)| h.as_ref().is_some_and(|h| found.contains(h)))
-            .map(|(e, _)| e.event_id().to_string())
-            .collect(),
+        Ok(Ok(found)) => {
+            // Under this id or another: sealed either way.
+            let found: std::collections::HashSet<&str> =
+                found.iter().map(|(h, _)| h.as_str()).collect();
+            events
+                .iter()
+                .zip(hashes)
+                .filter(|(_, h)| h.as_deref().is_some_and(|h| found.contains(h)))
+                .map(|(e, _)| e.event_id().to_string())
+                .collect()
+        }
         _ => {
             tracing::debug!("looking up sealed event hashes failed; accepting");
             Default::default()
@@ -669,20 +675,26 @@ pub(crate) async fn screen_each(g: &Gateway, events: &[LeafEvent]) -> Vec<Option
         }
         if sealed.contains(e.event_id()) {
             *verdict = Some(sealed_already(e).field("event_id"));
-        } else if let Some(first) = hashes[i].as_deref().and_then(|h| firsts.insert(h, i)) {
-            *verdict = Some(same_as(i, first).field("event_id"));
+        } else if let Some(h) = hashes[i].as_deref() {
+            // Named after the first copy, which goes on.
+            let first = *firsts.entry(h).or_insert(i);
+            if first != i {
+                *verdict = Some(same_as(e, &events[first]).field("event_id"));
+            }
         }
     }
     out
 }
 
-/// Event `i` of a request is event `first` of it again under another id.
-fn same_as(i: usize, first: usize) -> Rejection {
+/// `again` is the request's event `first` again, under another id.
+fn same_as(again: &LeafEvent, first: &LeafEvent) -> Rejection {
     Rejection::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "duplicate_event",
         format!(
-            "events[{i}] is the same event as events[{first}] (the same GS1 event hash) under another event_id"
+            "event {} is event {} of this request again (the same GS1 event hash) under another event_id",
+            again.event_id(),
+            first.event_id()
         ),
     )
 }

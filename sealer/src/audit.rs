@@ -1,6 +1,6 @@
 //! `sealer audit`: checks that what is on the topic, what is sealed in ClickHouse
 //! and what is on the ledger agree. Prints a summary and exits non-zero on any gap
-//! or overlap in the sealed offsets, any record or event id sealed twice, any epoch whose rows,
+//! or overlap in the sealed offsets, any record, event id or GS1 event hash sealed twice, any epoch whose rows,
 //! proofs or root disagree with its epoch row, any root that differs from the ledger,
 //! and any device registry state pinned on the ledger that the store's registry no
 //! longer gives.
@@ -322,6 +322,11 @@ pub async fn run<L: Ledger>(
     let twice = audit::ids_sealed_twice(clickhouse).await?;
     for (id, c) in twice {
         problems.push(format!("event id {id} is sealed {c} times"));
+    }
+    // And each event once, by its GS1 event hash, whatever its ids.
+    let twice = audit::hashes_sealed_twice(clickhouse).await?;
+    for (hash, c) in twice {
+        problems.push(format!("event {hash} is sealed under {c} event ids"));
     }
 
     // 3. The ledger holds each anchored root, unchanged, and the registry

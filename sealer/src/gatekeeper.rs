@@ -4,7 +4,7 @@
 //! so far (`seen`), and turns a window's records into an admission with
 //! duplicates refused.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,9 +61,9 @@ impl Gatekeeper {
             .await?;
         tracing::info!(
             devices = keys.len(),
-            sealed_ids = n,
+            sealed_keys = n,
             seconds = started.elapsed().as_secs_f64(),
-            "gate ready: device keys and sealed ids loaded"
+            "gate ready: device keys and sealed ids and hashes loaded"
         );
         Ok(Gatekeeper {
             clickhouse: clickhouse.clone(),
@@ -154,7 +154,9 @@ impl Gatekeeper {
         metrics: &Metrics,
     ) -> Result<HashSet<String>, Stopped> {
         let mut sealed = HashSet::new();
-        // The same event under another id, by its GS1 event hash.
+        // The same event under another id, by its GS1 event hash: a kept
+        // event's always asked (rare), a scan event's when the filter may
+        // hold it.
         let mut hashes: Vec<&str> = Vec::new();
         for a in &admission.admitted {
             let h = a.hash.as_str();
@@ -163,28 +165,36 @@ impl Gatekeeper {
             }
             if self.seen.sealed_recently(h) {
                 sealed.insert(a.event.event_id().to_string());
-            } else if self.seen.may_contain(h) {
+            } else if a.event.kept_hash().is_some() || self.seen.may_contain(h) {
                 hashes.push(h);
             }
         }
         if !hashes.is_empty() {
             metrics.seen_lookups.inc_by(hashes.len() as u64);
             let clickhouse = self.clickhouse.clone();
+            // Under another id, any epoch not void counts, another sealer's
+            // pending one too: the copy may sit in another partition (its
+            // first item differs), and if that epoch is voided its records
+            // are sealed again by their partition's owner. The same id is
+            // the id check's, which counts pending epochs under this claim
+            // only (zombie fencing).
             let found = retry::until_done(
                 &self.cancel,
                 "looking up event hashes already sealed",
-                || {
-                    sealed_ids::sealed_hashes(
-                        &clickhouse,
-                        &hashes,
-                        sealed_ids::Counting::AnchoredOr(lease),
-                    )
-                },
+                || sealed_ids::sealed_hashes(&clickhouse, &hashes, sealed_ids::Counting::NotVoid),
             )
             .await?;
+            let mut sealed_as: HashMap<&str, Vec<&str>> = HashMap::new();
+            for (h, id) in &found {
+                sealed_as.entry(h).or_default().push(id);
+            }
             for a in &admission.admitted {
-                if found.contains(&a.hash) {
-                    sealed.insert(a.event.event_id().to_string());
+                let id = a.event.event_id();
+                if sealed_as
+                    .get(a.hash.as_str())
+                    .is_some_and(|ids| ids.iter().any(|other| *other != id))
+                {
+                    sealed.insert(id.to_string());
                 }
             }
         }

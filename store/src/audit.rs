@@ -109,6 +109,23 @@ pub async fn ids_sealed_twice(
         .await
 }
 
+/// Up to 10 GS1 event hashes (hash, ids) sealed under more than one event id
+/// in epochs not void: one event sealed twice, under two ids (a copy whose
+/// first item fell in another sealer's partition can pass the gate).
+pub async fn hashes_sealed_twice(
+    client: &clickhouse::Client,
+) -> clickhouse::error::Result<Vec<(String, u64)>> {
+    client
+        .query(
+            "SELECT event_hash, uniqExact(event_id) AS c FROM events_by_hash \
+             WHERE epoch_id IN (SELECT epoch_id FROM epochs GROUP BY epoch_id \
+                                HAVING argMax(status, version) != 'void') \
+             GROUP BY event_hash HAVING c > 1 LIMIT 10",
+        )
+        .fetch_all()
+        .await
+}
+
 /// The devices that signed in an epoch.
 #[derive(Row, Deserialize)]
 pub struct Signers {

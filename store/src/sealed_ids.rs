@@ -118,18 +118,18 @@ pub async fn sealed_among(
 }
 
 /// Of these GS1 event hashes, the ones sealed already (`events_by_hash`),
-/// counted as `sealed_among` counts ids: the same event under another id is
-/// a duplicate.
+/// with the id each was sealed under: the same event under another id is a
+/// duplicate. Counted as `sealed_among` counts ids.
 pub async fn sealed_hashes(
     client: &clickhouse::Client,
     hashes: &[&str],
     counting: Counting<'_>,
-) -> clickhouse::error::Result<HashSet<String>> {
+) -> clickhouse::error::Result<HashSet<(String, String)>> {
     let mut sealed = HashSet::new();
     for chunk in hashes.chunks(LOOKUP_CHUNK) {
-        let rows: Vec<(String, u64)> = client
+        let rows: Vec<(String, String, u64)> = client
             .query(
-                "SELECT DISTINCT event_hash, epoch_id FROM events_by_hash \
+                "SELECT DISTINCT event_hash, event_id, epoch_id FROM events_by_hash \
                  WHERE event_hash IN (SELECT arrayJoin(?))",
             )
             .bind(chunk)
@@ -138,17 +138,21 @@ pub async fn sealed_hashes(
         if rows.is_empty() {
             continue;
         }
+        let rows = rows.into_iter().map(|(h, id, e)| ((h, id), e)).collect();
         sealed.extend(counted(client, rows, counting).await?);
     }
     Ok(sealed)
 }
 
-/// The keys (ids or hashes) of the rows whose epoch counts as sealing them.
-async fn counted(
+/// The keys (ids, or hashes with their ids) of the rows whose epoch counts as
+/// sealing them. Epochs are asked a chunk at a time: rows written in the
+/// store may name any number of them, and one query must stay under
+/// ClickHouse's max_query_size, or the gate would retry it for ever.
+async fn counted<K>(
     client: &clickhouse::Client,
-    rows: Vec<(String, u64)>,
+    rows: Vec<(K, u64)>,
     counting: Counting<'_>,
-) -> clickhouse::error::Result<Vec<String>> {
+) -> clickhouse::error::Result<Vec<K>> {
     let (status, lease) = match counting {
         Counting::NotVoid => ("status != 'void'", String::new()),
         Counting::AnchoredOr(lease) => (
@@ -159,17 +163,20 @@ async fn counted(
     let mut epochs: Vec<u64> = rows.iter().map(|(_, e)| *e).collect();
     epochs.sort_unstable();
     epochs.dedup();
-    let mut query = client
-        .query(&format!(
-            "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
-             argMax(lease, version) AS lease FROM epochs \
-             WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
-        ))
-        .bind(&epochs);
-    if matches!(counting, Counting::AnchoredOr(_)) {
-        query = query.bind(&lease);
+    let mut written: HashSet<u64> = HashSet::new();
+    for chunk in epochs.chunks(LOOKUP_CHUNK) {
+        let mut query = client
+            .query(&format!(
+                "SELECT epoch_id FROM (SELECT epoch_id, argMax(status, version) AS status, \
+                 argMax(lease, version) AS lease FROM epochs \
+                 WHERE epoch_id IN (SELECT toUInt64(arrayJoin(?))) GROUP BY epoch_id) WHERE {status}"
+            ))
+            .bind(chunk);
+        if matches!(counting, Counting::AnchoredOr(_)) {
+            query = query.bind(&lease);
+        }
+        written.extend(query.fetch_all::<u64>().await?);
     }
-    let written: HashSet<u64> = query.fetch_all::<u64>().await?.into_iter().collect();
     Ok(rows
         .into_iter()
         .filter(|(_, e)| written.contains(e))
