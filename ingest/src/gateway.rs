@@ -71,7 +71,7 @@ pub struct ServeArgs {
         default_value_t = 2000
     )]
     pub device_refresh_ms: u64,
-    /// Keys the in-memory filter of sealed events holds at about 0.1 % false
+    /// Keys the in-memory filter of sealed events holds at about 0.25 % false
     /// maybes (14.4 bits each; two per event: its id and its GS1 event hash,
     /// so the default covers 50 M events in 180 MB); past it, more are looked
     /// up in ClickHouse.

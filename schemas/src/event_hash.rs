@@ -46,21 +46,83 @@ pub mod json;
 
 /// The CBV 2.0 event hash ID.
 pub fn event_hash(e: &ScanEvent) -> String {
-    hash_id(&pre_hash(e))
+    HashId::of(e).to_string()
 }
 
 /// The hash ID of a pre-hash string: `ni:///sha-256;<hex>?ver=CBV2.0`.
 fn hash_id(pre_hash: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(pre_hash.as_bytes());
-    let mut id = String::with_capacity(89);
-    id.push_str("ni:///sha-256;");
-    for b in digest {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
+    HashId(Sha256::digest(pre_hash.as_bytes()).into()).to_string()
+}
+
+/// A GS1 event hash ID held as its SHA-256 digest: 32 bytes inline, where
+/// its text takes 89 and an allocation. The sealer holds one for every event
+/// of the epochs in flight, and writes the text from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashId(pub [u8; 32]);
+
+const HASH_PREFIX: &str = "ni:///sha-256;";
+const HASH_SUFFIX: &str = "?ver=CBV2.0";
+const HASH_TEXT_LEN: usize = 89;
+
+impl HashId {
+    /// A scan event's.
+    pub fn of(e: &ScanEvent) -> HashId {
+        HashId(Sha256::digest(pre_hash(e).as_bytes()).into())
     }
-    id.push_str("?ver=CBV2.0");
-    id
+
+    /// `ni:///sha-256;<64 lower-case hex digits>?ver=CBV2.0`, and nothing else.
+    pub fn parse(text: &str) -> Option<HashId> {
+        let hex = text.strip_prefix(HASH_PREFIX)?.strip_suffix(HASH_SUFFIX)?;
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut digest = [0; 32];
+        for (d, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+            *d = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(HashId(digest))
+    }
+
+    /// Its text, written on the stack.
+    pub fn text(&self) -> HashText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut t = [0; HASH_TEXT_LEN];
+        t[..14].copy_from_slice(HASH_PREFIX.as_bytes());
+        for (i, b) in self.0.iter().enumerate() {
+            t[14 + 2 * i] = HEX[usize::from(b >> 4)];
+            t[15 + 2 * i] = HEX[usize::from(b & 15)];
+        }
+        t[78..].copy_from_slice(HASH_SUFFIX.as_bytes());
+        HashText(t)
+    }
+}
+
+/// A hash ID's text, without an allocation.
+pub struct HashText([u8; HASH_TEXT_LEN]);
+
+impl HashText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for HashId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+impl serde::Serialize for HashId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text().as_str())
+    }
 }
 
 /// The CBV 2.0 event hash ID of an EPCIS event kept whole (its JSON).
@@ -662,6 +724,25 @@ impl std::fmt::Write for Short {
 mod tests {
     use super::*;
     use crate::event::tests::sample;
+
+    #[test]
+    fn a_hash_id_reads_back_from_its_text_and_nothing_else_does() {
+        let e = crate::event::tests::sample();
+        let text = event_hash(&e);
+        let id = HashId::parse(&text).unwrap();
+        assert_eq!(id, HashId::of(&e));
+        assert_eq!(id.text().as_str(), text);
+        assert_eq!(serde_json::to_value(id).unwrap(), text);
+        for bad in [
+            text.to_uppercase(),
+            text.replace("?ver=CBV2.0", ""),
+            text[..text.len() - 12].to_string() + "?ver=CBV2.0",
+            text.replacen('a', "g", 1),
+            String::new(),
+        ] {
+            assert_eq!(HashId::parse(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn numbers_as_python_prints_them() {

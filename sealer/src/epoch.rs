@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use clickhouse::Row;
 use ed25519_dalek::{Signature, VerifyingKey};
 use schemas::devices::KeyHistory;
+use schemas::event_hash::HashId;
 use schemas::gate::{self, Refusal, TimeBounds};
 use schemas::leaf::{self, Kept, LeafEvent};
 use schemas::signature;
@@ -76,8 +77,8 @@ pub struct Admitted {
     pub record: Record,
     pub event: LeafEvent,
     datum_at: usize,
-    /// Empty only for a kept event whose hash the reference gives none of.
-    pub hash: String,
+    /// None only for a kept event whose hash the reference gives none of.
+    pub hash: Option<HashId>,
 }
 
 /// The records of one window after the gate, in (partition, offset) order.
@@ -141,10 +142,27 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
         ranges,
         ..Admission::default()
     };
-    let mut ids: HashSet<String> = HashSet::with_capacity(records.len());
-    let mut hashes: HashSet<String> = HashSet::with_capacity(records.len());
+    // One event once: the first record of an id, and of a hash (the same
+    // event under another id, signed again by its device), read off the
+    // outcomes in place.
+    let first: Vec<bool> = {
+        let mut ids: HashSet<&str> = HashSet::with_capacity(outcomes.len());
+        let mut hashes: HashSet<HashId> = HashSet::with_capacity(outcomes.len());
+        outcomes
+            .iter()
+            .map(|o| {
+                let Ok(c) = o else { return false };
+                let new =
+                    c.hash.is_none_or(|h| !hashes.contains(&h)) && ids.insert(c.event.event_id());
+                if let (true, Some(h)) = (new, c.hash) {
+                    hashes.insert(h);
+                }
+                new
+            })
+            .collect()
+    };
     let mut outcomes = outcomes.into_iter();
-    for record in records {
+    for (i, record) in records.into_iter().enumerate() {
         // A chunk whose thread died yields no outcomes: its records are refused.
         let outcome = outcomes.next().unwrap_or(Err(Refusal::Internal));
         match outcome {
@@ -152,27 +170,16 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
                 event,
                 datum_at,
                 hash,
-            }) => {
-                // One event once: by its id, and by its hash (the same event
-                // under another id, signed again by its device).
-                let new_hash = hash.is_empty() || !hashes.contains(&hash);
-                if new_hash && ids.insert(event.event_id().to_string()) {
-                    if !hash.is_empty() {
-                        hashes.insert(hash.clone());
-                    }
-                    admission.admitted.push(Admitted {
-                        record,
-                        event,
-                        datum_at,
-                        hash,
-                    });
-                } else {
-                    admission.rejected.push(Rejected {
-                        refusal: Refusal::Duplicate(event.event_id().to_string()),
-                        record,
-                    });
-                }
-            }
+            }) if first.get(i).copied().unwrap_or(false) => admission.admitted.push(Admitted {
+                record,
+                event,
+                datum_at,
+                hash,
+            }),
+            Ok(Checked { event, .. }) => admission.rejected.push(Rejected {
+                refusal: Refusal::Duplicate(event.event_id().to_string()),
+                record,
+            }),
             Err(refusal) => admission.rejected.push(Rejected { record, refusal }),
         }
     }
@@ -183,7 +190,7 @@ pub fn admit(mut records: Vec<Record>, gate: &Gate<'_>) -> Admission {
 struct Checked {
     event: LeafEvent,
     datum_at: usize,
-    hash: String,
+    hash: Option<HashId>,
 }
 
 type Outcome = Result<Checked, Refusal>;
@@ -208,8 +215,8 @@ fn check_chunk(records: &[Record], gate: &Gate<'_>) -> Vec<Outcome> {
             ..
         }) = o
         {
-            match catch_unwind(AssertUnwindSafe(|| schemas::event_hash::event_hash(e))) {
-                Ok(h) => *hash = h,
+            match catch_unwind(AssertUnwindSafe(|| HashId::of(e))) {
+                Ok(h) => *hash = Some(h),
                 Err(_) => *o = Err(Refusal::Internal),
             }
         }
@@ -302,7 +309,7 @@ fn check_one(r: &Record, gate: &Gate<'_>) -> Outcome {
             event.signature().len(),
         )));
     }
-    let hash = event.kept_hash().unwrap_or_default().to_string();
+    let hash = event.kept_hash().and_then(HashId::parse);
     Ok(Checked {
         event,
         datum_at,
@@ -364,9 +371,19 @@ pub struct EventRow {
     pub quantity_uoms: Vec<String>,
     pub sensor_types: Vec<String>,
     pub sensor_values: Vec<f64>,
-    /// The GS1 CBV 2.0 event hash ID (empty in rows sealed before scan
-    /// events' hashes were stored; readers derive it from the payload).
-    pub event_hash: String,
+    /// The GS1 CBV 2.0 event hash ID, written as its text (empty for none;
+    /// empty too in rows sealed before scan events' hashes were stored:
+    /// readers derive it from the payload).
+    #[serde(serialize_with = "hash_text")]
+    pub event_hash: Option<HashId>,
+}
+
+/// The `event_hash` column: a hash ID's text, or empty.
+fn hash_text<S: serde::Serializer>(h: &Option<HashId>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => s.serialize_str(h.text().as_str()),
+        None => s.serialize_str(""),
+    }
 }
 
 /// A sealed epoch, ready to be written.
@@ -455,7 +472,7 @@ pub fn unsealed(
                 record,
                 event,
                 datum_at,
-                hash: String::new(),
+                hash: None,
             }),
             Err(e) => admission.rejected.push(Rejected {
                 record,
@@ -560,7 +577,7 @@ fn seconds(ms: i64) -> u32 {
     ms.div_euclid(1000).clamp(0, u32::MAX as i64) as u32
 }
 
-fn scan_row(e: ScanEvent, event_hash: String, p: Place) -> EventRow {
+fn scan_row(e: ScanEvent, event_hash: Option<HashId>, p: Place) -> EventRow {
     EventRow {
         // The gate admits no event without items.
         item_id: e.item_ids.first().cloned().unwrap_or_default(),
@@ -606,7 +623,7 @@ fn scan_row(e: ScanEvent, event_hash: String, p: Place) -> EventRow {
 
 /// The row of an EPCIS event: its facts (the gate admits only events whose
 /// JSON gives them) as columns.
-fn epcis_row(k: Kept, event_hash: String, p: Place) -> EventRow {
+fn epcis_row(k: Kept, event_hash: Option<HashId>, p: Place) -> EventRow {
     let Kept { record, facts, .. } = k;
     // The gate admitted it, so its facts are there.
     let f = facts.unwrap_or_default();
@@ -1083,7 +1100,7 @@ mod tests {
         // Each row holds its hash, as readers derive it from the payload.
         for row in &sealed.rows {
             let e: ScanEvent = avro::decode_datum(&row.payload).unwrap();
-            assert_eq!(row.event_hash, schemas::event_hash::event_hash(&e));
+            assert_eq!(row.event_hash, Some(HashId::of(&e)));
         }
         // Alone in a later epoch it is admitted with the hash the gatekeeper
         // looks up (`tests/pipeline.rs` replays it against the real stack).
@@ -1091,10 +1108,7 @@ mod tests {
             vec![record(0, 3, avro::encode_single_object(&again))],
             &gate(&keys),
         );
-        assert_eq!(
-            admission.admitted[0].hash,
-            schemas::event_hash::event_hash(&event(1))
-        );
+        assert_eq!(admission.admitted[0].hash, Some(HashId::of(&event(1))));
     }
 
     /// A kept EPCIS event of device scanner-1, numbered `n`, signed unless told.
@@ -1168,17 +1182,16 @@ mod tests {
         assert_eq!(row.event_type, "AggregationEvent");
         assert_eq!(row.item_id, "urn:epc:id:sscc:0614141.0000000001");
         assert_eq!(row.child_epcs, ["urn:epc:id:sgtin:0614141.812345.1"]);
-        assert!(
-            row.event_hash.starts_with("ni:///sha-256;"),
-            "{}",
-            row.event_hash
-        );
+        // The kept event's own hash, from its JSON.
+        let k = match leaf::decode_leaf(&row.payload).unwrap() {
+            LeafEvent::Epcis(k) => k,
+            LeafEvent::Scan(_) => panic!("a scan leaf"),
+        };
+        assert_eq!(row.event_hash, k.hash.as_deref().and_then(HashId::parse));
+        assert!(row.event_hash.is_some());
         // The leaf is the whole record, and it verifies as one.
         assert_eq!(row.payload, kept(1, 1, true).encode());
         assert_eq!(sealed.rows[0].event_type, "ObjectEvent");
-        assert_eq!(
-            sealed.rows[0].event_hash,
-            schemas::event_hash::event_hash(&event(1))
-        );
+        assert_eq!(sealed.rows[0].event_hash, Some(HashId::of(&event(1))));
     }
 }

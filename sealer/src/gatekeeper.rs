@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{devices, sealed_ids};
 use schemas::devices::KeyHistory;
+use schemas::event_hash::HashId;
 use schemas::seen::SeenIds;
 
 use crate::epoch::{self, Admission, Gate, Record};
@@ -134,11 +135,8 @@ impl Gatekeeper {
         // Its ids and hashes, kept exactly until the store has them (the next
         // epoch's gate runs while this one is written).
         self.seen.remember_epoch(
-            admission
-                .admitted
-                .iter()
-                .flat_map(|a| [a.event.event_id(), a.hash.as_str()])
-                .filter(|k| !k.is_empty()),
+            admission.admitted.iter().map(|a| a.event.event_id()),
+            admission.admitted.iter().filter_map(|a| a.hash),
         );
         metrics
             .gate_duration
@@ -157,21 +155,20 @@ impl Gatekeeper {
         // The same event under another id, by its GS1 event hash: a kept
         // event's always asked (rare), a scan event's when the filter may
         // hold it.
-        let mut hashes: Vec<&str> = Vec::new();
+        let mut hashes: Vec<String> = Vec::new();
         for a in &admission.admitted {
-            let h = a.hash.as_str();
-            if h.is_empty() {
-                continue;
-            }
-            if self.seen.sealed_recently(h) {
+            let Some(h) = a.hash else { continue };
+            let text = h.text();
+            if self.seen.sealed_recently(text.as_str()) {
                 sealed.insert(a.event.event_id().to_string());
-            } else if a.event.kept_hash().is_some() || self.seen.may_contain(h) {
-                hashes.push(h);
+            } else if a.event.kept_hash().is_some() || self.seen.may_contain(text.as_str()) {
+                hashes.push(text.as_str().to_string());
             }
         }
         if !hashes.is_empty() {
             metrics.seen_lookups.inc_by(hashes.len() as u64);
             let clickhouse = self.clickhouse.clone();
+            let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
             // Under another id, any epoch not void counts, another sealer's
             // pending one too: the copy may sit in another partition (its
             // first item differs), and if that epoch is voided its records
@@ -184,14 +181,16 @@ impl Gatekeeper {
                 || sealed_ids::sealed_hashes(&clickhouse, &hashes, sealed_ids::Counting::NotVoid),
             )
             .await?;
-            let mut sealed_as: HashMap<&str, Vec<&str>> = HashMap::new();
+            let mut sealed_as: HashMap<HashId, Vec<&str>> = HashMap::new();
             for (h, id) in &found {
-                sealed_as.entry(h).or_default().push(id);
+                if let Some(h) = HashId::parse(h) {
+                    sealed_as.entry(h).or_default().push(id);
+                }
             }
             for a in &admission.admitted {
                 let id = a.event.event_id();
-                if sealed_as
-                    .get(a.hash.as_str())
+                if a.hash
+                    .and_then(|h| sealed_as.get(&h))
                     .is_some_and(|ids| ids.iter().any(|other| *other != id))
                 {
                     sealed.insert(id.to_string());

@@ -61,7 +61,7 @@ pub struct RunArgs {
     /// Threads that decode records and check their signatures.
     #[arg(long, env = "SEALTRAIL_VERIFY_THREADS", default_value_t = default_threads())]
     pub verify_threads: usize,
-    /// Keys the in-memory filter of sealed events holds at about 0.1 % false
+    /// Keys the in-memory filter of sealed events holds at about 0.25 % false
     /// maybes (14.4 bits each; two per event: its id and its GS1 event hash,
     /// so the default covers 50 M events in 180 MB); past it, more are looked
     /// up in ClickHouse.
