@@ -73,9 +73,10 @@ pub struct ServeArgs {
     pub device_refresh_ms: u64,
     /// Keys the in-memory filter of sealed events holds at about 0.25 % false
     /// maybes (14.4 bits each; two per event: its id and its GS1 event hash,
-    /// so the default covers 50 M events in 180 MB); past it, more are looked
-    /// up in ClickHouse.
-    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 100_000_000)]
+    /// so the default covers 25 M events in 90 MB, which the sealer's 1 GiB
+    /// bound under overload leaves room for); past it, more are looked up in
+    /// ClickHouse, a batch per epoch.
+    #[arg(long, env = "SEALTRAIL_SEEN_CAPACITY", default_value_t = 50_000_000)]
     pub seen_capacity: u64,
     /// How often the ids sealed since the last read are added to the filter (each
     /// read scans the sealing times of the month's rows: not too often; a replay
