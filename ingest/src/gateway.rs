@@ -320,9 +320,9 @@ async fn keep_seen_ids(g: Arc<Gateway>) {
         match sealed_ids::load_seen(&g.clickhouse, &seen).await {
             Ok(n) => {
                 tracing::info!(
-                    sealed_ids = n,
+                    sealed_keys = n,
                     seconds = started.elapsed().as_secs_f64(),
-                    "sealed ids loaded: ids sealed before are refused"
+                    "sealed ids and hashes loaded: events sealed before are refused"
                 );
                 break at;
             }
