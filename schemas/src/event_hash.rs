@@ -65,9 +65,23 @@ const HASH_SUFFIX: &str = "?ver=CBV2.0";
 const HASH_TEXT_LEN: usize = 89;
 
 impl HashId {
-    /// A scan event's.
+    /// A scan event's. Its pre-hash string is written into a buffer of the
+    /// thread's, kept: the gate's threads hash every event, and a kilobyte
+    /// allocated and freed per event there, between the events they decode
+    /// (which live on), grew the sealer's heap by hundreds of MB.
     pub fn of(e: &ScanEvent) -> HashId {
-        HashId(Sha256::digest(pre_hash(e).as_bytes()).into())
+        thread_local! {
+            static PRE_HASH: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
+        }
+        PRE_HASH.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut s) => {
+                s.clear();
+                write_pre_hash(e, &mut s);
+                HashId(Sha256::digest(s.as_bytes()).into())
+            }
+            // Only if a hash were computed inside another on this thread.
+            Err(_) => HashId(Sha256::digest(pre_hash(e).as_bytes()).into()),
+        })
     }
 
     /// `ni:///sha-256;<64 lower-case hex digits>?ver=CBV2.0`, and nothing else.
@@ -135,9 +149,15 @@ pub fn json_event_hash(event: &str) -> Option<String> {
 /// It is written in one pass into one string: each field is appended as it comes,
 /// and the siblings that are sorted are written apart first (`sorted`).
 pub fn pre_hash(e: &ScanEvent) -> String {
+    let mut s = String::with_capacity(1024);
+    write_pre_hash(e, &mut s);
+    s
+}
+
+/// Writes `pre_hash(e)` at the end of `s`.
+fn write_pre_hash(e: &ScanEvent, s: &mut String) {
     let reports = epcis::sensor_reports(e);
     let d = Document::of(e, &reports);
-    let mut s = String::with_capacity(1024);
     s.push_str("eventType=");
     s.push_str(d.bare("ObjectEvent"));
     match quick_time(e.event_time, &e.event_timezone_offset) {
@@ -146,42 +166,42 @@ pub fn pre_hash(e: &ScanEvent) -> String {
             if raw == time.as_str() {
                 // Text of our own that `parse_rfc3339` reads back as the instant.
                 s.push_str("eventTime=");
-                push_time(&mut s, e.event_time, "");
+                push_time(s, e.event_time, "");
             } else {
-                d.leaf(&mut s, "eventTime", &time, true);
+                d.leaf(s, "eventTime", &time, true);
             }
         }
         None => {
             let time = format_rfc3339(e.event_time, &e.event_timezone_offset);
-            d.leaf(&mut s, "eventTime", &time, true);
+            d.leaf(s, "eventTime", &time, true);
         }
     }
     d.leaf(
-        &mut s,
+        s,
         "eventTimeZoneOffset",
         &e.event_timezone_offset,
         false,
     );
-    node(&mut s, "epcList", |s| {
+    node(s, "epcList", |s| {
         sorted(s, e.item_ids.len(), |i, s| {
             d.leaf(s, "epc", &e.item_ids[i], false)
         })
     });
-    d.leaf(&mut s, "action", e.action.as_str(), false);
-    d.leaf(&mut s, "bizStep", epcis::biz_step(e.biz_step), false);
+    d.leaf(s, "action", e.action.as_str(), false);
+    d.leaf(s, "bizStep", epcis::biz_step(e.biz_step), false);
     d.leaf(
-        &mut s,
+        s,
         "disposition",
         epcis::disposition(e.disposition),
         false,
     );
-    node(&mut s, "readPoint", |s| {
+    node(s, "readPoint", |s| {
         d.leaf(s, "id", &e.read_point, false)
     });
-    node(&mut s, "bizLocation", |s| {
+    node(s, "bizLocation", |s| {
         d.leaf(s, "id", &e.biz_location, false)
     });
-    node(&mut s, "sensorElementList", |s| {
+    node(s, "sensorElementList", |s| {
         node(s, "sensorElement", |s| {
             sorted(s, reports.len(), |i, s| {
                 let (kind, v, uom) = reports[i];
@@ -202,7 +222,7 @@ pub fn pre_hash(e: &ScanEvent) -> String {
     // bizTransactionList, so the list lands here with the extensions.
     let txs = &e.biz_transactions;
     let skip = usize::from(txs.is_empty());
-    sorted(&mut s, 3 - skip, |i, s| match i + skip {
+    sorted(s, 3 - skip, |i, s| match i + skip {
         0 => {
             s.push_str("bizTransactionList");
             sorted(s, txs.len(), |j, s| {
@@ -214,7 +234,6 @@ pub fn pre_hash(e: &ScanEvent) -> String {
         1 => d.loose_leaf(s, &["{", &d.st, "}country"], &e.country),
         _ => d.loose_leaf(s, &["{", &d.st, "}deviceID"], &e.device_id),
     });
-    s
 }
 
 /// What the reference knows of the document before it builds the pre-hash string.
