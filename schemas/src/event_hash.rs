@@ -176,12 +176,7 @@ fn write_pre_hash(e: &ScanEvent, s: &mut String) {
             d.leaf(s, "eventTime", &time, true);
         }
     }
-    d.leaf(
-        s,
-        "eventTimeZoneOffset",
-        &e.event_timezone_offset,
-        false,
-    );
+    d.leaf(s, "eventTimeZoneOffset", &e.event_timezone_offset, false);
     node(s, "epcList", |s| {
         sorted(s, e.item_ids.len(), |i, s| {
             d.leaf(s, "epc", &e.item_ids[i], false)
@@ -189,15 +184,8 @@ fn write_pre_hash(e: &ScanEvent, s: &mut String) {
     });
     d.leaf(s, "action", e.action.as_str(), false);
     d.leaf(s, "bizStep", epcis::biz_step(e.biz_step), false);
-    d.leaf(
-        s,
-        "disposition",
-        epcis::disposition(e.disposition),
-        false,
-    );
-    node(s, "readPoint", |s| {
-        d.leaf(s, "id", &e.read_point, false)
-    });
+    d.leaf(s, "disposition", epcis::disposition(e.disposition), false);
+    node(s, "readPoint", |s| d.leaf(s, "id", &e.read_point, false));
     node(s, "bizLocation", |s| {
         d.leaf(s, "id", &e.biz_location, false)
     });
